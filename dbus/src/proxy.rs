@@ -47,7 +47,8 @@ pub trait Manager {
     #[zbus(signal)]
     fn new_messages(&self, account: ObjectPath<'_>, folder: &str, ids: Vec<&str>) -> zbus::Result<()>;
 
-    /// `"<contract>/<daemon version>"`, e.g. `1/0.1.0`.
+    /// The daemon version, e.g. `0.1.0` (the contract is version 1 while the
+    /// names end in `1`).
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
 

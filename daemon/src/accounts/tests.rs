@@ -1,0 +1,170 @@
+//! Unit tests of validation, defaults, ids and the registry files.
+
+use std::collections::HashMap;
+
+use zbus::zvariant::{OwnedValue, Value};
+
+use super::*;
+
+fn dict(pairs: &[(&str, Value<'_>)]) -> HashMap<String, OwnedValue> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                OwnedValue::try_from(v.try_clone().expect("clone")).expect("owned"),
+            )
+        })
+        .collect()
+}
+
+fn alice() -> HashMap<String, OwnedValue> {
+    dict(&[
+        ("email", Value::from("alice@example.org")),
+        ("incoming-host", Value::from("imap.example.org")),
+        ("incoming-password", Value::from("s3cret")),
+    ])
+}
+
+fn refused(d: HashMap<String, OwnedValue>) -> String {
+    match apply(Settings::default(), &d, true) {
+        Err(Change::Invalid(m)) => m,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_follow_protocol_and_security() {
+    let (s, pw) = apply(Settings::default(), &alice(), true).expect("valid");
+    assert_eq!(s.name(), "alice@example.org");
+    assert_eq!(s.incoming_port(), 993);
+    assert_eq!(s.incoming_login(), "alice@example.org");
+    assert_eq!(s.smtp_port(), 465);
+    assert_eq!(s.smtp_login(), "alice@example.org");
+    assert_eq!(pw.incoming.as_deref().map(String::as_str), Some("s3cret"));
+    assert!(s.use_unified);
+    assert!(s.leave_on_server && !s.delete_on_server);
+
+    let mut d = alice();
+    d.extend(dict(&[
+        ("incoming-protocol", Value::from("pop3")),
+        ("incoming-security", Value::from("starttls")),
+        ("smtp-security", Value::from("starttls")),
+        ("incoming-login", Value::from("alice")),
+    ]));
+    let (s, _) = apply(Settings::default(), &d, true).expect("valid");
+    assert_eq!(s.incoming_port(), 110);
+    assert_eq!(s.smtp_port(), 587);
+    assert_eq!(s.smtp_login(), "alice");
+    let d = dict(&[("incoming-security", Value::from("tls"))]);
+    let (s, _) = apply(s, &d, false).expect("valid");
+    assert_eq!(s.incoming_port(), 995);
+}
+
+#[test]
+fn every_bad_input_names_its_key() {
+    let cases: Vec<(&str, Value<'_>)> = vec![
+        ("bogus-key", Value::from("x")),
+        ("incoming-port", Value::from(993i32)),
+        ("incoming-port", Value::from(0u16)),
+        ("incoming-host", Value::from("")),
+        ("incoming-host", Value::from("bad host!")),
+        ("incoming-host", Value::from("-lead.example.org")),
+        ("smtp-host", Value::from("a..b")),
+        ("email", Value::from("not-an-address")),
+        ("email", Value::from("a@")),
+        ("email", Value::from("a b@example.org")),
+        ("incoming-security", Value::from("ssl")),
+        ("smtp-security", Value::from("TLS")),
+        ("incoming-protocol", Value::from("smtp")),
+        ("poll-interval-minutes", Value::from(0u32)),
+        ("poll-interval-minutes", Value::from(1441u32)),
+        ("name", Value::from("n".repeat(257))),
+        ("use-unified", Value::from("yes")),
+        ("display-name", Value::from("Evil\r\nBcc: x@y")),
+    ];
+    for (key, value) in cases {
+        let mut d = alice();
+        d.extend(dict(&[(key, value)]));
+        let message = refused(d);
+        assert!(message.starts_with(&format!("{key}: ")), "{key}: {message}");
+    }
+}
+
+#[test]
+fn required_keys_and_passwords_stay_out_of_messages() {
+    let m = refused(dict(&[("incoming-host", Value::from("h.example.org"))]));
+    assert!(m.starts_with("email: required"), "{m}");
+    let m = refused(dict(&[("email", Value::from("a@example.org"))]));
+    assert!(m.starts_with("incoming-host: required"), "{m}");
+    let mut d = alice();
+    d.extend(dict(&[("incoming-password", Value::from("hunter2\nx"))]));
+    let m = refused(d);
+    assert!(m.starts_with("incoming-password:") && !m.contains("hunter2"), "{m}");
+    let mut d = alice();
+    d.extend(dict(&[("smtp-password", Value::from(7u32))]));
+    assert!(refused(d).starts_with("smtp-password:"));
+}
+
+#[test]
+fn good_hosts_and_addresses() {
+    for h in ["imap.example.org", "localhost", "127.0.0.1", "::1", "[::1]", "mail.example.org."] {
+        validate::host("h", h).expect(h);
+    }
+    for e in ["a@b", "first.last+tag@example.org", "\"odd one\"@example.org", "élodie@example.fr"] {
+        validate::email("e", e).expect(e);
+    }
+    for h in ["1.2.3", "a_b..c", "x y"] {
+        assert!(validate::host("h", h).is_err(), "{h}");
+    }
+}
+
+#[test]
+fn ids_are_readable_and_unique() {
+    assert_eq!(unique_id("Alice@Example.org", |_| false), "alice_example_org");
+    assert_eq!(
+        unique_id("a@b", |id| id == "a_b" || id == "a_b_2"),
+        "a_b_3"
+    );
+    assert!(valid_id("a_b_3"));
+    assert!(!valid_id("A"));
+    assert!(!valid_id(""));
+}
+
+#[test]
+fn registry_persists_refuses_duplicates_and_skips_bad_files() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let reg = Registry::load(dir.path())?;
+    let (account, _) = reg.create(&alice()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert_eq!(account.id, "alice_example_org");
+    match reg.create(&alice()) {
+        Err(Change::AlreadyExists(m)) => assert!(m.contains("alice_example_org"), "{m}"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    // The same address on another server is another mailbox.
+    let mut other = alice();
+    other.extend(dict(&[("incoming-host", Value::from("imap2.example.org"))]));
+    let (second, _) = reg.create(&other).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert_eq!(second.id, "alice_example_org_2");
+    // An update that would make it a duplicate is refused and changes nothing.
+    let back = dict(&[("incoming-host", Value::from("imap.example.org"))]);
+    assert!(matches!(reg.update(&second, &back), Err(Change::AlreadyExists(_))));
+    assert_eq!(second.settings().incoming_host, "imap2.example.org");
+
+    std::fs::write(dir.path().join("accounts/broken.json"), b"{ not json")?;
+    let reloaded = Registry::load(dir.path())?;
+    assert_eq!(reloaded.len(), 2);
+    assert!(dir.path().join("accounts/broken.json").exists());
+    assert_eq!(
+        reloaded.get("alice_example_org_2").map(|a| a.settings().incoming_host),
+        Some("imap2.example.org".to_owned())
+    );
+    // No password in any settings file.
+    for entry in std::fs::read_dir(dir.path().join("accounts"))? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        assert!(!text.contains("s3cret"));
+    }
+    reloaded.remove("alice_example_org")?;
+    assert!(!dir.path().join("accounts/alice_example_org.json").exists());
+    Ok(())
+}

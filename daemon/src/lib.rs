@@ -1,0 +1,298 @@
+//! # facteurd
+//!
+//! The per-user mail-sync daemon. Data flows one way:
+//!
+//! - [`service`]: the D-Bus objects (Manager at the root, one Account object
+//!   per account, the ObjectManager). Maps every failure to the contract's
+//!   error enum at the edge.
+//! - [`accounts`]: settings validation (one code path for create, update and
+//!   verify) and the registry of accounts, stored one file per account.
+//! - [`store`]: the sled index (metadata, sync state) and the message files.
+//! - [`secrets`]: passwords, in the Secret Service or a 0600 file.
+//! - [`fsutil`]: atomic file writes shared by the stores above.
+//! - [`logging`]: journald or stderr.
+//!
+//! [`run`] wires them together: open the store, connect to the bus, load the
+//! accounts, serve the objects, then take the bus name and tell systemd we
+//! are ready.
+
+pub mod accounts;
+pub mod fsutil;
+pub mod logging;
+pub mod secrets;
+pub mod service;
+pub mod store;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _};
+use facteur_dbus::names;
+use tracing::{info, warn};
+
+/// Command-line options of `facteurd`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "facteurd", version, about = "facteur's mail-sync daemon, driven over D-Bus")]
+pub struct Options {
+    /// Directory of the account settings (default: $XDG_CONFIG_HOME/facteur).
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Directory of the index and the message files (default: $XDG_DATA_HOME/facteur).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where passwords are kept: the Secret Service when one is on the
+    /// session bus (auto), always the Secret Service, or a 0600 file.
+    #[arg(long, value_enum, default_value_t = secrets::Choice::Auto)]
+    pub secret_store: secrets::Choice,
+    /// Log filter (tracing's EnvFilter syntax; RUST_LOG wins when set).
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    pub log_level: String,
+}
+
+/// Why the daemon could not start or had to stop. Printed as one line.
+#[derive(Debug)]
+pub enum StartError {
+    /// Anything that stops the daemon; the chain says why.
+    Fatal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for StartError {
+    fn from(e: anyhow::Error) -> Self {
+        StartError::Fatal(e)
+    }
+}
+
+/// The shared state of a running daemon. Owned by the D-Bus objects through
+/// an `Arc`; lives until [`run`] returns.
+pub struct Daemon {
+    /// Account registry (settings files and runtime status).
+    pub accounts: accounts::Registry,
+    /// The sled index.
+    pub store: store::Store,
+    /// The password store chosen at start.
+    pub secrets: secrets::SecretStore,
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(var).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow!("Neither ${var} nor $HOME is set; pass the directory explicitly"))?;
+    Ok(PathBuf::from(home).join(fallback))
+}
+
+/// Resolve the config and data directories from the options and XDG.
+pub fn directories(options: &Options) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let config = match &options.config_dir {
+        Some(d) => d.clone(),
+        None => xdg_dir("XDG_CONFIG_HOME", ".config")?.join("facteur"),
+    };
+    let data = match &options.data_dir {
+        Some(d) => d.clone(),
+        None => xdg_dir("XDG_DATA_HOME", ".local/share")?.join("facteur"),
+    };
+    Ok((config, data))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM received, shutting down."),
+                _ = int.recv() => info!("SIGINT received, shutting down."),
+            }
+        }
+        _ => {
+            warn!("Cannot install signal handlers; stop facteurd with SIGKILL.");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Run the daemon on the session bus until `shutdown` resolves.
+pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let (config_dir, data_dir) = directories(&options)?;
+    let conn = connect_session_bus().await?;
+    run_on(conn, options.secret_store, config_dir, data_dir, shutdown).await
+}
+
+async fn connect_session_bus() -> anyhow::Result<zbus::Connection> {
+    let no_bus = |e: zbus::Error| {
+        let address = std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_default();
+        let said = if address.is_empty() {
+            "DBUS_SESSION_BUS_ADDRESS is not set".to_owned()
+        } else {
+            format!("DBUS_SESSION_BUS_ADDRESS={address}")
+        };
+        anyhow!(
+            "Cannot connect to the session bus ({said}: {e}); run facteurd inside a desktop session, \
+             as the systemd user service, or under `dbus-run-session -- facteurd`"
+        )
+    };
+    let conn = zbus::connection::Builder::session()
+        .map_err(no_bus)?
+        .build()
+        .await
+        .map_err(no_bus)?;
+    Ok(conn)
+}
+
+/// Run the daemon on an established bus connection (tests pass their own).
+pub async fn run_on(
+    conn: zbus::Connection,
+    secret_choice: secrets::Choice,
+    config_dir: PathBuf,
+    data_dir: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    // Refuse early, before touching the store, when another daemon runs. The
+    // name request at the end still settles any race.
+    let dbus = zbus::fdo::DBusProxy::new(&conn)
+        .await
+        .context("Cannot talk to the bus daemon")?;
+    if dbus
+        .name_has_owner(names::BUS_NAME.try_into().context("Bad bus name")?)
+        .await
+        .unwrap_or(false)
+    {
+        return Err(already_running().into());
+    }
+
+    let store = store::Store::open(&data_dir).context("Cannot open the index")?;
+    let secrets = secrets::SecretStore::choose(&conn, secret_choice, &config_dir).await?;
+    let accounts = accounts::Registry::load(&config_dir).context("Cannot load the accounts")?;
+    let daemon = Arc::new(Daemon {
+        accounts,
+        store,
+        secrets,
+    });
+    daemon.refresh_credentials().await;
+
+    service::serve(&conn, &daemon).await.context("Cannot serve the D-Bus objects")?;
+
+    match conn.request_name(names::BUS_NAME).await {
+        Ok(()) => {}
+        Err(zbus::Error::NameTaken) => return Err(already_running().into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("Cannot take the bus name {}", names::BUS_NAME))
+                .into())
+        }
+    }
+    info!(
+        "facteurd {} is ready on the session bus as {} with {} account(s).",
+        env!("CARGO_PKG_VERSION"),
+        names::BUS_NAME,
+        daemon.accounts.len()
+    );
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
+
+    shutdown.await;
+
+    notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    if let Err(e) = conn.release_name(names::BUS_NAME).await {
+        warn!("Cannot release the bus name: {e}");
+    }
+    if let Err(e) = daemon.store.flush().await {
+        warn!("Cannot flush the index on shutdown: {e:#}");
+    }
+    info!("facteurd stopped.");
+    Ok(())
+}
+
+fn already_running() -> anyhow::Error {
+    anyhow!(
+        "Another facteurd already owns {} on this session bus; stop it first (systemctl --user stop facteurd)",
+        names::BUS_NAME
+    )
+}
+
+fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
+    if let Err(e) = sd_notify::notify(state) {
+        warn!("Cannot notify systemd: {e}");
+    }
+}
+
+impl Daemon {
+    /// Store the passwords of a create or update, then settle the account's
+    /// credential state. A store that refuses (locked keyring, dismissed
+    /// prompt, loose file) leaves the account in `needs-credentials` with
+    /// the reason in `LastError`; it never fails the request, which has
+    /// already been stored. Returns the status properties that changed.
+    pub async fn store_passwords(
+        &self,
+        account: &accounts::Account,
+        passwords: accounts::Passwords,
+        creating: bool,
+    ) -> Vec<&'static str> {
+        let label = account.settings().email;
+        let given = [
+            (secrets::Which::Incoming, passwords.incoming),
+            (secrets::Which::Smtp, passwords.smtp),
+        ];
+        let mut touched = false;
+        for (which, password) in given {
+            let Some(password) = password else { continue };
+            touched = true;
+            if let Err(e) = self.secrets.set(&account.id, &label, which, &password).await {
+                warn!("Account {}: cannot store its password: {e}", account.id);
+                return account.set_status(|s| {
+                    s.state = facteur_dbus::state::NEEDS_CREDENTIALS.to_owned();
+                    s.last_error = e.to_string();
+                });
+            }
+        }
+        if creating || touched {
+            self.check_credentials(account).await
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Check, for every account, that its password can be read, and set the
+    /// `needs-credentials` state where it cannot.
+    pub async fn refresh_credentials(&self) {
+        for account in self.accounts.all() {
+            self.check_credentials(&account).await;
+        }
+    }
+
+    /// Set the account's state from whether its incoming password is usable.
+    /// Returns the names of the properties that changed.
+    pub async fn check_credentials(&self, account: &accounts::Account) -> Vec<&'static str> {
+        use facteur_dbus::state;
+        let verdict = self
+            .secrets
+            .get(&account.id, secrets::Which::Incoming)
+            .await;
+        let (new_state, error) = match verdict {
+            Ok(Some(_)) => (state::IDLE, String::new()),
+            Ok(None) => (
+                state::NEEDS_CREDENTIALS,
+                format!(
+                    "No password is stored for this account; set one with \
+                     `facteurctl account set {} --password-stdin` or Update({{'incoming-password': ...}})",
+                    account.id
+                ),
+            ),
+            Err(e) => (state::NEEDS_CREDENTIALS, e.to_string()),
+        };
+        account.set_status(|s| {
+            // Only the credential verdict is decided here; a running engine
+            // owns the other states.
+            if new_state == state::NEEDS_CREDENTIALS || s.state == state::NEEDS_CREDENTIALS {
+                s.state = new_state.to_owned();
+                s.last_error = error.clone();
+            }
+        })
+    }
+}

@@ -1,0 +1,339 @@
+//! # Account objects
+//!
+//! `org.facteur.Facteur1.Account`, one object per account. Properties read
+//! the registry's current settings and status; every change is announced
+//! with one PropertiesChanged signal listing exactly what changed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use facteur_dbus::{keys::FOLDER_ROLES, names, Error};
+use tracing::{info, warn};
+use zbus::object_server::{ObjectServer, SignalEmitter};
+use zbus::zvariant::{OwnedValue, Value};
+
+use super::{change_error, internal, not_yet, secret_error};
+use crate::accounts::{Account, Settings};
+use crate::Daemon;
+
+/// The Account interface of one account.
+pub struct AccountObject {
+    daemon: Arc<Daemon>,
+    account: Arc<Account>,
+}
+
+impl AccountObject {
+    /// The object of `account`.
+    pub fn new(daemon: Arc<Daemon>, account: Arc<Account>) -> Self {
+        AccountObject { daemon, account }
+    }
+}
+
+/// The role → folder map shown as `Folders`: the user's choices.
+fn folders(s: &Settings) -> HashMap<String, String> {
+    s.folders
+        .iter()
+        .filter(|(role, _)| FOLDER_ROLES.iter().any(|(r, _)| r == role))
+        .map(|(role, folder)| (role.clone(), folder.clone()))
+        .collect()
+}
+
+/// The settings-derived properties, by D-Bus name, as values.
+fn settings_properties(s: &Settings) -> Vec<(&'static str, Value<'static>)> {
+    vec![
+        ("Name", Value::from(s.name().to_owned())),
+        ("EmailAddress", Value::from(s.email.clone())),
+        ("DisplayName", Value::from(s.display_name.clone())),
+        ("UseUnified", Value::from(s.use_unified)),
+        ("IncomingProtocol", Value::from(s.incoming_protocol.as_str())),
+        ("IncomingHost", Value::from(s.incoming_host.clone())),
+        ("IncomingPort", Value::from(s.incoming_port())),
+        ("IncomingSecurity", Value::from(s.incoming_security.as_str())),
+        ("IncomingLogin", Value::from(s.incoming_login().to_owned())),
+        ("PollIntervalMinutes", Value::from(s.poll_interval_minutes)),
+        ("LeaveOnServer", Value::from(s.leave_on_server)),
+        ("DeleteOnServer", Value::from(s.delete_on_server)),
+        ("SmtpHost", Value::from(s.smtp_host.clone())),
+        ("SmtpPort", Value::from(s.smtp_port())),
+        ("SmtpSecurity", Value::from(s.smtp_security.as_str())),
+        ("SmtpLogin", Value::from(s.smtp_login().to_owned())),
+        ("Folders", Value::from(folders(s))),
+        ("AcceptInvalidCerts", Value::from(s.accept_invalid_certs)),
+    ]
+}
+
+/// Emit one PropertiesChanged for the named status properties of `account`.
+pub async fn emit_status(emitter: &SignalEmitter<'_>, account: &Account, changed: &[&str]) {
+    if changed.is_empty() {
+        return;
+    }
+    let status = account.status();
+    let values: HashMap<&str, Value<'_>> = changed
+        .iter()
+        .filter_map(|&name| {
+            let v = match name {
+                "State" => Value::from(status.state.clone()),
+                "LastError" => Value::from(status.last_error.clone()),
+                "LastSync" => Value::from(status.last_sync),
+                "MessageCount" => Value::from(status.message_count),
+                "UnreadCount" => Value::from(status.unread_count),
+                _ => return None,
+            };
+            Some((name, v))
+        })
+        .collect();
+    emit(emitter, &account.id, values).await;
+}
+
+async fn emit(emitter: &SignalEmitter<'_>, id: &str, values: HashMap<&str, Value<'_>>) {
+    let Ok(iface) = zbus::names::InterfaceName::try_from(names::ACCOUNT_INTERFACE) else {
+        return;
+    };
+    if let Err(e) =
+        zbus::fdo::Properties::properties_changed(emitter, iface, values, (&[][..]).into()).await
+    {
+        warn!("Cannot announce property changes of account {id}: {e}");
+    }
+}
+
+#[zbus::interface(name = "org.facteur.Facteur1.Account")]
+impl AccountObject {
+    /// Change settings; same keys and checks as CreateAccount.
+    async fn update(
+        &self,
+        changes: HashMap<String, OwnedValue>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), Error> {
+        let (before, passwords) = self
+            .daemon
+            .accounts
+            .update(&self.account, &changes)
+            .map_err(change_error)?;
+        let after = self.account.settings();
+        let old = settings_properties(&before);
+        let changed: HashMap<&str, Value<'_>> = settings_properties(&after)
+            .into_iter()
+            .zip(old)
+            .filter(|((_, new), (_, old))| new != old)
+            .map(|((name, new), _)| (name, new))
+            .collect();
+        if !changed.is_empty() {
+            info!(
+                "Account {} updated: {}.",
+                self.account.id,
+                changed.keys().copied().collect::<Vec<_>>().join(", ")
+            );
+            emit(&emitter, &self.account.id, changed).await;
+        }
+        let status_changed = self
+            .daemon
+            .store_passwords(&self.account, passwords, false)
+            .await;
+        emit_status(&emitter, &self.account, &status_changed).await;
+        Ok(())
+    }
+
+    /// Remove the account, its secrets and its local messages.
+    async fn delete(&self, #[zbus(object_server)] server: &ObjectServer) -> Result<(), Error> {
+        let id = &self.account.id;
+        // Secrets first: if the keyring refuses, nothing is changed and the
+        // caller can unlock it and try again.
+        self.daemon
+            .secrets
+            .delete_account(id)
+            .await
+            .map_err(secret_error)?;
+        self.daemon.accounts.remove(id).map_err(internal)?;
+        if let Err(e) = self.daemon.store.remove_account(id).await {
+            // The settings are gone; leftover index entries are only derived
+            // data, dropped again on the next start.
+            warn!("Account {id}: cannot drop its index entries: {e:#}");
+        }
+        server
+            .remove::<AccountObject, _>(names::account_path(id).as_str())
+            .await
+            .map_err(|e| internal(e.into()))?;
+        info!("Account {id} deleted.");
+        Ok(())
+    }
+
+    /// Verify the saved settings.
+    #[zbus(out_args("report"))]
+    async fn verify(&self) -> Result<HashMap<String, OwnedValue>, Error> {
+        Err(not_yet("Verifying a connection"))
+    }
+
+    /// Run one sync pass now.
+    #[zbus(out_args("new_messages"))]
+    async fn sync(&self) -> Result<u32, Error> {
+        Err(not_yet("Syncing"))
+    }
+
+    /// Folder tree with roles and counts.
+    #[zbus(out_args("folders"))]
+    async fn list_folders(&self) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
+        Err(not_yet("Listing folders"))
+    }
+
+    /// Messages of one folder, newest first.
+    #[zbus(out_args("messages"))]
+    async fn list_messages(
+        &self,
+        folder: &str,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
+        let _ = (folder, offset, limit);
+        Err(not_yet("Listing messages"))
+    }
+
+    /// Submit a message over the account's SMTP server.
+    async fn send(&self, message: Vec<u8>) -> Result<(), Error> {
+        let _ = message;
+        Err(not_yet("Sending"))
+    }
+
+    /// Stable account id.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn id(&self) -> String {
+        self.account.id.clone()
+    }
+
+    /// Account name.
+    #[zbus(property)]
+    fn name(&self) -> String {
+        self.account.settings().name().to_owned()
+    }
+
+    /// E-mail address.
+    #[zbus(property)]
+    fn email_address(&self) -> String {
+        self.account.settings().email
+    }
+
+    /// Display name.
+    #[zbus(property)]
+    fn display_name(&self) -> String {
+        self.account.settings().display_name
+    }
+
+    /// Feeds the Unified folder.
+    #[zbus(property)]
+    fn use_unified(&self) -> bool {
+        self.account.settings().use_unified
+    }
+
+    /// `imap` or `pop3`.
+    #[zbus(property)]
+    fn incoming_protocol(&self) -> String {
+        self.account.settings().incoming_protocol.as_str().to_owned()
+    }
+
+    /// Incoming server host.
+    #[zbus(property)]
+    fn incoming_host(&self) -> String {
+        self.account.settings().incoming_host
+    }
+
+    /// Incoming server port.
+    #[zbus(property)]
+    fn incoming_port(&self) -> u16 {
+        self.account.settings().incoming_port()
+    }
+
+    /// `tls`, `starttls` or `none`.
+    #[zbus(property)]
+    fn incoming_security(&self) -> String {
+        self.account.settings().incoming_security.as_str().to_owned()
+    }
+
+    /// Incoming login.
+    #[zbus(property)]
+    fn incoming_login(&self) -> String {
+        self.account.settings().incoming_login().to_owned()
+    }
+
+    /// Minutes between polls.
+    #[zbus(property)]
+    fn poll_interval_minutes(&self) -> u32 {
+        self.account.settings().poll_interval_minutes
+    }
+
+    /// POP3: leave messages on the server.
+    #[zbus(property)]
+    fn leave_on_server(&self) -> bool {
+        self.account.settings().leave_on_server
+    }
+
+    /// POP3: local deletion deletes on the server.
+    #[zbus(property)]
+    fn delete_on_server(&self) -> bool {
+        self.account.settings().delete_on_server
+    }
+
+    /// SMTP host.
+    #[zbus(property)]
+    fn smtp_host(&self) -> String {
+        self.account.settings().smtp_host
+    }
+
+    /// SMTP port.
+    #[zbus(property)]
+    fn smtp_port(&self) -> u16 {
+        self.account.settings().smtp_port()
+    }
+
+    /// SMTP security.
+    #[zbus(property)]
+    fn smtp_security(&self) -> String {
+        self.account.settings().smtp_security.as_str().to_owned()
+    }
+
+    /// SMTP login.
+    #[zbus(property)]
+    fn smtp_login(&self) -> String {
+        self.account.settings().smtp_login().to_owned()
+    }
+
+    /// Role → folder.
+    #[zbus(property)]
+    fn folders(&self) -> HashMap<String, String> {
+        folders(&self.account.settings())
+    }
+
+    /// Accepts certificates that fail verification.
+    #[zbus(property)]
+    fn accept_invalid_certs(&self) -> bool {
+        self.account.settings().accept_invalid_certs
+    }
+
+    /// Run-time state.
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.account.status().state
+    }
+
+    /// The last error, empty when none.
+    #[zbus(property)]
+    fn last_error(&self) -> String {
+        self.account.status().last_error
+    }
+
+    /// Unix seconds of the last successful sync, 0 if never.
+    #[zbus(property)]
+    fn last_sync(&self) -> u64 {
+        self.account.status().last_sync
+    }
+
+    /// Messages stored for the account.
+    #[zbus(property)]
+    fn message_count(&self) -> u32 {
+        self.account.status().message_count
+    }
+
+    /// Unread messages stored for the account.
+    #[zbus(property)]
+    fn unread_count(&self) -> u32 {
+        self.account.status().unread_count
+    }
+}

@@ -1,0 +1,139 @@
+//! # The Manager object
+//!
+//! `org.facteur.Facteur1.Manager` at the root path: account creation and
+//! listing, the unified folder and message access, the `NewMessages` signal.
+
+// zbus generates a public signal-emitter trait for `NewMessages` without docs.
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use facteur_dbus::{names, Error};
+use tracing::info;
+use zbus::object_server::{ObjectServer, SignalEmitter};
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
+
+use super::account::AccountObject;
+use super::{change_error, internal, not_yet};
+use crate::Daemon;
+
+/// The Manager interface.
+pub struct Manager {
+    daemon: Arc<Daemon>,
+}
+
+impl Manager {
+    /// A Manager over the daemon's state.
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        Manager { daemon }
+    }
+}
+
+fn object_path(id: &str) -> Result<OwnedObjectPath, Error> {
+    OwnedObjectPath::try_from(names::account_path(id))
+        .map_err(|e| internal(anyhow::anyhow!("Bad object path for account {id}: {e}")))
+}
+
+#[zbus::interface(name = "org.facteur.Facteur1.Manager")]
+impl Manager {
+    /// Validate and store a new account, export it and return its path.
+    #[zbus(out_args("account"))]
+    async fn create_account(
+        &self,
+        settings: HashMap<String, OwnedValue>,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> Result<OwnedObjectPath, Error> {
+        let (account, passwords) = self
+            .daemon
+            .accounts
+            .create(&settings)
+            .map_err(change_error)?;
+        let path = object_path(&account.id)?;
+        self.daemon.store_passwords(&account, passwords, true).await;
+        server
+            .at(
+                path.as_str(),
+                AccountObject::new(self.daemon.clone(), account.clone()),
+            )
+            .await
+            .map_err(|e| internal(e.into()))?;
+        info!("Account {} created ({}).", account.id, account.settings().email);
+        Ok(path)
+    }
+
+    /// Check settings and log in to the servers without saving anything.
+    #[zbus(out_args("report"))]
+    async fn verify_settings(
+        &self,
+        settings: HashMap<String, OwnedValue>,
+    ) -> Result<HashMap<String, OwnedValue>, Error> {
+        // Bad input is refused exactly as CreateAccount would refuse it.
+        crate::accounts::apply(Default::default(), &settings, true).map_err(change_error)?;
+        Err(not_yet("Verifying a connection"))
+    }
+
+    /// Candidate settings for an address, best first.
+    #[zbus(out_args("candidates"))]
+    async fn discover(&self, address: &str) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
+        crate::accounts::validate::email("address", address)
+            .map_err(|e| Error::InvalidArgument(e.0))?;
+        Err(not_yet("Discovering settings"))
+    }
+
+    /// The paths of every account.
+    #[zbus(out_args("accounts"))]
+    async fn list_accounts(&self) -> Result<Vec<OwnedObjectPath>, Error> {
+        self.daemon
+            .accounts
+            .all()
+            .iter()
+            .map(|a| object_path(&a.id))
+            .collect()
+    }
+
+    /// The Unified folder, newest first.
+    #[zbus(out_args("messages"))]
+    async fn list_unified(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
+        let _ = (offset, limit);
+        Err(not_yet("The Unified folder"))
+    }
+
+    /// The raw bytes of a message.
+    #[zbus(out_args("message"))]
+    async fn get_message(&self, id: &str) -> Result<Vec<u8>, Error> {
+        let _ = id;
+        Err(not_yet("Reading messages"))
+    }
+
+    /// Delete a message locally (and on the server where the account says so).
+    async fn delete_message(&self, id: &str) -> Result<(), Error> {
+        let _ = id;
+        Err(not_yet("Deleting messages"))
+    }
+
+    /// Emitted after new mail is durably stored.
+    #[zbus(signal)]
+    pub async fn new_messages(
+        emitter: &SignalEmitter<'_>,
+        account: ObjectPath<'_>,
+        folder: &str,
+        ids: &[&str],
+    ) -> zbus::Result<()>;
+
+    /// The daemon version.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
+    }
+
+    /// Where passwords are kept: `secret-service` or `file`.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn secret_store(&self) -> String {
+        self.daemon.secrets.kind().to_owned()
+    }
+}
