@@ -12,9 +12,14 @@
 //!
 //! The store never talks to the network or to D-Bus.
 
+mod blobs;
+mod messages;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
+
+pub use messages::{FolderInfo, FolderState, Flags, MessageId, NewMessage, Record, Summary};
 use tracing::{info, warn};
 
 /// Version of the index layout written by this daemon.
@@ -24,10 +29,13 @@ const SCHEMA_KEY: &[u8] = b"schema-version";
 /// sled's default page cache is 1 GiB; a desktop daemon must stay small.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
-/// The open index and the message directory.
+/// The open index and the message directory. Cheap to clone: sled handles
+/// are shared.
+#[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     messages: PathBuf,
+    trees: messages::Trees,
 }
 
 impl Store {
@@ -63,7 +71,12 @@ impl Store {
         } else {
             info!("Created a new index at {}.", index.display());
         }
-        Ok(Store { db, messages })
+        let trees = messages::Trees::open(&db)?;
+        Ok(Store {
+            db,
+            messages,
+            trees,
+        })
     }
 
     /// The directory of raw message files.
@@ -88,8 +101,10 @@ impl Store {
             .context("Cannot open an index tree")
     }
 
-    /// Drop every tree of an account.
+    /// Drop everything of an account: its messages (and the message files
+    /// no other account refers to), folders and per-account trees.
     pub async fn remove_account(&self, account: &str) -> Result<()> {
+        self.remove_account_messages(account).await?;
         let prefix = format!("account/{account}/");
         for name in self.db.tree_names() {
             if name.starts_with(prefix.as_bytes()) {

@@ -1,0 +1,794 @@
+//! # Messages, folders and the unified index
+//!
+//! The sled trees behind folder listings and message queries. Keys are
+//! big-endian so sled's order is the order wanted:
+//!
+//! | tree | key | value |
+//! | --- | --- | --- |
+//! | `folders` | account `\0` raw folder name | [`FolderInfo`] (JSON), with the folder's sync state |
+//! | `messages` | account `\0` folder no (8) uid (4) | [`Record`] (JSON) |
+//! | `by-date` | account `\0` folder no (8) inverted date (8) uid (4) | empty |
+//! | `unified` | inverted date (8) account `\0` folder no (8) uid (4) | empty |
+//! | `refs` | content hash | number of records pointing at the message file (8) |
+//!
+//! "Newest first" is then a prefix scan. A batch of messages and the
+//! folder state that covers it (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) go in
+//! one transaction, after the message files are durable, and are flushed
+//! before anyone is told: a crash at any point means at most a re-download.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use anyhow::{anyhow, Context as _, Result};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Transactional as _;
+
+use super::{blobs, Store};
+use crate::mail::Meta;
+
+/// The biggest message [`Store::raw`] returns; bigger ones are refused.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The trees of this module.
+#[derive(Clone)]
+pub struct Trees {
+    folders: sled::Tree,
+    messages: sled::Tree,
+    by_date: sled::Tree,
+    unified: sled::Tree,
+    refs: sled::Tree,
+}
+
+impl Trees {
+    /// Open (or create) the trees.
+    pub fn open(db: &sled::Db) -> Result<Self> {
+        Ok(Trees {
+            folders: db.open_tree("folders")?,
+            messages: db.open_tree("messages")?,
+            by_date: db.open_tree("by-date")?,
+            unified: db.open_tree("unified")?,
+            refs: db.open_tree("refs")?,
+        })
+    }
+}
+
+/// System flags, as bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    /// `\Seen`
+    pub const SEEN: u8 = 1;
+    /// `\Answered`
+    pub const ANSWERED: u8 = 2;
+    /// `\Flagged`
+    pub const FLAGGED: u8 = 4;
+    /// `\Deleted`
+    pub const DELETED: u8 = 8;
+    /// `\Draft`
+    pub const DRAFT: u8 = 16;
+
+    /// Whether `bit` is set.
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// Sync state of one folder for one UIDVALIDITY.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderState {
+    /// The server's UIDVALIDITY.
+    pub uidvalidity: u32,
+    /// Every UID below this is known locally (or was expunged).
+    pub uidnext: u32,
+    /// CONDSTORE's HIGHESTMODSEQ at the last sync, 0 without CONDSTORE.
+    pub highestmodseq: u64,
+}
+
+/// One folder of an account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FolderInfo {
+    /// Stable number inside the store (part of keys and message ids).
+    pub no: u64,
+    /// The name as the server spells it (modified UTF-7 for IMAP).
+    pub name: String,
+    /// The name decoded for people.
+    pub display: String,
+    /// Hierarchy delimiter.
+    pub delimiter: Option<String>,
+    /// Special-use role (`sent`, `drafts`, `trash`, `spam`, `archive`, …).
+    pub role: Option<String>,
+    /// Whether it can hold messages.
+    pub selectable: bool,
+    /// Sync state; `None` before the first sync.
+    pub state: Option<FolderState>,
+}
+
+/// What the index keeps about one message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// IMAP UID (or a local number for POP3).
+    pub uid: u32,
+    /// UIDVALIDITY the UID belongs to.
+    pub uidvalidity: u32,
+    /// Flags.
+    pub flags: Flags,
+    /// Size in bytes of the raw message.
+    pub size: u64,
+    /// Content hash: the name of the message file.
+    pub hash: String,
+    /// Parsed headers.
+    pub meta: Meta,
+}
+
+/// A message fetched from a server, before it is stored.
+pub struct NewMessage {
+    /// UID.
+    pub uid: u32,
+    /// Flags on the server.
+    pub flags: Flags,
+    /// The raw bytes, exactly as fetched.
+    pub raw: Vec<u8>,
+    /// The server's arrival time (unix seconds), for messages without Date.
+    pub internal_date: i64,
+}
+
+/// The opaque, stable message id of the contract:
+/// `<account>.<folder no>.<uidvalidity>.<uid>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageId {
+    /// Account id.
+    pub account: String,
+    /// Folder number.
+    pub folder: u64,
+    /// UIDVALIDITY.
+    pub uidvalidity: u32,
+    /// UID.
+    pub uid: u32,
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}.{}",
+            self.account, self.folder, self.uidvalidity, self.uid
+        )
+    }
+}
+
+impl std::str::FromStr for MessageId {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let mut parts = s.rsplitn(4, '.');
+        let uid = parts.next().and_then(|p| p.parse().ok()).ok_or(())?;
+        let uidvalidity = parts.next().and_then(|p| p.parse().ok()).ok_or(())?;
+        let folder = parts.next().and_then(|p| p.parse().ok()).ok_or(())?;
+        let account = parts.next().filter(|a| crate::accounts::valid_id(a)).ok_or(())?;
+        Ok(MessageId {
+            account: account.to_owned(),
+            folder,
+            uidvalidity,
+            uid,
+        })
+    }
+}
+
+/// A message as listed (one entry of ListMessages/ListUnified).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Message id.
+    pub id: MessageId,
+    /// Folder display name.
+    pub folder: String,
+    /// The record.
+    pub record: Record,
+}
+
+fn prefix(account: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(account.len() + 13);
+    k.extend_from_slice(account.as_bytes());
+    k.push(0);
+    k
+}
+
+fn folder_key(account: &str, name: &str) -> Vec<u8> {
+    let mut k = prefix(account);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn msg_key(account: &str, folder: u64, uid: u32) -> Vec<u8> {
+    let mut k = prefix(account);
+    k.extend_from_slice(&folder.to_be_bytes());
+    k.extend_from_slice(&uid.to_be_bytes());
+    k
+}
+
+/// Dates sort newest first once inverted (the sign bit flipped so negative
+/// dates order correctly, then all bits).
+fn inverted(date: i64) -> [u8; 8] {
+    (!((date as u64) ^ (1 << 63))).to_be_bytes()
+}
+
+fn date_key(account: &str, folder: u64, date: i64, uid: u32) -> Vec<u8> {
+    let mut k = prefix(account);
+    k.extend_from_slice(&folder.to_be_bytes());
+    k.extend_from_slice(&inverted(date));
+    k.extend_from_slice(&uid.to_be_bytes());
+    k
+}
+
+fn unified_key(account: &str, folder: u64, date: i64, uid: u32) -> Vec<u8> {
+    let mut k = inverted(date).to_vec();
+    k.extend_from_slice(account.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&folder.to_be_bytes());
+    k.extend_from_slice(&uid.to_be_bytes());
+    k
+}
+
+/// Split a unified key back into (account, folder, uid).
+fn parse_unified_key(k: &[u8]) -> Option<(String, u64, u32)> {
+    let rest = k.get(8..)?;
+    let nul = rest.iter().position(|b| *b == 0)?;
+    let account = std::str::from_utf8(&rest[..nul]).ok()?.to_owned();
+    let tail = rest.get(nul + 1..)?;
+    let folder = u64::from_be_bytes(tail.get(..8)?.try_into().ok()?);
+    let uid = u32::from_be_bytes(tail.get(8..12)?.try_into().ok()?);
+    Some((account, folder, uid))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).context("Cannot encode an index record")
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).context("Damaged index record")
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<anyhow::Error>>;
+
+fn abort(e: anyhow::Error) -> ConflictableTransactionError<anyhow::Error> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn tx_error(e: sled::transaction::TransactionError<anyhow::Error>) -> anyhow::Error {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => anyhow!(e).context("Index write failed"),
+    }
+}
+
+/// Add `delta` to the reference count of a message file; returns the new
+/// count.
+fn add_ref(refs: &TransactionalTree, hash: &str, delta: i64) -> TxResult<u64> {
+    let now = refs
+        .get(hash.as_bytes())?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
+    let next = now.saturating_add_signed(delta);
+    if next == 0 {
+        refs.remove(hash.as_bytes())?;
+    } else {
+        refs.insert(hash.as_bytes(), &next.to_be_bytes())?;
+    }
+    Ok(next)
+}
+
+impl Store {
+    /// Every folder of an account, by raw name.
+    pub fn folders(&self, account: &str) -> Result<Vec<FolderInfo>> {
+        self.trees
+            .folders
+            .scan_prefix(prefix(account))
+            .map(|kv| from_json(&kv?.1))
+            .collect()
+    }
+
+    /// One folder by raw name.
+    pub fn folder(&self, account: &str, name: &str) -> Result<Option<FolderInfo>> {
+        self.trees
+            .folders
+            .get(folder_key(account, name))?
+            .map(|v| from_json(&v))
+            .transpose()
+    }
+
+    /// One folder by display name.
+    pub fn folder_by_display(&self, account: &str, display: &str) -> Result<Option<FolderInfo>> {
+        Ok(self
+            .folders(account)?
+            .into_iter()
+            .find(|f| f.display == display))
+    }
+
+    /// Create or update a folder's listing data (not its sync state).
+    pub fn upsert_folder(
+        &self,
+        account: &str,
+        name: &str,
+        display: &str,
+        delimiter: Option<String>,
+        role: Option<String>,
+        selectable: bool,
+    ) -> Result<FolderInfo> {
+        let existing = self.folder(account, name)?;
+        let info = match existing {
+            Some(mut f) => {
+                f.display = display.to_owned();
+                f.delimiter = delimiter;
+                f.role = role;
+                f.selectable = selectable;
+                f
+            }
+            None => FolderInfo {
+                no: self.db.generate_id()?,
+                name: name.to_owned(),
+                display: display.to_owned(),
+                delimiter,
+                role,
+                selectable,
+                state: None,
+            },
+        };
+        self.trees
+            .folders
+            .insert(folder_key(account, name), to_json(&info)?)?;
+        Ok(info)
+    }
+
+    /// The UIDs and flags stored for a folder, by UID.
+    pub fn uids(&self, account: &str, folder: u64) -> Result<BTreeMap<u32, Flags>> {
+        let mut p = prefix(account);
+        p.extend_from_slice(&folder.to_be_bytes());
+        let mut out = BTreeMap::new();
+        for kv in self.trees.messages.scan_prefix(p) {
+            let (_, v) = kv?;
+            let r: Record = from_json(&v)?;
+            out.insert(r.uid, r.flags);
+        }
+        Ok(out)
+    }
+
+    /// Store a batch of new messages of one folder, and the folder state
+    /// that covers them, durably. Returns the ids of the messages that were
+    /// not already there. Runs the file and index work off the async
+    /// threads.
+    pub async fn store_batch(
+        &self,
+        account: &str,
+        folder: &FolderInfo,
+        messages: Vec<NewMessage>,
+        state: Option<FolderState>,
+    ) -> Result<Vec<MessageId>> {
+        let this = self.clone();
+        let (account, folder) = (account.to_owned(), folder.clone());
+        let ids = tokio::task::spawn_blocking(move || {
+            this.store_batch_blocking(&account, &folder, messages, state)
+        })
+        .await
+        .context("The store task failed")??;
+        self.flush().await?;
+        Ok(ids)
+    }
+
+    fn store_batch_blocking(
+        &self,
+        account: &str,
+        folder: &FolderInfo,
+        messages: Vec<NewMessage>,
+        state: Option<FolderState>,
+    ) -> Result<Vec<MessageId>> {
+        let uidvalidity = state
+            .or(folder.state)
+            .map(|s| s.uidvalidity)
+            .unwrap_or(0);
+        // Files first, durable, then the index that points at them.
+        let mut dirs = BTreeSet::new();
+        let mut records = Vec::with_capacity(messages.len());
+        for m in messages {
+            let hash = blobs::hash(&m.raw);
+            dirs.extend(blobs::write(&self.messages, &hash, &m.raw)?);
+            records.push(Record {
+                uid: m.uid,
+                uidvalidity,
+                flags: m.flags,
+                size: m.raw.len() as u64,
+                meta: crate::mail::meta(&m.raw, m.internal_date),
+                hash,
+            });
+        }
+        blobs::sync(&self.messages, &dirs)?;
+        let t = &self.trees;
+        let fkey = folder_key(account, &folder.name);
+        let encoded: Vec<_> = records
+            .iter()
+            .map(|r| Ok((r, to_json(r)?)))
+            .collect::<Result<_>>()?;
+        let new_uids = (&t.messages, &t.by_date, &t.unified, &t.refs, &t.folders)
+            .transaction(|(msgs, by_date, unified, refs, folders)| {
+                let mut new = Vec::new();
+                for (r, json) in &encoded {
+                    let key = msg_key(account, folder.no, r.uid);
+                    if msgs.get(&key)?.is_some() {
+                        continue;
+                    }
+                    msgs.insert(key, json.as_slice())?;
+                    by_date.insert(date_key(account, folder.no, r.meta.date, r.uid), &[][..])?;
+                    unified.insert(unified_key(account, folder.no, r.meta.date, r.uid), &[][..])?;
+                    add_ref(refs, &r.hash, 1)?;
+                    new.push(r.uid);
+                }
+                if let Some(state) = state {
+                    let mut info: FolderInfo = match folders.get(&fkey)? {
+                        Some(v) => from_json(&v).map_err(abort)?,
+                        None => folder.clone(),
+                    };
+                    info.state = Some(state);
+                    folders.insert(fkey.as_slice(), to_json(&info).map_err(abort)?)?;
+                }
+                Ok(new)
+            })
+            .map_err(tx_error)?;
+        Ok(new_uids
+            .into_iter()
+            .map(|uid| MessageId {
+                account: account.to_owned(),
+                folder: folder.no,
+                uidvalidity,
+                uid,
+            })
+            .collect())
+    }
+
+    /// Record the folder's sync state alone (nothing new to store).
+    pub async fn set_folder_state(
+        &self,
+        account: &str,
+        folder: &FolderInfo,
+        state: FolderState,
+    ) -> Result<()> {
+        let mut info = self
+            .folder(account, &folder.name)?
+            .unwrap_or_else(|| folder.clone());
+        info.state = Some(state);
+        self.trees
+            .folders
+            .insert(folder_key(account, &folder.name), to_json(&info)?)?;
+        self.flush().await
+    }
+
+    /// Apply flag changes from the server, and the state covering them.
+    pub async fn set_flags(
+        &self,
+        account: &str,
+        folder: &FolderInfo,
+        changes: &[(u32, Flags)],
+        state: Option<FolderState>,
+    ) -> Result<usize> {
+        let t = &self.trees;
+        let fkey = folder_key(account, &folder.name);
+        let changed = (&t.messages, &t.folders)
+            .transaction(|(msgs, folders)| {
+                let mut changed = 0;
+                for (uid, flags) in changes {
+                    let key = msg_key(account, folder.no, *uid);
+                    let Some(v) = msgs.get(&key)? else { continue };
+                    let mut r: Record = from_json(&v).map_err(abort)?;
+                    if r.flags != *flags {
+                        r.flags = *flags;
+                        msgs.insert(key, to_json(&r).map_err(abort)?)?;
+                        changed += 1;
+                    }
+                }
+                if let Some(state) = state {
+                    let mut info: FolderInfo = match folders.get(&fkey)? {
+                        Some(v) => from_json(&v).map_err(abort)?,
+                        None => folder.clone(),
+                    };
+                    info.state = Some(state);
+                    folders.insert(fkey.as_slice(), to_json(&info).map_err(abort)?)?;
+                }
+                Ok(changed)
+            })
+            .map_err(tx_error)?;
+        self.flush().await?;
+        Ok(changed)
+    }
+
+    /// Remove messages of a folder from the index; message files no record
+    /// points at any more are deleted once the index is flushed.
+    pub async fn remove_uids(&self, account: &str, folder: u64, uids: &[u32]) -> Result<usize> {
+        if uids.is_empty() {
+            return Ok(0);
+        }
+        let t = &self.trees;
+        let (removed, orphans) = (&t.messages, &t.by_date, &t.unified, &t.refs)
+            .transaction(|(msgs, by_date, unified, refs)| {
+                let mut removed = 0;
+                let mut orphans = Vec::new();
+                for uid in uids {
+                    let key = msg_key(account, folder, *uid);
+                    let Some(v) = msgs.remove(key)? else { continue };
+                    let r: Record = from_json(&v).map_err(abort)?;
+                    by_date.remove(date_key(account, folder, r.meta.date, r.uid))?;
+                    unified.remove(unified_key(account, folder, r.meta.date, r.uid))?;
+                    if add_ref(refs, &r.hash, -1)? == 0 {
+                        orphans.push(r.hash);
+                    }
+                    removed += 1;
+                }
+                Ok((removed, orphans))
+            })
+            .map_err(tx_error)?;
+        self.flush().await?;
+        for hash in orphans {
+            if let Err(e) = blobs::remove(&self.messages, &hash) {
+                tracing::warn!("Cannot remove the message file {hash}: {e:#}");
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Drop a folder's messages and state (UIDVALIDITY changed, or the
+    /// folder is gone); with `forget`, the folder itself too.
+    pub async fn clear_folder(&self, account: &str, folder: &FolderInfo, forget: bool) -> Result<()> {
+        let uids: Vec<u32> = self.uids(account, folder.no)?.into_keys().collect();
+        for chunk in uids.chunks(1000) {
+            self.remove_uids(account, folder.no, chunk).await?;
+        }
+        let key = folder_key(account, &folder.name);
+        if forget {
+            self.trees.folders.remove(key)?;
+        } else if let Some(mut info) = self.folder(account, &folder.name)? {
+            info.state = None;
+            self.trees.folders.insert(key, to_json(&info)?)?;
+        }
+        self.flush().await
+    }
+
+    /// Drop every message and folder of an account.
+    pub(super) async fn remove_account_messages(&self, account: &str) -> Result<()> {
+        for folder in self.folders(account)? {
+            self.clear_folder(account, &folder, true).await?;
+        }
+        Ok(())
+    }
+
+    /// The record of a message.
+    pub fn record(&self, id: &MessageId) -> Result<Option<Record>> {
+        let Some(v) = self
+            .trees
+            .messages
+            .get(msg_key(&id.account, id.folder, id.uid))?
+        else {
+            return Ok(None);
+        };
+        let r: Record = from_json(&v)?;
+        Ok((r.uidvalidity == id.uidvalidity).then_some(r))
+    }
+
+    /// The folder a message id points into.
+    pub fn folder_of(&self, id: &MessageId) -> Result<Option<FolderInfo>> {
+        Ok(self
+            .folders(&id.account)?
+            .into_iter()
+            .find(|f| f.no == id.folder))
+    }
+
+    /// The raw bytes of a message, exactly as fetched.
+    pub fn raw(&self, record: &Record) -> Result<Vec<u8>> {
+        blobs::read(&self.messages, &record.hash, MAX_MESSAGE_BYTES)
+    }
+
+    /// Messages of one folder, newest first.
+    pub fn list_folder(
+        &self,
+        account: &str,
+        folder: &FolderInfo,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Summary>> {
+        let mut p = prefix(account);
+        p.extend_from_slice(&folder.no.to_be_bytes());
+        let mut out = Vec::new();
+        for kv in self.trees.by_date.scan_prefix(&p).skip(offset).take(limit) {
+            let (k, _) = kv?;
+            let uid = k
+                .get(k.len().saturating_sub(4)..)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| anyhow!("Damaged date index key"))?;
+            if let Some(v) = self.trees.messages.get(msg_key(account, folder.no, uid))? {
+                let record: Record = from_json(&v)?;
+                out.push(Summary {
+                    id: MessageId {
+                        account: account.to_owned(),
+                        folder: folder.no,
+                        uidvalidity: record.uidvalidity,
+                        uid,
+                    },
+                    folder: folder.display.clone(),
+                    record,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The unified index, newest first, over the accounts `include` admits.
+    pub fn list_unified(
+        &self,
+        include: impl Fn(&str) -> bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Summary>> {
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        let mut names: BTreeMap<(String, u64), String> = BTreeMap::new();
+        for kv in self.trees.unified.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = kv?;
+            let Some((account, folder, uid)) = parse_unified_key(&k) else {
+                continue;
+            };
+            if !include(&account) {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
+                continue;
+            }
+            let Some(v) = self.trees.messages.get(msg_key(&account, folder, uid))? else {
+                continue;
+            };
+            let record: Record = from_json(&v)?;
+            if !names.contains_key(&(account.clone(), folder)) {
+                for f in self.folders(&account)? {
+                    names.insert((account.clone(), f.no), f.display);
+                }
+            }
+            out.push(Summary {
+                folder: names.get(&(account.clone(), folder)).cloned().unwrap_or_default(),
+                id: MessageId {
+                    account,
+                    folder,
+                    uidvalidity: record.uidvalidity,
+                    uid,
+                },
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    /// (messages, unread) of one folder, or of every folder of the account.
+    pub fn counts(&self, account: &str, folder: Option<u64>) -> Result<(u32, u32)> {
+        let mut p = prefix(account);
+        if let Some(f) = folder {
+            p.extend_from_slice(&f.to_be_bytes());
+        }
+        let (mut total, mut unread) = (0u32, 0u32);
+        for kv in self.trees.messages.scan_prefix(p) {
+            let (_, v) = kv?;
+            let r: Record = from_json(&v)?;
+            total = total.saturating_add(1);
+            if !r.flags.has(Flags::SEEN) {
+                unread = unread.saturating_add(1);
+            }
+        }
+        Ok((total, unread))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(uid: u32, date: &str, seen: bool) -> NewMessage {
+        NewMessage {
+            uid,
+            flags: Flags(if seen { Flags::SEEN } else { 0 }),
+            raw: format!("Date: {date}\r\nSubject: m{uid}\r\nFrom: a@example.org\r\n\r\nbody {uid}\r\n")
+                .into_bytes(),
+            internal_date: 0,
+        }
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        let id = MessageId {
+            account: "a_b".into(),
+            folder: 7,
+            uidvalidity: 9,
+            uid: 42,
+        };
+        assert_eq!(id.to_string(), "a_b.7.9.42");
+        assert_eq!("a_b.7.9.42".parse::<MessageId>(), Ok(id));
+        for bad in ["", "a.b.c", "A.1.2.3", "a.1.2", "a.x.2.3", "a/b.1.2.3"] {
+            assert!(bad.parse::<MessageId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn inverted_dates_sort_newest_first() {
+        let mut d = [5i64, -3, 0, 1_700_000_000, i64::MIN, i64::MAX];
+        let mut keys: Vec<_> = d.iter().map(|x| inverted(*x)).collect();
+        keys.sort();
+        d.sort_by(|a, b| b.cmp(a));
+        assert_eq!(keys, d.iter().map(|x| inverted(*x)).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn batch_list_flags_remove() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let f = store.upsert_folder("a", "INBOX", "INBOX", Some("/".into()), None, true)?;
+        let state = FolderState {
+            uidvalidity: 7,
+            uidnext: 4,
+            highestmodseq: 0,
+        };
+        let ids = store
+            .store_batch(
+                "a",
+                &f,
+                vec![
+                    msg(1, "Mon, 1 Jan 2024 00:00:00 +0000", true),
+                    msg(2, "Mon, 1 Jan 2024 00:00:00 +0000", false),
+                    msg(3, "Tue, 2 Jan 2024 00:00:00 +0000", false),
+                ],
+                Some(state),
+            )
+            .await?;
+        assert_eq!(ids.len(), 3);
+        // A second copy of the same batch is not stored twice.
+        let again = store
+            .store_batch("a", &f, vec![msg(3, "Tue, 2 Jan 2024 00:00:00 +0000", false)], None)
+            .await?;
+        assert!(again.is_empty());
+        assert_eq!(store.folder("a", "INBOX")?.and_then(|f| f.state), Some(state));
+        assert_eq!(store.counts("a", None)?, (3, 2));
+        let listed = store.list_folder("a", &f, 0, 10)?;
+        assert_eq!(listed.first().map(|s| s.id.uid), Some(3), "newest first");
+        let unified = store.list_unified(|_| true, 1, 1)?;
+        assert_eq!(unified.len(), 1);
+        assert!(store.list_unified(|_| false, 0, 10)?.is_empty());
+
+        let id = &ids[0];
+        let rec = store.record(id)?.context("record")?;
+        assert!(store.raw(&rec)?.starts_with(b"Date: Mon, 1 Jan 2024"));
+        store.set_flags("a", &f, &[(2, Flags(Flags::SEEN))], None).await?;
+        assert_eq!(store.counts("a", None)?, (3, 1));
+        assert_eq!(store.remove_uids("a", f.no, &[1, 99]).await?, 1);
+        assert!(store.record(id)?.is_none());
+        assert!(store.raw(&rec).is_err(), "the file of a removed message goes too");
+        store.clear_folder("a", &f, false).await?;
+        assert_eq!(store.counts("a", None)?, (0, 0));
+        assert_eq!(store.folder("a", "INBOX")?.and_then(|f| f.state), None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn shared_files_survive_one_owner() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let fa = store.upsert_folder("a", "INBOX", "INBOX", None, None, true)?;
+        let fb = store.upsert_folder("b", "INBOX", "INBOX", None, None, true)?;
+        let same = || msg(1, "Mon, 1 Jan 2024 00:00:00 +0000", false);
+        let ia = store.store_batch("a", &fa, vec![same()], None).await?;
+        store.store_batch("b", &fb, vec![same()], None).await?;
+        let rec = store.record(&ia[0])?.context("record")?;
+        store.remove_account("b").await?;
+        assert!(store.raw(&rec).is_ok(), "still used by account a");
+        store.remove_account("a").await?;
+        assert!(store.raw(&rec).is_err());
+        Ok(())
+    }
+}
