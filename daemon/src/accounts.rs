@@ -143,14 +143,13 @@ impl Settings {
 
     /// The incoming port, explicit or from protocol and security.
     pub fn incoming_port(&self) -> u16 {
-        self.incoming_port.unwrap_or(
-            match (self.incoming_protocol, self.incoming_security) {
+        self.incoming_port
+            .unwrap_or(match (self.incoming_protocol, self.incoming_security) {
                 (Protocol::Imap, Security::Tls) => 993,
                 (Protocol::Imap, _) => 143,
                 (Protocol::Pop3, Security::Tls) => 995,
                 (Protocol::Pop3, _) => 110,
-            },
-        )
+            })
     }
 
     /// The incoming login, explicit or the address.
@@ -179,7 +178,9 @@ impl Settings {
     /// login (compared as a server would, case-insensitively for names).
     pub fn same_mailbox(&self, other: &Settings) -> bool {
         self.email.eq_ignore_ascii_case(&other.email)
-            && self.incoming_host.eq_ignore_ascii_case(&other.incoming_host)
+            && self
+                .incoming_host
+                .eq_ignore_ascii_case(&other.incoming_host)
             && self.incoming_login() == other.incoming_login()
     }
 }
@@ -215,6 +216,8 @@ pub struct Status {
     pub message_count: u32,
     /// Unread messages stored.
     pub unread_count: u32,
+    /// Folder roles found on the server (role → display name).
+    pub detected_folders: HashMap<String, String>,
 }
 
 impl Default for Status {
@@ -225,6 +228,7 @@ impl Default for Status {
             last_sync: 0,
             message_count: 0,
             unread_count: 0,
+            detected_folders: HashMap::new(),
         }
     }
 }
@@ -296,6 +300,9 @@ impl Account {
         if before.unread_count != after.unread_count {
             changed.push("UnreadCount");
         }
+        if before.detected_folders != after.detected_folders {
+            changed.push("Folders");
+        }
         changed
     }
 }
@@ -348,7 +355,10 @@ impl Registry {
                         );
                         continue;
                     }
-                    accounts.insert(file.id.clone(), Arc::new(Account::new(file.id, file.settings)));
+                    accounts.insert(
+                        file.id.clone(),
+                        Arc::new(Account::new(file.id, file.settings)),
+                    );
                 }
                 Err(e) => warn!(
                     "Skipping account file {} (left in place): {e:#}",
@@ -356,7 +366,11 @@ impl Registry {
                 ),
             }
         }
-        info!("Loaded {} account(s) from {}.", accounts.len(), dir.display());
+        info!(
+            "Loaded {} account(s) from {}.",
+            accounts.len(),
+            dir.display()
+        );
         Ok(Registry {
             dir,
             accounts: Mutex::new(accounts),
@@ -402,7 +416,10 @@ impl Registry {
     ) -> Result<(Arc<Account>, Passwords), Change> {
         let (settings, passwords) = apply(Settings::default(), dict, true)?;
         let mut accounts = self.lock();
-        if let Some(other) = accounts.values().find(|a| a.settings().same_mailbox(&settings)) {
+        if let Some(other) = accounts
+            .values()
+            .find(|a| a.settings().same_mailbox(&settings))
+        {
             return Err(Change::AlreadyExists(format!(
                 "An account for {} with login {} on {} already exists: {}",
                 settings.email,
@@ -441,7 +458,8 @@ impl Registry {
             )));
         }
         if settings != before {
-            self.write(&account.id, &settings).map_err(Change::Internal)?;
+            self.write(&account.id, &settings)
+                .map_err(Change::Internal)?;
             account.replace_settings(settings);
         }
         Ok((before, passwords))

@@ -17,8 +17,15 @@
 //! are ready.
 
 pub mod accounts;
+pub mod events;
 pub mod fsutil;
+pub mod imap;
 pub mod logging;
+pub mod mail;
+pub mod net;
+pub mod notify;
+pub mod pop3;
+pub mod scheduler;
 pub mod secrets;
 pub mod service;
 pub mod store;
@@ -33,7 +40,11 @@ use tracing::{info, warn};
 
 /// Command-line options of `facteurd`.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "facteurd", version, about = "facteur's mail-sync daemon, driven over D-Bus")]
+#[command(
+    name = "facteurd",
+    version,
+    about = "facteur's mail-sync daemon, driven over D-Bus"
+)]
 pub struct Options {
     /// Directory of the account settings (default: $XDG_CONFIG_HOME/facteur).
     #[arg(long, value_name = "DIR")]
@@ -72,6 +83,8 @@ pub struct Daemon {
     pub store: store::Store,
     /// The password store chosen at start.
     pub secrets: secrets::SecretStore,
+    /// The running sync engines.
+    pub scheduler: scheduler::Scheduler,
 }
 
 fn xdg_dir(var: &str, fallback: &str) -> anyhow::Result<PathBuf> {
@@ -169,14 +182,18 @@ pub async fn run_on(
     let store = store::Store::open(&data_dir).context("Cannot open the index")?;
     let secrets = secrets::SecretStore::choose(&conn, secret_choice, &config_dir).await?;
     let accounts = accounts::Registry::load(&config_dir).context("Cannot load the accounts")?;
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let daemon = Arc::new(Daemon {
         accounts,
+        scheduler: scheduler::Scheduler::new(store.clone(), events_tx),
         store,
         secrets,
     });
     daemon.refresh_credentials().await;
 
-    service::serve(&conn, &daemon).await.context("Cannot serve the D-Bus objects")?;
+    service::serve(&conn, &daemon)
+        .await
+        .context("Cannot serve the D-Bus objects")?;
 
     match conn.request_name(names::BUS_NAME).await {
         Ok(()) => {}
@@ -194,10 +211,20 @@ pub async fn run_on(
         daemon.accounts.len()
     );
     notify_systemd(&[sd_notify::NotifyState::Ready]);
+    let events = tokio::spawn(service::events::run(
+        conn.clone(),
+        daemon.clone(),
+        events_rx,
+    ));
+    for account in daemon.accounts.all() {
+        daemon.start_engine(&account).await;
+    }
 
     shutdown.await;
 
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    daemon.scheduler.shutdown().await;
+    events.abort();
     if let Err(e) = conn.release_name(names::BUS_NAME).await {
         warn!("Cannot release the bus name: {e}");
     }
@@ -223,6 +250,27 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
 }
 
 impl Daemon {
+    /// (Re)start the sync engine of an account, or stop it when the account
+    /// has no usable password.
+    pub async fn start_engine(&self, account: &accounts::Account) {
+        if account.status().state == facteur_dbus::state::NEEDS_CREDENTIALS {
+            self.scheduler.stop(&account.id).await;
+            return;
+        }
+        match self
+            .secrets
+            .get(&account.id, secrets::Which::Incoming)
+            .await
+        {
+            Ok(Some(password)) => {
+                self.scheduler
+                    .start(&account.id, account.settings(), password)
+                    .await
+            }
+            Ok(None) | Err(_) => self.scheduler.stop(&account.id).await,
+        }
+    }
+
     /// Store the passwords of a create or update, then settle the account's
     /// credential state. A store that refuses (locked keyring, dismissed
     /// prompt, loose file) leaves the account in `needs-credentials` with
@@ -243,7 +291,11 @@ impl Daemon {
         for (which, password) in given {
             let Some(password) = password else { continue };
             touched = true;
-            if let Err(e) = self.secrets.set(&account.id, &label, which, &password).await {
+            if let Err(e) = self
+                .secrets
+                .set(&account.id, &label, which, &password)
+                .await
+            {
                 warn!("Account {}: cannot store its password: {e}", account.id);
                 return account.set_status(|s| {
                     s.state = facteur_dbus::state::NEEDS_CREDENTIALS.to_owned();

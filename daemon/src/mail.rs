@@ -67,7 +67,12 @@ pub fn meta(raw: &[u8], fallback_date: i64) -> Meta {
         .unwrap_or(fallback_date);
     Meta {
         subject: clip(msg.subject().unwrap_or_default()),
-        from: clip(&msg.from().and_then(|a| a.first()).map(addr).unwrap_or_default()),
+        from: clip(
+            &msg.from()
+                .and_then(|a| a.first())
+                .map(addr)
+                .unwrap_or_default(),
+        ),
         to: clip(
             &msg.to()
                 .map(|a| a.iter().map(addr).collect::<Vec<_>>().join(", "))
@@ -101,7 +106,12 @@ Message-ID: <x1@example.org>\r\n\r\nbody\r\n";
 
     #[test]
     fn broken_input_still_gives_a_record() {
-        for raw in [&b""[..], b"\xff\xfe\x00garbage", b"Subject\r\n\r\n", b"Date: never\r\n\r\nx"] {
+        for raw in [
+            &b""[..],
+            b"\xff\xfe\x00garbage",
+            b"Subject\r\n\r\n",
+            b"Date: never\r\n\r\nx",
+        ] {
             let m = meta(raw, 42);
             assert_eq!(m.date, 42);
         }

@@ -15,10 +15,10 @@
 //! upgrades call [`upgrade`] after their protocol said yes.
 
 use std::fmt;
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::future::Future as _;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -81,7 +81,10 @@ impl Failure {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.kind,
-            FailureKind::Connection | FailureKind::Timeout | FailureKind::Protocol | FailureKind::Local
+            FailureKind::Connection
+                | FailureKind::Timeout
+                | FailureKind::Protocol
+                | FailureKind::Local
         )
     }
 }
@@ -442,7 +445,10 @@ pub async fn upgrade(
         .map_err(|_| {
             Failure::new(
                 FailureKind::Timeout,
-                format!("The TLS handshake with {host} took more than {} s", TLS_TIMEOUT.as_secs()),
+                format!(
+                    "The TLS handshake with {host} took more than {} s",
+                    TLS_TIMEOUT.as_secs()
+                ),
             )
         })?
         .map_err(|e| Failure::new(FailureKind::Tls, describe_tls_error(&e, host)))?;

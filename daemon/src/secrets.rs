@@ -365,12 +365,16 @@ fn read_file(path: &Path) -> Result<SecretsFile, SecretError> {
     if !check_private(path)? {
         return Ok(SecretsFile::default());
     }
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-        SecretError::Store(format!("Cannot read {}: {e}", path.display()))
-    })?);
+    let bytes = Zeroizing::new(
+        std::fs::read(path)
+            .map_err(|e| SecretError::Store(format!("Cannot read {}: {e}", path.display())))?,
+    );
     serde_json::from_slice(&bytes).map_err(|e| {
         // serde's message carries a position, never the content.
-        SecretError::Store(format!("The secrets file {} is damaged: {e}", path.display()))
+        SecretError::Store(format!(
+            "The secrets file {} is damaged: {e}",
+            path.display()
+        ))
     })
 }
 
@@ -407,7 +411,10 @@ mod tests {
         store.set("a", "a@x", Which::Incoming, "pw-one").await?;
         store.set("a", "a@x", Which::Smtp, "pw-two").await?;
         store.set("b", "b@x", Which::Incoming, "pw-three").await?;
-        assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path)?.permissions().mode() & 0o777,
+            0o600
+        );
         let got = store.get("a", Which::Smtp).await?;
         assert_eq!(got.as_deref().map(String::as_str), Some("pw-two"));
         store.delete_account("a").await?;
@@ -419,12 +426,21 @@ mod tests {
         store.set("c", "c@x", Which::Incoming, "pw").await?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
         let err = store.get("c", Which::Incoming).await.err();
-        assert!(matches!(err, Some(SecretError::Insecure(_, 0o644))), "{err:?}");
-        let err = store.set("c", "c@x", Which::Incoming, "new-secret").await.err();
+        assert!(
+            matches!(err, Some(SecretError::Insecure(_, 0o644))),
+            "{err:?}"
+        );
+        let err = store
+            .set("c", "c@x", Which::Incoming, "new-secret")
+            .await
+            .err();
         assert!(matches!(err, Some(SecretError::Insecure(..))));
         // The refusal message names the file and the fix, not the password.
         let text = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(text.contains("chmod 600") && !text.contains("new-secret"), "{text}");
+        assert!(
+            text.contains("chmod 600") && !text.contains("new-secret"),
+            "{text}"
+        );
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
-pub use messages::{FolderInfo, FolderState, Flags, MessageId, NewMessage, Record, Summary};
+pub use messages::{Flags, FolderInfo, FolderState, MessageId, NewMessage, Record, Summary};
 use tracing::{info, warn};
 
 /// Version of the index layout written by this daemon.
@@ -61,7 +61,10 @@ impl Store {
                     aside.display()
                 );
                 std::fs::rename(&index, &aside).with_context(|| {
-                    format!("Cannot move the unreadable index aside to {}", aside.display())
+                    format!(
+                        "Cannot move the unreadable index aside to {}",
+                        aside.display()
+                    )
                 })?;
                 open_db(&index)?
             }
@@ -177,7 +180,11 @@ mod tests {
         let _store = Store::open(dir.path())?;
         let aside: Vec<_> = std::fs::read_dir(dir.path())?
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("index.unreadable-"))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("index.unreadable-")
+            })
             .collect();
         assert_eq!(aside.len(), 1);
         Ok(())

@@ -135,14 +135,20 @@ mod tests {
         assert_eq!(p, "/org/facteur/Facteur1/accounts/alice_example_org");
         assert_eq!(names::account_id(&p), Some("alice_example_org"));
         assert_eq!(names::account_id(names::ACCOUNTS_PATH), None);
-        assert_eq!(names::account_id("/org/facteur/Facteur1/accounts/a/b"), None);
+        assert_eq!(
+            names::account_id("/org/facteur/Facteur1/accounts/a/b"),
+            None
+        );
     }
 
     #[test]
     fn error_names_carry_the_prefix() {
         use zbus::DBusError;
         let e = Error::InvalidArgument("incoming-port: 0 is not a port".into());
-        assert_eq!(e.name().as_str(), "org.facteur.Facteur1.Error.InvalidArgument");
+        assert_eq!(
+            e.name().as_str(),
+            "org.facteur.Facteur1.Error.InvalidArgument"
+        );
         assert_eq!(e.short_name(), "InvalidArgument");
         assert_eq!(e.message(), "incoming-port: 0 is not a port");
     }

@@ -45,7 +45,12 @@ pub trait Manager {
 
     /// Emitted after new mail is durably stored.
     #[zbus(signal)]
-    fn new_messages(&self, account: ObjectPath<'_>, folder: &str, ids: Vec<&str>) -> zbus::Result<()>;
+    fn new_messages(
+        &self,
+        account: ObjectPath<'_>,
+        folder: &str,
+        ids: Vec<&str>,
+    ) -> zbus::Result<()>;
 
     /// The daemon version, e.g. `0.1.0` (the contract is version 1 while the
     /// names end in `1`).

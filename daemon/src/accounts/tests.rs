@@ -100,7 +100,10 @@ fn required_keys_and_passwords_stay_out_of_messages() {
     let mut d = alice();
     d.extend(dict(&[("incoming-password", Value::from("hunter2\nx"))]));
     let m = refused(d);
-    assert!(m.starts_with("incoming-password:") && !m.contains("hunter2"), "{m}");
+    assert!(
+        m.starts_with("incoming-password:") && !m.contains("hunter2"),
+        "{m}"
+    );
     let mut d = alice();
     d.extend(dict(&[("smtp-password", Value::from(7u32))]));
     assert!(refused(d).starts_with("smtp-password:"));
@@ -108,10 +111,22 @@ fn required_keys_and_passwords_stay_out_of_messages() {
 
 #[test]
 fn good_hosts_and_addresses() {
-    for h in ["imap.example.org", "localhost", "127.0.0.1", "::1", "[::1]", "mail.example.org."] {
+    for h in [
+        "imap.example.org",
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        "[::1]",
+        "mail.example.org.",
+    ] {
         validate::host("h", h).expect(h);
     }
-    for e in ["a@b", "first.last+tag@example.org", "\"odd one\"@example.org", "élodie@example.fr"] {
+    for e in [
+        "a@b",
+        "first.last+tag@example.org",
+        "\"odd one\"@example.org",
+        "élodie@example.fr",
+    ] {
         validate::email("e", e).expect(e);
     }
     for h in ["1.2.3", "a_b..c", "x y"] {
@@ -121,11 +136,11 @@ fn good_hosts_and_addresses() {
 
 #[test]
 fn ids_are_readable_and_unique() {
-    assert_eq!(unique_id("Alice@Example.org", |_| false), "alice_example_org");
     assert_eq!(
-        unique_id("a@b", |id| id == "a_b" || id == "a_b_2"),
-        "a_b_3"
+        unique_id("Alice@Example.org", |_| false),
+        "alice_example_org"
     );
+    assert_eq!(unique_id("a@b", |id| id == "a_b" || id == "a_b_2"), "a_b_3");
     assert!(valid_id("a_b_3"));
     assert!(!valid_id("A"));
     assert!(!valid_id(""));
@@ -148,7 +163,10 @@ fn registry_persists_refuses_duplicates_and_skips_bad_files() -> anyhow::Result<
     assert_eq!(second.id, "alice_example_org_2");
     // An update that would make it a duplicate is refused and changes nothing.
     let back = dict(&[("incoming-host", Value::from("imap.example.org"))]);
-    assert!(matches!(reg.update(&second, &back), Err(Change::AlreadyExists(_))));
+    assert!(matches!(
+        reg.update(&second, &back),
+        Err(Change::AlreadyExists(_))
+    ));
     assert_eq!(second.settings().incoming_host, "imap2.example.org");
 
     std::fs::write(dir.path().join("accounts/broken.json"), b"{ not json")?;
@@ -156,7 +174,9 @@ fn registry_persists_refuses_duplicates_and_skips_bad_files() -> anyhow::Result<
     assert_eq!(reloaded.len(), 2);
     assert!(dir.path().join("accounts/broken.json").exists());
     assert_eq!(
-        reloaded.get("alice_example_org_2").map(|a| a.settings().incoming_host),
+        reloaded
+            .get("alice_example_org_2")
+            .map(|a| a.settings().incoming_host),
         Some("imap2.example.org".to_owned())
     );
     // No password in any settings file.

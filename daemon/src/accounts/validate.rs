@@ -192,9 +192,11 @@ pub fn apply(
             return Err(invalid(keys::EMAIL, "required: the account's e-mail address").into());
         }
         if s.incoming_host.is_empty() {
-            return Err(
-                invalid(keys::INCOMING_HOST, "required: the IMAP or POP3 server's host name").into(),
-            );
+            return Err(invalid(
+                keys::INCOMING_HOST,
+                "required: the IMAP or POP3 server's host name",
+            )
+            .into());
         }
     }
     check_settings(&s)?;
@@ -219,7 +221,10 @@ pub fn check_settings(s: &Settings) -> Result<(), Invalid> {
     if s.poll_interval_minutes == 0 || s.poll_interval_minutes > MAX_POLL_MINUTES {
         return Err(invalid(
             keys::POLL_INTERVAL_MINUTES,
-            format!("{} is outside 1 to {MAX_POLL_MINUTES}", s.poll_interval_minutes),
+            format!(
+                "{} is outside 1 to {MAX_POLL_MINUTES}",
+                s.poll_interval_minutes
+            ),
         ));
     }
     if !s.smtp_host.is_empty() {
@@ -297,7 +302,12 @@ pub fn host(key: &str, value: &str) -> Result<(), Invalid> {
         return Ok(());
     }
     let name = value.strip_suffix('.').unwrap_or(value);
-    let bad = |why: &str| Err(invalid(key, format!("{value:?} is not a valid host name: {why}")));
+    let bad = |why: &str| {
+        Err(invalid(
+            key,
+            format!("{value:?} is not a valid host name: {why}"),
+        ))
+    };
     if name.len() > 253 {
         return bad("longer than 253 characters");
     }
@@ -318,7 +328,11 @@ pub fn host(key: &str, value: &str) -> Result<(), Invalid> {
             return bad("a label starts or ends with '-'");
         }
     }
-    if name.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
         return bad("looks like a malformed IP address");
     }
     Ok(())
@@ -327,7 +341,12 @@ pub fn host(key: &str, value: &str) -> Result<(), Invalid> {
 /// Check an address `local@domain` (RFC 5321 sizes, RFC 5322 dot-atom
 /// local part, or a quoted one; the domain a host name or `[ip]`).
 pub fn email(key: &str, value: &str) -> Result<(), Invalid> {
-    let bad = |why: &str| Err(invalid(key, format!("{value:?} is not an e-mail address: {why}")));
+    let bad = |why: &str| {
+        Err(invalid(
+            key,
+            format!("{value:?} is not an e-mail address: {why}"),
+        ))
+    };
     if value.is_empty() {
         return bad("empty");
     }

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{OwnedValue, Value};
 
-use super::{change_error, internal, not_yet, secret_error};
+use super::{change_error, failure_error, internal, not_yet, secret_error, summary_dict, Dict};
 use crate::accounts::{Account, Settings};
 use crate::Daemon;
 
@@ -29,26 +29,41 @@ impl AccountObject {
     }
 }
 
-/// The role → folder map shown as `Folders`: the user's choices.
-fn folders(s: &Settings) -> HashMap<String, String> {
-    s.folders
+/// The role → folder map shown as `Folders`: what the server's
+/// SPECIAL-USE attributes (or folder names) say, overridden by the user's
+/// `folder-*` choices.
+fn folders(s: &Settings, detected: &HashMap<String, String>) -> HashMap<String, String> {
+    let mut map: HashMap<String, String> = detected
         .iter()
         .filter(|(role, _)| FOLDER_ROLES.iter().any(|(r, _)| r == role))
         .map(|(role, folder)| (role.clone(), folder.clone()))
-        .collect()
+        .collect();
+    for (role, folder) in &s.folders {
+        map.insert(role.clone(), folder.clone());
+    }
+    map
 }
 
 /// The settings-derived properties, by D-Bus name, as values.
-fn settings_properties(s: &Settings) -> Vec<(&'static str, Value<'static>)> {
+fn settings_properties(
+    s: &Settings,
+    detected: &HashMap<String, String>,
+) -> Vec<(&'static str, Value<'static>)> {
     vec![
         ("Name", Value::from(s.name().to_owned())),
         ("EmailAddress", Value::from(s.email.clone())),
         ("DisplayName", Value::from(s.display_name.clone())),
         ("UseUnified", Value::from(s.use_unified)),
-        ("IncomingProtocol", Value::from(s.incoming_protocol.as_str())),
+        (
+            "IncomingProtocol",
+            Value::from(s.incoming_protocol.as_str()),
+        ),
         ("IncomingHost", Value::from(s.incoming_host.clone())),
         ("IncomingPort", Value::from(s.incoming_port())),
-        ("IncomingSecurity", Value::from(s.incoming_security.as_str())),
+        (
+            "IncomingSecurity",
+            Value::from(s.incoming_security.as_str()),
+        ),
         ("IncomingLogin", Value::from(s.incoming_login().to_owned())),
         ("PollIntervalMinutes", Value::from(s.poll_interval_minutes)),
         ("LeaveOnServer", Value::from(s.leave_on_server)),
@@ -57,7 +72,7 @@ fn settings_properties(s: &Settings) -> Vec<(&'static str, Value<'static>)> {
         ("SmtpPort", Value::from(s.smtp_port())),
         ("SmtpSecurity", Value::from(s.smtp_security.as_str())),
         ("SmtpLogin", Value::from(s.smtp_login().to_owned())),
-        ("Folders", Value::from(folders(s))),
+        ("Folders", Value::from(folders(s, detected))),
         ("AcceptInvalidCerts", Value::from(s.accept_invalid_certs)),
     ]
 }
@@ -77,6 +92,7 @@ pub async fn emit_status(emitter: &SignalEmitter<'_>, account: &Account, changed
                 "LastSync" => Value::from(status.last_sync),
                 "MessageCount" => Value::from(status.message_count),
                 "UnreadCount" => Value::from(status.unread_count),
+                "Folders" => Value::from(folders(&account.settings(), &status.detected_folders)),
                 _ => return None,
             };
             Some((name, v))
@@ -110,8 +126,9 @@ impl AccountObject {
             .update(&self.account, &changes)
             .map_err(change_error)?;
         let after = self.account.settings();
-        let old = settings_properties(&before);
-        let changed: HashMap<&str, Value<'_>> = settings_properties(&after)
+        let detected = self.account.status().detected_folders;
+        let old = settings_properties(&before, &detected);
+        let changed: HashMap<&str, Value<'_>> = settings_properties(&after, &detected)
             .into_iter()
             .zip(old)
             .filter(|((_, new), (_, old))| new != old)
@@ -125,24 +142,34 @@ impl AccountObject {
             );
             emit(&emitter, &self.account.id, changed).await;
         }
+        let passwords_given = passwords.incoming.is_some() || passwords.smtp.is_some();
         let status_changed = self
             .daemon
             .store_passwords(&self.account, passwords, false)
             .await;
         emit_status(&emitter, &self.account, &status_changed).await;
+        if after != before || passwords_given {
+            // The engine restarts with the new settings (or stops, when the
+            // account now lacks a usable password).
+            self.daemon.start_engine(&self.account).await;
+        }
         Ok(())
     }
 
     /// Remove the account, its secrets and its local messages.
     async fn delete(&self, #[zbus(object_server)] server: &ObjectServer) -> Result<(), Error> {
         let id = &self.account.id;
+        // Stop syncing first, so nothing writes for the account any more.
+        self.daemon.scheduler.stop(id).await;
         // Secrets first: if the keyring refuses, nothing is changed and the
         // caller can unlock it and try again.
-        self.daemon
-            .secrets
-            .delete_account(id)
-            .await
-            .map_err(secret_error)?;
+        self.daemon.secrets.delete_account(id).await.map_err(|e| {
+            let d = self.daemon.clone();
+            let account = self.account.clone();
+            // Deletion refused: the account stays, so it syncs again.
+            tokio::spawn(async move { d.start_engine(&account).await });
+            secret_error(e)
+        })?;
         self.daemon.accounts.remove(id).map_err(internal)?;
         if let Err(e) = self.daemon.store.remove_account(id).await {
             // The settings are gone; leftover index entries are only derived
@@ -166,13 +193,31 @@ impl AccountObject {
     /// Run one sync pass now.
     #[zbus(out_args("new_messages"))]
     async fn sync(&self) -> Result<u32, Error> {
-        Err(not_yet("Syncing"))
+        self.daemon
+            .scheduler
+            .sync(&self.account.id)
+            .await
+            .map_err(failure_error)
     }
 
     /// Folder tree with roles and counts.
     #[zbus(out_args("folders"))]
     async fn list_folders(&self) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
-        Err(not_yet("Listing folders"))
+        let id = &self.account.id;
+        let store = &self.daemon.store;
+        let mut out = Vec::new();
+        for f in store.folders(id).map_err(internal)? {
+            let (total, unread) = store.counts(id, Some(f.no)).map_err(internal)?;
+            let mut d = Dict::new();
+            d.put("name", f.display.clone());
+            d.put("role", f.role.clone().unwrap_or_default());
+            d.put("delimiter", f.delimiter.clone().unwrap_or_default());
+            d.put("selectable", f.selectable);
+            d.put("messages", total);
+            d.put("unread", unread);
+            out.push(d.0);
+        }
+        Ok(out)
     }
 
     /// Messages of one folder, newest first.
@@ -183,8 +228,19 @@ impl AccountObject {
         offset: u32,
         limit: u32,
     ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
-        let _ = (folder, offset, limit);
-        Err(not_yet("Listing messages"))
+        let id = &self.account.id;
+        let info = self
+            .daemon
+            .store
+            .folder_by_display(id, folder)
+            .map_err(internal)?
+            .ok_or_else(|| Error::NotFound(format!("Account {id} has no folder {folder:?}")))?;
+        let list = self
+            .daemon
+            .store
+            .list_folder(id, &info, offset as usize, limit as usize)
+            .map_err(internal)?;
+        Ok(list.iter().map(summary_dict).collect())
     }
 
     /// Submit a message over the account's SMTP server.
@@ -226,7 +282,11 @@ impl AccountObject {
     /// `imap` or `pop3`.
     #[zbus(property)]
     fn incoming_protocol(&self) -> String {
-        self.account.settings().incoming_protocol.as_str().to_owned()
+        self.account
+            .settings()
+            .incoming_protocol
+            .as_str()
+            .to_owned()
     }
 
     /// Incoming server host.
@@ -244,7 +304,11 @@ impl AccountObject {
     /// `tls`, `starttls` or `none`.
     #[zbus(property)]
     fn incoming_security(&self) -> String {
-        self.account.settings().incoming_security.as_str().to_owned()
+        self.account
+            .settings()
+            .incoming_security
+            .as_str()
+            .to_owned()
     }
 
     /// Incoming login.
@@ -298,7 +362,10 @@ impl AccountObject {
     /// Role → folder.
     #[zbus(property)]
     fn folders(&self) -> HashMap<String, String> {
-        folders(&self.account.settings())
+        folders(
+            &self.account.settings(),
+            &self.account.status().detected_folders,
+        )
     }
 
     /// Accepts certificates that fail verification.

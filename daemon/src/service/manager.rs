@@ -16,6 +16,7 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
 use super::account::AccountObject;
 use super::{change_error, internal, not_yet};
+use crate::store::{MessageId, Record};
 use crate::Daemon;
 
 /// The Manager interface.
@@ -35,6 +36,22 @@ fn object_path(id: &str) -> Result<OwnedObjectPath, Error> {
         .map_err(|e| internal(anyhow::anyhow!("Bad object path for account {id}: {e}")))
 }
 
+impl Manager {
+    /// The message with this id, or the contract's error.
+    fn find(&self, id: &str) -> Result<(MessageId, Record), Error> {
+        let mid: MessageId = id
+            .parse()
+            .map_err(|()| Error::InvalidArgument(format!("id: {id:?} is not a message id")))?;
+        let record = self
+            .daemon
+            .store
+            .record(&mid)
+            .map_err(internal)?
+            .ok_or_else(|| Error::NotFound(format!("No message with id {id}")))?;
+        Ok((mid, record))
+    }
+}
+
 #[zbus::interface(name = "org.facteur.Facteur1.Manager")]
 impl Manager {
     /// Validate and store a new account, export it and return its path.
@@ -51,6 +68,7 @@ impl Manager {
             .map_err(change_error)?;
         let path = object_path(&account.id)?;
         self.daemon.store_passwords(&account, passwords, true).await;
+        self.daemon.start_engine(&account).await;
         server
             .at(
                 path.as_str(),
@@ -58,7 +76,11 @@ impl Manager {
             )
             .await
             .map_err(|e| internal(e.into()))?;
-        info!("Account {} created ({}).", account.id, account.settings().email);
+        info!(
+            "Account {} created ({}).",
+            account.id,
+            account.settings().email
+        );
         Ok(path)
     }
 
@@ -99,21 +121,38 @@ impl Manager {
         offset: u32,
         limit: u32,
     ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
-        let _ = (offset, limit);
-        Err(not_yet("The Unified folder"))
+        let accounts = &self.daemon.accounts;
+        let list = self
+            .daemon
+            .store
+            .list_unified(
+                |id| accounts.get(id).is_some_and(|a| a.settings().use_unified),
+                offset as usize,
+                limit as usize,
+            )
+            .map_err(internal)?;
+        Ok(list.iter().map(super::summary_dict).collect())
     }
 
     /// The raw bytes of a message.
     #[zbus(out_args("message"))]
     async fn get_message(&self, id: &str) -> Result<Vec<u8>, Error> {
-        let _ = id;
-        Err(not_yet("Reading messages"))
+        let (_, record) = self.find(id)?;
+        let store = self.daemon.store.clone();
+        tokio::task::spawn_blocking(move || store.raw(&record))
+            .await
+            .map_err(|e| internal(e.into()))?
+            .map_err(internal)
     }
 
     /// Delete a message locally (and on the server where the account says so).
     async fn delete_message(&self, id: &str) -> Result<(), Error> {
-        let _ = id;
-        Err(not_yet("Deleting messages"))
+        let (mid, _) = self.find(id)?;
+        self.daemon
+            .scheduler
+            .delete(mid)
+            .await
+            .map_err(super::failure_error)
     }
 
     /// Emitted after new mail is durably stored.

@@ -7,22 +7,29 @@
 //! the modules behind it never build D-Bus errors themselves.
 
 pub mod account;
+pub mod events;
 pub mod manager;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use facteur_dbus::{names, Error};
 use tracing::error;
+use zbus::zvariant::{OwnedValue, Value};
 
 use crate::accounts::Change;
+use crate::net::{Failure, FailureKind};
 use crate::secrets::SecretError;
+use crate::store::Summary;
 use crate::Daemon;
 
 /// Serve the ObjectManager, the Manager and every loaded account. Called
 /// before the bus name is taken, so a client that sees the name sees them.
 pub async fn serve(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> zbus::Result<()> {
     let server = conn.object_server();
-    server.at(names::ROOT_PATH, zbus::fdo::ObjectManager).await?;
+    server
+        .at(names::ROOT_PATH, zbus::fdo::ObjectManager)
+        .await?;
     server
         .at(names::ROOT_PATH, manager::Manager::new(daemon.clone()))
         .await?;
@@ -70,4 +77,59 @@ pub fn not_yet(what: &str) -> Error {
         "{what} is not available in facteurd {} yet",
         env!("CARGO_PKG_VERSION")
     ))
+}
+
+/// Map an engine failure to the error a client branches on.
+pub fn failure_error(f: Failure) -> Error {
+    match f.kind {
+        FailureKind::Connection | FailureKind::Protocol => Error::ConnectionFailed(f.message),
+        FailureKind::Tls => Error::TlsFailed(f.message),
+        FailureKind::Timeout => Error::Timeout(f.message),
+        FailureKind::Auth | FailureKind::Credentials => Error::AuthenticationFailed(f.message),
+        FailureKind::NotSupported => Error::NotSupported(f.message),
+        FailureKind::Local => Error::Internal(f.message),
+    }
+}
+
+/// An `a{sv}` under construction.
+#[derive(Default)]
+pub struct Dict(pub HashMap<String, OwnedValue>);
+
+impl Dict {
+    /// An empty dictionary.
+    pub fn new() -> Self {
+        Dict::default()
+    }
+
+    /// Add one entry. Values that cannot be owned (file descriptors) are
+    /// never put here, so a failure is only logged.
+    pub fn put<'a>(&mut self, key: &str, value: impl Into<Value<'a>>) {
+        match OwnedValue::try_from(value.into()) {
+            Ok(v) => {
+                self.0.insert(key.to_owned(), v);
+            }
+            Err(e) => error!("Cannot encode {key}: {e}"),
+        }
+    }
+}
+
+/// The contract's message summary.
+pub fn summary_dict(s: &Summary) -> HashMap<String, OwnedValue> {
+    let mut d = Dict::new();
+    let r = &s.record;
+    d.put("id", s.id.to_string());
+    if let Ok(path) = zbus::zvariant::ObjectPath::try_from(names::account_path(&s.id.account)) {
+        d.put("account", path);
+    }
+    d.put("folder", s.folder.clone());
+    d.put("from", r.meta.from.clone());
+    d.put("to", r.meta.to.clone());
+    d.put("subject", r.meta.subject.clone());
+    d.put("date", r.meta.date);
+    d.put("size", r.size);
+    d.put("seen", r.flags.has(crate::store::Flags::SEEN));
+    d.put("flagged", r.flags.has(crate::store::Flags::FLAGGED));
+    d.put("has-attachments", r.meta.has_attachments);
+    d.put("message-id", r.meta.message_id.clone());
+    d.0
 }

@@ -33,7 +33,10 @@ fn dir_of(root: &Path, hash: &str) -> PathBuf {
 /// The two names a blob can have.
 fn paths(root: &Path, hash: &str) -> (PathBuf, PathBuf) {
     let dir = dir_of(root, hash);
-    (dir.join(format!("{hash}.zst")), dir.join(format!("{hash}.eml")))
+    (
+        dir.join(format!("{hash}.zst")),
+        dir.join(format!("{hash}.eml")),
+    )
 }
 
 /// Write `raw` unless a file with the same content exists. Returns the
@@ -57,8 +60,7 @@ pub fn write(root: &Path, hash: &str, raw: &[u8]) -> Result<Option<PathBuf>> {
     file.write_all(bytes)
         .with_context(|| format!("Cannot write {}", tmp.display()))?;
     drop(file);
-    std::fs::rename(&tmp, &target)
-        .with_context(|| format!("Cannot rename {}", tmp.display()))?;
+    std::fs::rename(&tmp, &target).with_context(|| format!("Cannot rename {}", tmp.display()))?;
     Ok(Some(dir))
 }
 
@@ -69,7 +71,8 @@ pub fn sync(root: &Path, dirs: &BTreeSet<PathBuf>) -> Result<()> {
     }
     // One syncfs flushes every file of the batch: far cheaper than an
     // fsync per message, with the same guarantee once it returns.
-    let root_dir = std::fs::File::open(root).with_context(|| format!("Cannot open {}", root.display()))?;
+    let root_dir =
+        std::fs::File::open(root).with_context(|| format!("Cannot open {}", root.display()))?;
     rustix::fs::syncfs(root_dir.as_fd()).context("Cannot sync the message files")?;
     for dir in dirs {
         crate::fsutil::sync_dir(dir)?;
@@ -90,7 +93,10 @@ pub fn read(root: &Path, hash: &str, limit: usize) -> Result<Vec<u8>> {
                 &mut out,
             )
             .with_context(|| format!("Cannot decompress {}", zst.display()))?;
-            anyhow::ensure!(copied as usize <= limit, "The message {hash} is larger than {limit} bytes");
+            anyhow::ensure!(
+                copied as usize <= limit,
+                "The message {hash} is larger than {limit} bytes"
+            );
             Ok(out)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -115,12 +121,18 @@ mod tests {
     fn round_trip_compressed_and_plain() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let text = b"Subject: hi\r\n\r\n".repeat(200);
-        let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let random: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let mut dirs = BTreeSet::new();
         for raw in [&text[..], &random[..], b""] {
             let h = hash(raw);
             dirs.extend(write(dir.path(), &h, raw)?);
-            assert_eq!(write(dir.path(), &h, raw)?, None, "content-addressed: written once");
+            assert_eq!(
+                write(dir.path(), &h, raw)?,
+                None,
+                "content-addressed: written once"
+            );
             assert_eq!(read(dir.path(), &h, 1 << 20)?, raw);
         }
         sync(dir.path(), &dirs)?;

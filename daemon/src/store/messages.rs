@@ -166,7 +166,10 @@ impl std::str::FromStr for MessageId {
         let uid = parts.next().and_then(|p| p.parse().ok()).ok_or(())?;
         let uidvalidity = parts.next().and_then(|p| p.parse().ok()).ok_or(())?;
         let folder = parts.next().and_then(|p| p.parse().ok()).ok_or(())?;
-        let account = parts.next().filter(|a| crate::accounts::valid_id(a)).ok_or(())?;
+        let account = parts
+            .next()
+            .filter(|a| crate::accounts::valid_id(a))
+            .ok_or(())?;
         Ok(MessageId {
             account: account.to_owned(),
             folder,
@@ -383,10 +386,7 @@ impl Store {
         messages: Vec<NewMessage>,
         state: Option<FolderState>,
     ) -> Result<Vec<MessageId>> {
-        let uidvalidity = state
-            .or(folder.state)
-            .map(|s| s.uidvalidity)
-            .unwrap_or(0);
+        let uidvalidity = state.or(folder.state).map(|s| s.uidvalidity).unwrap_or(0);
         // Files first, durable, then the index that points at them.
         let mut dirs = BTreeSet::new();
         let mut records = Vec::with_capacity(messages.len());
@@ -536,7 +536,12 @@ impl Store {
 
     /// Drop a folder's messages and state (UIDVALIDITY changed, or the
     /// folder is gone); with `forget`, the folder itself too.
-    pub async fn clear_folder(&self, account: &str, folder: &FolderInfo, forget: bool) -> Result<()> {
+    pub async fn clear_folder(
+        &self,
+        account: &str,
+        folder: &FolderInfo,
+        forget: bool,
+    ) -> Result<()> {
         let uids: Vec<u32> = self.uids(account, folder.no)?.into_keys().collect();
         for chunk in uids.chunks(1000) {
             self.remove_uids(account, folder.no, chunk).await?;
@@ -655,7 +660,10 @@ impl Store {
                 }
             }
             out.push(Summary {
-                folder: names.get(&(account.clone(), folder)).cloned().unwrap_or_default(),
+                folder: names
+                    .get(&(account.clone(), folder))
+                    .cloned()
+                    .unwrap_or_default(),
                 id: MessageId {
                     account,
                     folder,
@@ -695,8 +703,10 @@ mod tests {
         NewMessage {
             uid,
             flags: Flags(if seen { Flags::SEEN } else { 0 }),
-            raw: format!("Date: {date}\r\nSubject: m{uid}\r\nFrom: a@example.org\r\n\r\nbody {uid}\r\n")
-                .into_bytes(),
+            raw: format!(
+                "Date: {date}\r\nSubject: m{uid}\r\nFrom: a@example.org\r\n\r\nbody {uid}\r\n"
+            )
+            .into_bytes(),
             internal_date: 0,
         }
     }
@@ -750,10 +760,18 @@ mod tests {
         assert_eq!(ids.len(), 3);
         // A second copy of the same batch is not stored twice.
         let again = store
-            .store_batch("a", &f, vec![msg(3, "Tue, 2 Jan 2024 00:00:00 +0000", false)], None)
+            .store_batch(
+                "a",
+                &f,
+                vec![msg(3, "Tue, 2 Jan 2024 00:00:00 +0000", false)],
+                None,
+            )
             .await?;
         assert!(again.is_empty());
-        assert_eq!(store.folder("a", "INBOX")?.and_then(|f| f.state), Some(state));
+        assert_eq!(
+            store.folder("a", "INBOX")?.and_then(|f| f.state),
+            Some(state)
+        );
         assert_eq!(store.counts("a", None)?, (3, 2));
         let listed = store.list_folder("a", &f, 0, 10)?;
         assert_eq!(listed.first().map(|s| s.id.uid), Some(3), "newest first");
@@ -764,11 +782,16 @@ mod tests {
         let id = &ids[0];
         let rec = store.record(id)?.context("record")?;
         assert!(store.raw(&rec)?.starts_with(b"Date: Mon, 1 Jan 2024"));
-        store.set_flags("a", &f, &[(2, Flags(Flags::SEEN))], None).await?;
+        store
+            .set_flags("a", &f, &[(2, Flags(Flags::SEEN))], None)
+            .await?;
         assert_eq!(store.counts("a", None)?, (3, 1));
         assert_eq!(store.remove_uids("a", f.no, &[1, 99]).await?, 1);
         assert!(store.record(id)?.is_none());
-        assert!(store.raw(&rec).is_err(), "the file of a removed message goes too");
+        assert!(
+            store.raw(&rec).is_err(),
+            "the file of a removed message goes too"
+        );
         store.clear_folder("a", &f, false).await?;
         assert_eq!(store.counts("a", None)?, (0, 0));
         assert_eq!(store.folder("a", "INBOX")?.and_then(|f| f.state), None);

@@ -1,0 +1,218 @@
+//! # The connection to facteurd
+//!
+//! Opens the bus (`--address`, else the session bus), builds the proxies of
+//! [`facteur_dbus::proxy`] and the standard Properties and ObjectManager
+//! proxies at the names of [`facteur_dbus::names`], and reads account
+//! properties. It knows nothing about output; every error leaves here as a
+//! [`Failure`] already worded for a person.
+
+use std::env;
+
+use facteur_dbus::names;
+use facteur_dbus::proxy::{AccountProxy, ManagerProxy, OwnedDict};
+use zbus::fdo::{ObjectManagerProxy, PropertiesProxy};
+use zbus::names::InterfaceName;
+use zbus::proxy::CacheProperties;
+use zbus::zvariant::ObjectPath;
+use zbus::Connection;
+
+use crate::error::{self, from_daemon, from_fdo, from_zbus, no_such_account, Failure, On};
+
+/// An open connection to the bus that facteurd is on.
+pub struct Bus {
+    conn: Connection,
+}
+
+/// Where the session bus is looked for when no address is given.
+const SESSION_ENV: &str = "DBUS_SESSION_BUS_ADDRESS";
+
+impl Bus {
+    /// Connects to `address`, or to the session bus.
+    pub async fn connect(address: Option<&str>) -> Result<Bus, Failure> {
+        let conn = match address {
+            Some(addr) => {
+                let builder = zbus::connection::Builder::address(addr)
+                    .map_err(|e| Failure::Usage(format!("--address: '{addr}': {e}")))?;
+                builder.build().await.map_err(|e| {
+                    Failure::Failed(format!(
+                        "cannot connect to the bus at '{addr}': {}",
+                        connect_error(&e)
+                    ))
+                })?
+            }
+            None => Connection::session()
+                .await
+                .map_err(|e| session_failure(&e))?,
+        };
+        Ok(Bus { conn })
+    }
+
+    /// The Manager at the root object.
+    pub async fn manager(&self) -> Result<ManagerProxy<'static>, Failure> {
+        ManagerProxy::builder(&self.conn)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| from_zbus(e, On::Manager))
+    }
+
+    /// The account with this id. An id that cannot be part of an object
+    /// path names no account.
+    pub async fn account(&self, id: &str) -> Result<AccountProxy<'static>, Failure> {
+        let path = account_path(id)?;
+        AccountProxy::builder(&self.conn)
+            .path(path)
+            .map_err(|e| from_zbus(e, On::Account(id)))?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| from_zbus(e, On::Account(id)))
+    }
+
+    /// Fails if facteurd is not on the bus, so that nobody types a password
+    /// for nothing.
+    pub async fn ping(&self) -> Result<(), Failure> {
+        let manager = self.manager().await?;
+        manager
+            .version()
+            .await
+            .map(drop)
+            .map_err(|e| from_zbus(e, On::Manager))
+    }
+
+    /// Every property of one account (Properties.GetAll).
+    pub async fn account_properties(&self, id: &str) -> Result<OwnedDict, Failure> {
+        let path = account_path(id)?;
+        let props = PropertiesProxy::builder(&self.conn)
+            .destination(names::BUS_NAME)
+            .and_then(|b| b.path(path))
+            .map_err(|e| from_zbus(e, On::Account(id)))?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| from_zbus(e, On::Account(id)))?;
+        props
+            .get_all(account_interface()?)
+            .await
+            .map_err(|e| from_fdo(e, On::Account(id)))
+    }
+
+    /// Every account with every property, sorted by id: one
+    /// GetManagedObjects call, or ListAccounts and a GetAll per account
+    /// where the daemon has no ObjectManager.
+    pub async fn accounts(&self) -> Result<Vec<(String, OwnedDict)>, Failure> {
+        let om = ObjectManagerProxy::builder(&self.conn)
+            .destination(names::BUS_NAME)
+            .and_then(|b| b.path(names::ROOT_PATH))
+            .map_err(|e| from_zbus(e, On::Manager))?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| from_zbus(e, On::Manager))?;
+        let mut accounts = match om.get_managed_objects().await {
+            Ok(objects) => objects
+                .into_iter()
+                .filter_map(|(path, mut ifaces)| {
+                    let id = names::account_id(path.as_str())?.to_owned();
+                    // zbus lists intermediate nodes with no interface (the
+                    // accounts folder itself): skip anything that is not an
+                    // account.
+                    let props = ifaces
+                        .iter()
+                        .find(|(name, _)| name.as_str() == names::ACCOUNT_INTERFACE)
+                        .map(|(name, _)| name.clone())
+                        .and_then(|name| ifaces.remove(&name))?;
+                    Some((id, props))
+                })
+                .collect(),
+            Err(e) => {
+                let e = facteur_dbus::Error::from(zbus::Error::from(e));
+                if !error::is_unknown_method(&e) && !error::is_unknown_object(&e) {
+                    return Err(from_daemon(e, On::Manager));
+                }
+                self.accounts_one_by_one().await?
+            }
+        };
+        accounts.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(accounts)
+    }
+
+    async fn accounts_one_by_one(&self) -> Result<Vec<(String, OwnedDict)>, Failure> {
+        let manager = self.manager().await?;
+        let paths = manager
+            .list_accounts()
+            .await
+            .map_err(|e| from_daemon(e, On::Manager))?;
+        let mut accounts = Vec::with_capacity(paths.len());
+        for path in paths {
+            let Some(id) = names::account_id(path.as_str()) else {
+                continue;
+            };
+            match self.account_properties(id).await {
+                Ok(props) => accounts.push((id.to_owned(), props)),
+                // Removed between the two calls.
+                Err(f) if f == no_such_account(id) => {}
+                Err(f) => return Err(f),
+            }
+        }
+        Ok(accounts)
+    }
+
+    /// The failure for a call on an account that failed with `e`. A bus
+    /// that answers "unknown method" might mean a missing account (an
+    /// object server without the path) or a daemon that lacks the method:
+    /// asking for the account's properties tells them apart.
+    pub async fn account_failure(&self, id: &str, e: facteur_dbus::Error, on: On<'_>) -> Failure {
+        if error::is_unknown_method(&e) {
+            if let Err(f) = self.account_properties(id).await {
+                if f == no_such_account(id) {
+                    return f;
+                }
+            }
+        }
+        from_daemon(e, on)
+    }
+}
+
+/// The object path of an account, refusing ids that cannot be one.
+fn account_path(id: &str) -> Result<ObjectPath<'static>, Failure> {
+    let path = names::account_path(id);
+    if names::account_id(&path) != Some(id) {
+        return Err(no_such_account(id));
+    }
+    ObjectPath::try_from(path).map_err(|_| no_such_account(id))
+}
+
+fn account_interface() -> Result<InterfaceName<'static>, Failure> {
+    InterfaceName::try_from(names::ACCOUNT_INTERFACE)
+        .map_err(|e| Failure::Failed(format!("internal error: {e}")))
+}
+
+/// Words the failure to reach the session bus.
+fn session_failure(e: &zbus::Error) -> Failure {
+    match env::var(SESSION_ENV) {
+        Ok(addr) if !addr.is_empty() => Failure::Failed(format!(
+            "cannot connect to the session bus at '{addr}' (from {SESSION_ENV}): {}",
+            connect_error(e)
+        )),
+        _ => {
+            let tried = match e {
+                zbus::Error::Connection(_, addr) => format!(" at '{addr}'"),
+                _ => String::new(),
+            };
+            Failure::Failed(format!(
+                "no session bus ({SESSION_ENV} is not set, and none answers{tried}: {}); \
+                 run inside a desktop session or 'dbus-run-session', or pass --address",
+                connect_error(e)
+            ))
+        }
+    }
+}
+
+/// The cause of a failed connection, without zbus repeating the address.
+fn connect_error(e: &zbus::Error) -> String {
+    match e {
+        zbus::Error::Connection(io, _) => io.to_string(),
+        other => other.to_string(),
+    }
+}

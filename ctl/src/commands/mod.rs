@@ -1,0 +1,57 @@
+//! # Commands
+//!
+//! One function per subcommand, dispatched from [`run`]. Each connects to
+//! the bus only once its own arguments are known to be good, calls the
+//! daemon through [`crate::bus`], and prints through [`crate::output`],
+//! human-readable or, with `--json`, as JSON. Submodules: [`account`] (the
+//! `account` family and `sync`), [`mail`] (`messages`, `show`, `watch`) and
+//! [`docs`] (completions and manual pages).
+
+pub mod account;
+pub mod docs;
+pub mod mail;
+
+use crate::bus::Bus;
+use crate::cli::{AccountCommand, Cli, Command};
+use crate::error::Failure;
+
+/// What every command needs from the global flags.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// `--json`
+    pub json: bool,
+    /// `--address`
+    pub address: Option<String>,
+}
+
+impl Ctx {
+    /// Connects to the bus named by `--address`, or the session bus.
+    pub async fn connect(&self) -> Result<Bus, Failure> {
+        Bus::connect(self.address.as_deref()).await
+    }
+}
+
+/// Runs the command the command line names.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let ctx = Ctx {
+        json: cli.json,
+        address: cli.address,
+    };
+    match cli.command {
+        Command::Account(cmd) => match cmd {
+            AccountCommand::Add(args) => account::add(&ctx, args).await,
+            AccountCommand::List => account::list(&ctx).await,
+            AccountCommand::Show { id } => account::show(&ctx, &id).await,
+            AccountCommand::Set(args) => account::set(&ctx, args).await,
+            AccountCommand::Password { id, smtp } => account::password(&ctx, &id, smtp).await,
+            AccountCommand::Verify { id } => account::verify(&ctx, &id).await,
+            AccountCommand::Remove { id } => account::remove(&ctx, &id).await,
+        },
+        Command::Sync { id } => account::sync(&ctx, &id).await,
+        Command::Messages(args) => mail::messages(&ctx, args).await,
+        Command::Show { message_id, raw } => mail::show(&ctx, &message_id, raw).await,
+        Command::Watch => mail::watch(&ctx).await,
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man(dir.as_deref()),
+    }
+}

@@ -1,0 +1,99 @@
+//! # Wire names read by facteurctl
+//!
+//! Property names of the Account object and the keys of message summaries
+//! and verify reports, as DESIGN.md spells them. `facteur-dbus` exports the
+//! bus names, paths and settings keys but not these yet, so the few that
+//! facteurctl reads by name are gathered here, once. Everything else is
+//! passed through generically (all properties, all summary keys), so a key
+//! the daemon adds later still shows up in `--json` and `account show`.
+
+/// Account properties.
+pub mod prop {
+    /// `s`
+    pub const ID: &str = "Id";
+    /// `s`
+    pub const NAME: &str = "Name";
+    /// `s`
+    pub const EMAIL_ADDRESS: &str = "EmailAddress";
+    /// `s`
+    pub const INCOMING_PROTOCOL: &str = "IncomingProtocol";
+    /// `a{ss}`, role → folder
+    pub const FOLDERS: &str = "Folders";
+    /// `s`
+    pub const STATE: &str = "State";
+    /// `s`
+    pub const LAST_ERROR: &str = "LastError";
+    /// `t`, unix seconds, 0 for never
+    pub const LAST_SYNC: &str = "LastSync";
+    /// `u`
+    pub const MESSAGE_COUNT: &str = "MessageCount";
+    /// `u`
+    pub const UNREAD_COUNT: &str = "UnreadCount";
+
+    /// The order `account show` prints properties in; others follow,
+    /// sorted.
+    pub const SHOW_ORDER: &[&str] = &[
+        ID,
+        NAME,
+        EMAIL_ADDRESS,
+        "DisplayName",
+        "UseUnified",
+        INCOMING_PROTOCOL,
+        "IncomingHost",
+        "IncomingPort",
+        "IncomingSecurity",
+        "IncomingLogin",
+        "PollIntervalMinutes",
+        "LeaveOnServer",
+        "DeleteOnServer",
+        "SmtpHost",
+        "SmtpPort",
+        "SmtpSecurity",
+        "SmtpLogin",
+        FOLDERS,
+        "AcceptInvalidCerts",
+        STATE,
+        LAST_ERROR,
+        LAST_SYNC,
+        MESSAGE_COUNT,
+        UNREAD_COUNT,
+    ];
+}
+
+/// Keys of a message summary (`ListUnified`, `ListMessages`).
+pub mod summary {
+    /// `s`, the id `show` takes
+    pub const ID: &str = "id";
+    /// `s`
+    pub const FROM: &str = "from";
+    /// `s`, decoded
+    pub const SUBJECT: &str = "subject";
+    /// `x`, unix seconds
+    pub const DATE: &str = "date";
+}
+
+/// Keys of a verify report (`Verify`, `VerifySettings`).
+pub mod report {
+    /// `b`
+    pub const INCOMING_OK: &str = "incoming-ok";
+    /// `s`
+    pub const INCOMING_ERROR: &str = "incoming-error";
+    /// `b`
+    pub const SMTP_OK: &str = "smtp-ok";
+    /// `s`
+    pub const SMTP_ERROR: &str = "smtp-error";
+    /// `as`
+    pub const CAPABILITIES: &str = "capabilities";
+    /// `u`
+    pub const ELAPSED_MS: &str = "elapsed-ms";
+    /// `aa{sv}`
+    pub const STEPS: &str = "steps";
+    /// Step: `s`, incoming or smtp
+    pub const SERVICE: &str = "service";
+    /// Step: `s`, dns, connect, tls, …
+    pub const STEP: &str = "step";
+    /// Step: `b`
+    pub const OK: &str = "ok";
+    /// Step: `s`
+    pub const DETAIL: &str = "detail";
+}

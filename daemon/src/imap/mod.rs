@@ -1,0 +1,440 @@
+//! # IMAP accounts
+//!
+//! The engine that keeps one IMAP account in sync: connect and log in
+//! ([`session`]), sync folders ([`sync`]), then wait for new mail with IDLE
+//! on INBOX (or NOOP polling when the server has no IDLE), syncing every
+//! other folder on the account's poll interval. On any failure it reports
+//! the account `offline` (or `error` when a person must act), backs off with
+//! jitter and reconnects, catching up on everything that arrived meanwhile.
+//!
+//! It owns no D-Bus code: it reports through [`crate::events::Reporter`]
+//! and answers [`Request`]s from the scheduler.
+
+pub mod session;
+pub mod sync;
+pub mod utf7;
+
+use std::time::Duration;
+
+use facteur_dbus::state;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+use crate::accounts::Settings;
+use crate::events::Reporter;
+use crate::net::{Failure, FailureKind};
+use crate::store::{MessageId, Store};
+use session::{drain, step, step_within, Caps, ImapSession};
+
+/// How long one IDLE lasts before it is re-issued. RFC 2177 allows 29
+/// minutes, but NAT gateways and some servers drop idle flows after about
+/// 10 (Geary re-issues at 9.5, Delta Chat times out at 5), and a silent dead
+/// connection is only noticed when DONE gets no answer.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(9 * 60);
+/// How long DONE may take before the connection is considered dead.
+const DONE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Polling interval of INBOX on servers without IDLE.
+const NOOP_INTERVAL: Duration = Duration::from_secs(60);
+/// First reconnection delay; doubles up to [`BACKOFF_MAX`] (Delta Chat's
+/// values), with jitter so many clients do not reconnect in step.
+const BACKOFF_START: Duration = Duration::from_secs(2);
+/// Longest reconnection delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(80);
+
+/// What the scheduler can ask of a running engine.
+pub enum Request {
+    /// Run a full pass now; answer with the number of new messages.
+    Sync(oneshot::Sender<Result<u32, Failure>>),
+    /// Set `\Deleted` on the message and expunge it on the server, then
+    /// remove it locally.
+    Delete(MessageId, oneshot::Sender<Result<(), Failure>>),
+}
+
+/// One account's engine. Lives in its own task; ends when `cancel` fires.
+pub struct Engine {
+    id: String,
+    settings: Settings,
+    password: Zeroizing<String>,
+    store: Store,
+    reporter: Reporter,
+    caps: Caps,
+    healthy: bool,
+}
+
+/// Why a session ended.
+enum End {
+    Cancelled,
+    Failed(Failure),
+}
+
+impl From<Failure> for End {
+    fn from(f: Failure) -> Self {
+        End::Failed(f)
+    }
+}
+
+/// Next backoff delay after `current`, with ±25 % jitter.
+pub fn next_backoff(current: Duration) -> Duration {
+    let doubled = current.saturating_mul(2).min(BACKOFF_MAX);
+    let jitter = rand::random_range(0.75..1.25);
+    doubled.mul_f64(jitter).min(BACKOFF_MAX)
+}
+
+impl Engine {
+    /// An engine for an account.
+    pub fn new(
+        id: String,
+        settings: Settings,
+        password: Zeroizing<String>,
+        store: Store,
+        reporter: Reporter,
+    ) -> Self {
+        Engine {
+            id,
+            settings,
+            password,
+            store,
+            reporter,
+            caps: Caps::default(),
+            healthy: false,
+        }
+    }
+
+    /// Run until cancelled: connect, sync, idle; reconnect with backoff.
+    pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, cancel: CancellationToken) {
+        let mut backoff = BACKOFF_START;
+        loop {
+            let result = tokio::select! {
+                r = self.session(&mut requests, &cancel) => r,
+                _ = cancel.cancelled() => End::Cancelled,
+            };
+            let failure = match result {
+                End::Cancelled => return,
+                End::Failed(f) => f,
+            };
+            // A session that got as far as a full pass was healthy: start
+            // the backoff from the beginning again.
+            if std::mem::take(&mut self.healthy) {
+                backoff = BACKOFF_START;
+            }
+            let state = match failure.kind {
+                FailureKind::Auth | FailureKind::Tls | FailureKind::NotSupported => state::ERROR,
+                FailureKind::Credentials => state::NEEDS_CREDENTIALS,
+                _ => state::OFFLINE,
+            };
+            warn!(
+                "Account {}: {}; retrying in about {} s.",
+                self.id,
+                failure,
+                backoff.as_secs()
+            );
+            self.reporter.state(state, failure.message.clone());
+            // A wrong password or a refused certificate will not fix itself:
+            // wait the longest delay, never retry in a tight loop.
+            let delay = if failure.is_transient() {
+                backoff
+            } else {
+                BACKOFF_MAX
+            };
+            let deadline = Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = cancel.cancelled() => return,
+                    r = requests.recv() => match r {
+                        // "Sync now" while offline: try at once.
+                        Some(Request::Sync(reply)) => {
+                            let _ = reply.send(Err(failure.clone()));
+                            backoff = BACKOFF_START;
+                            break;
+                        }
+                        Some(Request::Delete(_, reply)) => {
+                            let _ = reply.send(Err(failure.clone()));
+                        }
+                        None => return,
+                    },
+                }
+            }
+            backoff = next_backoff(backoff);
+        }
+    }
+
+    /// One connected session, until it fails or is cancelled.
+    async fn session(
+        &mut self,
+        requests: &mut mpsc::Receiver<Request>,
+        cancel: &CancellationToken,
+    ) -> End {
+        self.reporter.state(state::SYNCING, "");
+        let (mut session, caps) = match session::connect(&self.settings, &self.password).await {
+            Ok(s) => s,
+            Err(f) => return End::Failed(f),
+        };
+        self.caps = caps;
+        info!(
+            "Account {}: connected to {}.",
+            self.id, self.settings.incoming_host
+        );
+        let poll = Duration::from_secs(u64::from(self.settings.poll_interval_minutes) * 60);
+        let mut pending: Vec<oneshot::Sender<Result<u32, Failure>>> = Vec::new();
+        let mut full_due = Instant::now();
+        let mut inbox_dirty = true;
+        loop {
+            let full = Instant::now() >= full_due || !pending.is_empty();
+            if full || inbox_dirty {
+                self.reporter.state(state::SYNCING, "");
+                match self.pass(&mut session, full).await {
+                    Ok(new) => {
+                        for reply in pending.drain(..) {
+                            let _ = reply.send(Ok(new));
+                        }
+                    }
+                    Err(f) => {
+                        for reply in pending.drain(..) {
+                            let _ = reply.send(Err(f.clone()));
+                        }
+                        return End::Failed(f);
+                    }
+                }
+                if full {
+                    full_due = Instant::now() + poll;
+                    self.healthy = true;
+                }
+                inbox_dirty = false;
+                self.reporter.synced();
+                self.reporter.state(state::IDLE, "");
+            }
+            // Anything that arrived during the pass?
+            if drain(&mut session) {
+                inbox_dirty = true;
+                continue;
+            }
+            let wait = full_due.saturating_duration_since(Instant::now());
+            let woke = if self.caps.idle {
+                self.idle(session, wait.min(IDLE_TIMEOUT), requests, cancel)
+                    .await
+            } else {
+                self.noop_wait(session, wait.min(NOOP_INTERVAL), requests, cancel)
+                    .await
+            };
+            let (s, wake) = match woke {
+                Ok(v) => v,
+                Err(end) => {
+                    for reply in pending.drain(..) {
+                        let failure = match &end {
+                            End::Failed(f) => f.clone(),
+                            End::Cancelled => {
+                                Failure::new(FailureKind::Local, "The account was stopped")
+                            }
+                        };
+                        let _ = reply.send(Err(failure));
+                    }
+                    return end;
+                }
+            };
+            session = s;
+            match wake {
+                Wake::NewData => inbox_dirty = true,
+                Wake::Timeout => {}
+                Wake::Request(Request::Sync(reply)) => pending.push(reply),
+                Wake::Request(Request::Delete(id, reply)) => {
+                    let r = self.delete(&mut session, &id).await;
+                    let failed = r.as_ref().err().filter(|f| f.is_transient()).cloned();
+                    let _ = reply.send(r);
+                    if let Some(f) = failed {
+                        return End::Failed(f);
+                    }
+                    inbox_dirty = true;
+                }
+                Wake::Cancelled => {
+                    let _ = tokio::time::timeout(DONE_TIMEOUT, session.logout()).await;
+                    return End::Cancelled;
+                }
+            }
+        }
+    }
+
+    /// A pass: every folder when `full`, else INBOX only. INBOX is left
+    /// selected, ready for IDLE.
+    async fn pass(&mut self, session: &mut ImapSession, full: bool) -> Result<u32, Failure> {
+        let mut samples = Vec::new();
+        let folders = if full {
+            self.sync_folder_list(session).await?
+        } else {
+            match self
+                .store
+                .folder(&self.id, "INBOX")
+                .map_err(Failure::from)?
+            {
+                Some(f) => vec![f],
+                None => self.sync_folder_list(session).await?,
+            }
+        };
+        let mut new = 0u32;
+        let mut inbox = None;
+        for folder in &folders {
+            if folder.name.eq_ignore_ascii_case("INBOX") {
+                inbox = Some(folder.clone());
+                continue;
+            }
+            new += self.sync_folder(session, folder, &mut samples).await?;
+        }
+        // INBOX last, so it stays selected for IDLE.
+        if let Some(inbox) = inbox {
+            new += self.sync_folder(session, &inbox, &mut samples).await?;
+        }
+        self.reporter.notify(new as usize, samples);
+        Ok(new)
+    }
+
+    /// IDLE on the selected INBOX until new data, the timeout, a request or
+    /// cancellation.
+    async fn idle(
+        &self,
+        session: ImapSession,
+        limit: Duration,
+        requests: &mut mpsc::Receiver<Request>,
+        cancel: &CancellationToken,
+    ) -> Result<(ImapSession, Wake), End> {
+        // Check UIDNEXT right before IDLE: mail that arrived between the
+        // last FETCH and now must not wait for the next wake-up.
+        let mut session = session;
+        if let Some(inbox) = self
+            .store
+            .folder(&self.id, "INBOX")
+            .map_err(|e| End::Failed(e.into()))?
+        {
+            let status = step("STATUS", session.status("INBOX", "(UIDNEXT)")).await?;
+            drain(&mut session);
+            let known = inbox.state.map(|s| s.uidnext).unwrap_or(0);
+            if status.uid_next.is_some_and(|n| n > known) {
+                return Ok((session, Wake::NewData));
+            }
+        }
+        let mut handle = session.idle();
+        step("IDLE", handle.init()).await?;
+        let wake = {
+            let (fut, stop) = handle.wait_with_timeout(limit);
+            let wake = tokio::select! {
+                r = fut => match r {
+                    Ok(async_imap::extensions::idle::IdleResponse::NewData(_)) => Wake::NewData,
+                    Ok(async_imap::extensions::idle::IdleResponse::Timeout) => Wake::Timeout,
+                    // async-imap reports a dropped connection as a manual
+                    // interrupt; DONE below tells which it was.
+                    Ok(async_imap::extensions::idle::IdleResponse::ManualInterrupt) => Wake::NewData,
+                    Err(e) => return Err(End::Failed(session::imap_failure("IDLE", e))),
+                },
+                _ = tokio::time::sleep(limit) => Wake::Timeout,
+                r = requests.recv() => match r {
+                    Some(r) => Wake::Request(r),
+                    None => Wake::Cancelled,
+                },
+                _ = cancel.cancelled() => Wake::Cancelled,
+            };
+            drop(stop);
+            wake
+        };
+        let session = step_within(DONE_TIMEOUT, "DONE", handle.done()).await?;
+        Ok((session, wake))
+    }
+
+    /// Servers without IDLE: NOOP on INBOX every minute.
+    async fn noop_wait(
+        &self,
+        mut session: ImapSession,
+        limit: Duration,
+        requests: &mut mpsc::Receiver<Request>,
+        cancel: &CancellationToken,
+    ) -> Result<(ImapSession, Wake), End> {
+        let wake = tokio::select! {
+            _ = tokio::time::sleep(limit) => Wake::Timeout,
+            r = requests.recv() => match r {
+                Some(r) => Wake::Request(r),
+                None => Wake::Cancelled,
+            },
+            _ = cancel.cancelled() => Wake::Cancelled,
+        };
+        if matches!(wake, Wake::Timeout) {
+            step("NOOP", session.noop()).await?;
+            let wake = if drain(&mut session) {
+                Wake::NewData
+            } else {
+                Wake::Timeout
+            };
+            return Ok((session, wake));
+        }
+        Ok((session, wake))
+    }
+
+    /// Delete a message on the server (flag, expunge), then locally.
+    async fn delete(&self, session: &mut ImapSession, id: &MessageId) -> Result<(), Failure> {
+        let folder = self
+            .store
+            .folder_of(id)
+            .map_err(Failure::from)?
+            .ok_or_else(|| Failure::new(FailureKind::Local, "The message's folder is gone"))?;
+        let mailbox = step("SELECT", session.select(&folder.name)).await?;
+        drain(session);
+        if mailbox.uid_validity == Some(id.uidvalidity) {
+            let uid = id.uid.to_string();
+            let flagged: Vec<_> = step("UID STORE", async {
+                futures_util::TryStreamExt::try_collect(
+                    session.uid_store(&uid, "+FLAGS.SILENT (\\Deleted)").await?,
+                )
+                .await
+            })
+            .await?;
+            drop(flagged);
+            if self.caps.uidplus {
+                let _: Vec<_> = step("UID EXPUNGE", async {
+                    futures_util::TryStreamExt::try_collect(session.uid_expunge(&uid).await?).await
+                })
+                .await?;
+            } else {
+                let _: Vec<_> = step("EXPUNGE", async {
+                    futures_util::TryStreamExt::try_collect(session.expunge().await?).await
+                })
+                .await?;
+            }
+            drain(session);
+        }
+        self.store
+            .remove_uids(&self.id, folder.no, &[id.uid])
+            .await
+            .map_err(Failure::from)?;
+        self.reporter.counts();
+        // Leave INBOX selected for IDLE.
+        step("SELECT", session.select("INBOX")).await?;
+        drain(session);
+        Ok(())
+    }
+}
+
+/// What ended a wait.
+enum Wake {
+    NewData,
+    Timeout,
+    Request(Request),
+    Cancelled,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_to_a_cap() {
+        let mut d = BACKOFF_START;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            d = next_backoff(d);
+            seen.push(d);
+        }
+        assert!(seen[0] >= Duration::from_secs(3) && seen[0] <= Duration::from_secs(5));
+        assert!(seen.iter().all(|d| *d <= BACKOFF_MAX));
+        assert!(seen[9] >= BACKOFF_MAX.mul_f64(0.75));
+    }
+}

@@ -1,0 +1,227 @@
+//! # The checked-in interface XML is what the daemon serves
+//!
+//! `dbus/org.facteur.Facteur1.xml` is the contract outside clients read.
+//! Compared, after normalisation (see `facteur_tests::xml`), with the
+//! `Introspect()` of the running daemon's root object (Manager) and of an
+//! account object (Account): every method with its arguments' names, types
+//! and directions, every signal, every property with type, access and
+//! change signalling. Also checked against DESIGN.md's member list, so the
+//! file cannot drift from the design either.
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use facteur_dbus::names;
+use facteur_tests::xml::{find_interface, interface_facts, parse};
+use facteur_tests::*;
+
+fn checked_in() -> String {
+    let path = repo_root().join("dbus/org.facteur.Facteur1.xml");
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn diff(what: &str, file: &BTreeSet<String>, served: &BTreeSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in file.difference(served) {
+        out.push(format!("{what}: in the XML file but not served: {f}"));
+    }
+    for f in served.difference(file) {
+        out.push(format!("{what}: served but not in the XML file: {f}"));
+    }
+    out
+}
+
+#[test]
+fn the_xml_file_matches_what_facteurd_introspects() {
+    let file = parse(&checked_in()).expect("dbus/org.facteur.Facteur1.xml parses");
+    let bus = Bus::start();
+    let _d = Facteurd::start(&bus);
+    let path = bus
+        .create_account(&Settings::minimal("xml@example.org", "imap.example.org"))
+        .expect("create an account to introspect");
+
+    let root = parse(&bus.introspect(names::ROOT_PATH)).expect("the root introspection parses");
+    let account = parse(&bus.introspect(&path)).expect("the account introspection parses");
+
+    let mut problems = Vec::new();
+    for (iface, served_doc) in [
+        (names::MANAGER_INTERFACE, &root),
+        (names::ACCOUNT_INTERFACE, &account),
+    ] {
+        let in_file = find_interface(&file, iface)
+            .unwrap_or_else(|| panic!("{iface} is not in dbus/org.facteur.Facteur1.xml"));
+        let served = find_interface(served_doc, iface)
+            .unwrap_or_else(|| panic!("the daemon does not serve {iface}"));
+        let served = interface_facts(served);
+        assert!(
+            served.len() > 3,
+            "{iface} serves almost nothing: {served:?}"
+        );
+        problems.extend(diff(iface, &interface_facts(in_file), &served));
+    }
+    // The file describes exactly these two interfaces.
+    let mut in_file: Vec<&str> = facteur_tests::xml::interfaces(&file)
+        .iter()
+        .filter_map(|i| i.attr("name"))
+        .collect();
+    in_file.sort_unstable();
+    assert_eq!(
+        in_file,
+        vec![names::ACCOUNT_INTERFACE, names::MANAGER_INTERFACE],
+        "unexpected interfaces in the XML file"
+    );
+    assert!(
+        problems.is_empty(),
+        "dbus/org.facteur.Facteur1.xml and the daemon disagree:\n{}",
+        problems.join("\n")
+    );
+
+    // The standard interfaces a client relies on are served too.
+    assert!(
+        find_interface(&root, "org.freedesktop.DBus.ObjectManager").is_some(),
+        "no ObjectManager at the root"
+    );
+    assert!(find_interface(&account, "org.freedesktop.DBus.Properties").is_some());
+}
+
+#[test]
+fn the_xml_file_has_every_member_of_the_design() {
+    let file = parse(&checked_in()).expect("dbus/org.facteur.Facteur1.xml parses");
+    let names_of = |iface: &str, kind: &str| -> BTreeSet<String> {
+        find_interface(&file, iface)
+            .unwrap_or_else(|| panic!("{iface} is missing"))
+            .children_named(kind)
+            .filter_map(|e| e.attr("name").map(str::to_owned))
+            .collect()
+    };
+    let want = |list: &[&str]| -> BTreeSet<String> { list.iter().map(|s| s.to_string()).collect() };
+    let manager_methods = names_of(names::MANAGER_INTERFACE, "method");
+    let missing: Vec<_> = want(&[
+        "CreateAccount",
+        "VerifySettings",
+        "Discover",
+        "ListAccounts",
+        "ListUnified",
+        "GetMessage",
+        "DeleteMessage",
+    ])
+    .difference(&manager_methods)
+    .cloned()
+    .collect();
+    assert!(missing.is_empty(), "Manager methods missing: {missing:?}");
+    assert!(names_of(names::MANAGER_INTERFACE, "signal").contains("NewMessages"));
+    let manager_props = names_of(names::MANAGER_INTERFACE, "property");
+    for p in ["Version", "SecretStore"] {
+        assert!(manager_props.contains(p), "Manager property {p} missing");
+    }
+    let account_methods = names_of(names::ACCOUNT_INTERFACE, "method");
+    let missing: Vec<_> = want(&[
+        "Update",
+        "Delete",
+        "Verify",
+        "Sync",
+        "ListFolders",
+        "ListMessages",
+        "Send",
+    ])
+    .difference(&account_methods)
+    .cloned()
+    .collect();
+    assert!(missing.is_empty(), "Account methods missing: {missing:?}");
+    let account_props = names_of(names::ACCOUNT_INTERFACE, "property");
+    let missing: Vec<_> = want(&[
+        "Id",
+        "Name",
+        "EmailAddress",
+        "DisplayName",
+        "UseUnified",
+        "IncomingProtocol",
+        "IncomingHost",
+        "IncomingPort",
+        "IncomingSecurity",
+        "IncomingLogin",
+        "PollIntervalMinutes",
+        "LeaveOnServer",
+        "DeleteOnServer",
+        "SmtpHost",
+        "SmtpPort",
+        "SmtpSecurity",
+        "SmtpLogin",
+        "Folders",
+        "State",
+        "LastError",
+        "LastSync",
+        "MessageCount",
+        "UnreadCount",
+        "AcceptInvalidCerts",
+    ])
+    .difference(&account_props)
+    .cloned()
+    .collect();
+    assert!(
+        missing.is_empty(),
+        "Account properties missing: {missing:?}"
+    );
+}
+
+#[test]
+fn not_yet_implemented_methods_say_not_supported() {
+    let bus = Bus::start();
+    let _d = Facteurd::start(&bus);
+    let path = bus
+        .create_account(&Settings::minimal("ns@example.org", "imap.example.org"))
+        .expect("create an account");
+    let settings = Settings::minimal("ns2@example.org", "imap.example.org");
+    let calls: Vec<(&str, Result<zbus::Message, CallError>)> = vec![
+        (
+            "VerifySettings",
+            bus.call_facteur(
+                names::ROOT_PATH,
+                names::MANAGER_INTERFACE,
+                "VerifySettings",
+                &(settings.as_dict(),),
+            ),
+        ),
+        (
+            "Discover",
+            bus.call_facteur(
+                names::ROOT_PATH,
+                names::MANAGER_INTERFACE,
+                "Discover",
+                &("a@example.org",),
+            ),
+        ),
+        (
+            "ListUnified",
+            bus.call_facteur(
+                names::ROOT_PATH,
+                names::MANAGER_INTERFACE,
+                "ListUnified",
+                &(0u32, 10u32),
+            ),
+        ),
+        (
+            "Verify",
+            bus.call_facteur(&path, names::ACCOUNT_INTERFACE, "Verify", &()),
+        ),
+        (
+            "Sync",
+            bus.call_facteur(&path, names::ACCOUNT_INTERFACE, "Sync", &()),
+        ),
+        (
+            "ListFolders",
+            bus.call_facteur(&path, names::ACCOUNT_INTERFACE, "ListFolders", &()),
+        ),
+    ];
+    // Not faked: either a real answer (once the engines land) or an error
+    // with a name from the contract. A generic zbus failure is neither.
+    for (what, r) in calls {
+        if let Err(e) = r {
+            assert!(
+                e.name.starts_with(names::ERROR_PREFIX),
+                "{what} answered an error outside the contract: {e}"
+            );
+            assert!(!e.message.is_empty(), "{what}: an error without a sentence");
+        }
+    }
+}
