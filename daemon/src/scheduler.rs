@@ -21,9 +21,18 @@ use zeroize::Zeroizing;
 
 use crate::accounts::{Protocol, Settings};
 use crate::events::{Event, Reporter};
-use crate::imap::{Engine, Request};
+use crate::imap::Engine;
 use crate::net::{Failure, FailureKind};
 use crate::store::{MessageId, Store};
+
+/// What the scheduler can ask of a running engine.
+pub enum Request {
+    /// Run a pass now; answer with the number of new messages.
+    Sync(oneshot::Sender<Result<u32, Failure>>),
+    /// Delete the message on the server where the account says so (IMAP:
+    /// `\Deleted` and expunge; POP3: DELE at the next session), then locally.
+    Delete(MessageId, oneshot::Sender<Result<(), Failure>>),
+}
 
 /// How long a stopping engine may take to log out before it is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -69,11 +78,14 @@ impl Scheduler {
                 tokio::spawn(engine.run(rx, cancel.clone()))
             }
             Protocol::Pop3 => {
-                reporter.state(
-                    facteur_dbus::state::ERROR,
-                    "POP3 accounts are not synced by this version of facteurd yet",
+                let poller = crate::pop3::poll::Poller::new(
+                    id.to_owned(),
+                    settings,
+                    password,
+                    self.store.clone(),
+                    reporter,
                 );
-                return;
+                tokio::spawn(poller.run(rx, cancel.clone()))
             }
         };
         debug!("Account {id}: engine started.");

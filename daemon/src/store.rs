@@ -14,6 +14,7 @@
 
 mod blobs;
 mod messages;
+mod pop3;
 
 use std::path::{Path, PathBuf};
 

@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 use crate::accounts::Settings;
 use crate::events::Reporter;
 use crate::net::{Failure, FailureKind};
+use crate::scheduler::Request;
 use crate::store::{MessageId, Store};
 use session::{drain, step, step_within, Caps, ImapSession};
 
@@ -43,15 +44,6 @@ const NOOP_INTERVAL: Duration = Duration::from_secs(60);
 const BACKOFF_START: Duration = Duration::from_secs(2);
 /// Longest reconnection delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(80);
-
-/// What the scheduler can ask of a running engine.
-pub enum Request {
-    /// Run a full pass now; answer with the number of new messages.
-    Sync(oneshot::Sender<Result<u32, Failure>>),
-    /// Set `\Deleted` on the message and expunge it on the server, then
-    /// remove it locally.
-    Delete(MessageId, oneshot::Sender<Result<(), Failure>>),
-}
 
 /// One account's engine. Lives in its own task; ends when `cancel` fires.
 pub struct Engine {

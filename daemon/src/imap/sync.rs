@@ -254,9 +254,8 @@ impl Engine {
             }
         }
 
-        let new = if mailbox.exists == 0 {
-            0
-        } else if server_next.is_some_and(|n| n <= known_next) {
+        let nothing_new = mailbox.exists == 0 || server_next.is_some_and(|n| n <= known_next);
+        let new = if nothing_new {
             0
         } else {
             self.fetch_new(session, folder, uidvalidity, known_next, modseq, samples)

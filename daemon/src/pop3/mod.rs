@@ -34,6 +34,7 @@
 pub mod capabilities;
 pub mod client;
 pub mod error;
+pub mod poll;
 mod wire;
 
 #[cfg(test)]

@@ -33,11 +33,12 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// The trees of this module.
 #[derive(Clone)]
 pub struct Trees {
-    folders: sled::Tree,
-    messages: sled::Tree,
-    by_date: sled::Tree,
-    unified: sled::Tree,
-    refs: sled::Tree,
+    pub(super) folders: sled::Tree,
+    pub(super) messages: sled::Tree,
+    pub(super) by_date: sled::Tree,
+    pub(super) unified: sled::Tree,
+    pub(super) refs: sled::Tree,
+    pub(super) pop3: sled::Tree,
 }
 
 impl Trees {
@@ -49,6 +50,7 @@ impl Trees {
             by_date: db.open_tree("by-date")?,
             unified: db.open_tree("unified")?,
             refs: db.open_tree("refs")?,
+            pop3: db.open_tree("pop3")?,
         })
     }
 }
@@ -190,20 +192,20 @@ pub struct Summary {
     pub record: Record,
 }
 
-fn prefix(account: &str) -> Vec<u8> {
+pub(super) fn prefix(account: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(account.len() + 13);
     k.extend_from_slice(account.as_bytes());
     k.push(0);
     k
 }
 
-fn folder_key(account: &str, name: &str) -> Vec<u8> {
+pub(super) fn folder_key(account: &str, name: &str) -> Vec<u8> {
     let mut k = prefix(account);
     k.extend_from_slice(name.as_bytes());
     k
 }
 
-fn msg_key(account: &str, folder: u64, uid: u32) -> Vec<u8> {
+pub(super) fn msg_key(account: &str, folder: u64, uid: u32) -> Vec<u8> {
     let mut k = prefix(account);
     k.extend_from_slice(&folder.to_be_bytes());
     k.extend_from_slice(&uid.to_be_bytes());
@@ -216,7 +218,7 @@ fn inverted(date: i64) -> [u8; 8] {
     (!((date as u64) ^ (1 << 63))).to_be_bytes()
 }
 
-fn date_key(account: &str, folder: u64, date: i64, uid: u32) -> Vec<u8> {
+pub(super) fn date_key(account: &str, folder: u64, date: i64, uid: u32) -> Vec<u8> {
     let mut k = prefix(account);
     k.extend_from_slice(&folder.to_be_bytes());
     k.extend_from_slice(&inverted(date));
@@ -224,7 +226,7 @@ fn date_key(account: &str, folder: u64, date: i64, uid: u32) -> Vec<u8> {
     k
 }
 
-fn unified_key(account: &str, folder: u64, date: i64, uid: u32) -> Vec<u8> {
+pub(super) fn unified_key(account: &str, folder: u64, date: i64, uid: u32) -> Vec<u8> {
     let mut k = inverted(date).to_vec();
     k.extend_from_slice(account.as_bytes());
     k.push(0);
@@ -244,21 +246,21 @@ fn parse_unified_key(k: &[u8]) -> Option<(String, u64, u32)> {
     Some((account, folder, uid))
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+pub(super) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).context("Cannot encode an index record")
 }
 
-fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
+pub(super) fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).context("Damaged index record")
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<anyhow::Error>>;
 
-fn abort(e: anyhow::Error) -> ConflictableTransactionError<anyhow::Error> {
+pub(super) fn abort(e: anyhow::Error) -> ConflictableTransactionError<anyhow::Error> {
     ConflictableTransactionError::Abort(e)
 }
 
-fn tx_error(e: sled::transaction::TransactionError<anyhow::Error>) -> anyhow::Error {
+pub(super) fn tx_error(e: sled::transaction::TransactionError<anyhow::Error>) -> anyhow::Error {
     match e {
         sled::transaction::TransactionError::Abort(e) => e,
         sled::transaction::TransactionError::Storage(e) => anyhow!(e).context("Index write failed"),
@@ -267,7 +269,7 @@ fn tx_error(e: sled::transaction::TransactionError<anyhow::Error>) -> anyhow::Er
 
 /// Add `delta` to the reference count of a message file; returns the new
 /// count.
-fn add_ref(refs: &TransactionalTree, hash: &str, delta: i64) -> TxResult<u64> {
+pub(super) fn add_ref(refs: &TransactionalTree, hash: &str, delta: i64) -> TxResult<u64> {
     let now = refs
         .get(hash.as_bytes())?
         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -561,7 +563,12 @@ impl Store {
         for folder in self.folders(account)? {
             self.clear_folder(account, &folder, true).await?;
         }
-        Ok(())
+        let mut batch = sled::Batch::default();
+        for kv in self.trees.pop3.scan_prefix(prefix(account)) {
+            batch.remove(kv?.0);
+        }
+        self.trees.pop3.apply_batch(batch)?;
+        self.flush().await
     }
 
     /// The record of a message.

@@ -1,0 +1,405 @@
+//! # POP3 polling
+//!
+//! The engine of one POP3 account: a session every `poll-interval-minutes`
+//! (and at once on Sync, after creation or an update), downloading only the
+//! unique-ids never seen before. The order inside a session is what makes
+//! it safe to kill at any moment (RFC 1939 §6: DELE only takes effect after
+//! QUIT):
+//!
+//! 1. UIDL; forget unique-ids the server no longer has.
+//! 2. RETR each new message, store a batch with its unique-ids in one
+//!    transaction, flush.
+//! 3. Only then DELE: the stored messages when messages are not left on the
+//!    server, and pending local deletions when `delete-on-server` is set.
+//! 4. QUIT.
+//!
+//! A kill before 2 completes means a re-download; between 2 and 4 the
+//! unique-ids are known, so nothing is stored twice and the DELE is simply
+//! sent again next time. Message numbers are used inside one session only.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use facteur_dbus::state;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
+
+use super::capabilities::Capabilities;
+use super::client::{Client, Config};
+use super::error::Error;
+use crate::accounts::{Security, Settings};
+use crate::events::Reporter;
+use crate::net::{self, Failure, FailureKind, Stream};
+use crate::scheduler::Request;
+use crate::store::{Flags, FolderInfo, MessageId, NewMessage, Store};
+
+/// Largest message accepted: bounded memory whatever the server says.
+pub const MAX_MESSAGE: u64 = 128 * 1024 * 1024;
+/// Messages stored per transaction.
+const BATCH_MESSAGES: usize = 100;
+/// Bytes held before a batch is stored.
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// First retry delay after a failed session; doubles up to [`RETRY_MAX`],
+/// then the normal interval takes over.
+const RETRY_START: Duration = Duration::from_secs(2);
+/// Longest retry delay before the next interval.
+const RETRY_MAX: Duration = Duration::from_secs(80);
+
+/// Map a client error to a failure the scheduler and D-Bus understand.
+pub fn failure(host: &str, login: &str, e: Error) -> Failure {
+    let kind = match &e {
+        Error::Io(_) | Error::Closed | Error::Desynchronized => FailureKind::Connection,
+        Error::Timeout(_) => FailureKind::Timeout,
+        Error::AuthenticationFailed { .. } => {
+            return Failure::new(
+                FailureKind::Auth,
+                format!("The server {host} refused the password for login {login}: {e}"),
+            )
+        }
+        Error::TlsRequired | Error::StlsInjection => FailureKind::Tls,
+        Error::Sink(_) => FailureKind::Local,
+        Error::Server { .. } if e.is_transient() => FailureKind::Connection,
+        _ => FailureKind::Protocol,
+    };
+    Failure::new(kind, format!("{host}: {e}"))
+}
+
+/// Connect, secure and log in per the account's settings.
+pub async fn login(
+    settings: &Settings,
+    password: &str,
+) -> Result<(Client<Stream>, Capabilities), Failure> {
+    let host = settings.incoming_host.as_str();
+    let login = settings.incoming_login();
+    let fail = |e| failure(host, login, e);
+    let insecure = settings.accept_invalid_certs;
+    let port = settings.incoming_port();
+    let stream = net::connect(
+        host,
+        port,
+        settings.incoming_security == Security::Tls,
+        insecure,
+    )
+    .await?;
+    let config = Config::default();
+    let mut client = Client::connect(stream, config).await.map_err(fail)?;
+    let mut caps = client.capa().await.map_err(fail)?;
+    if settings.incoming_security == Security::Starttls {
+        caps.require_stls().map_err(|e| {
+            Failure::new(
+                FailureKind::Tls,
+                format!(
+                    "{host}:{port} does not offer STLS; refusing to log in over plain text ({e})"
+                ),
+            )
+        })?;
+        let plain = client.stls().await.map_err(fail)?;
+        let tls = net::starttls(plain, host, insecure).await?;
+        client = Client::after_stls(tls, config);
+        // RFC 2595 §4: what was said before TLS is forgotten.
+        caps = client.capa().await.map_err(fail)?;
+    }
+    client.login(&caps, login, password).await.map_err(fail)?;
+    if caps.advertised() && !caps.uidl() {
+        // CAPA may be re-issued after login with more; RFC 2449 §5.
+        caps = client.capa().await.map_err(fail)?;
+    }
+    Ok((client, caps))
+}
+
+/// One account's POP3 engine.
+pub struct Poller {
+    id: String,
+    settings: Settings,
+    password: Zeroizing<String>,
+    store: Store,
+    reporter: Reporter,
+}
+
+impl Poller {
+    /// A poller for an account.
+    pub fn new(
+        id: String,
+        settings: Settings,
+        password: Zeroizing<String>,
+        store: Store,
+        reporter: Reporter,
+    ) -> Self {
+        Poller {
+            id,
+            settings,
+            password,
+            store,
+            reporter,
+        }
+    }
+
+    /// Poll until cancelled.
+    pub async fn run(self, mut requests: mpsc::Receiver<Request>, cancel: CancellationToken) {
+        let interval = Duration::from_secs(u64::from(self.settings.poll_interval_minutes) * 60);
+        let mut retry = RETRY_START;
+        let mut waiting: Vec<tokio::sync::oneshot::Sender<Result<u32, Failure>>> = Vec::new();
+        loop {
+            self.reporter.state(state::SYNCING, "");
+            let result = tokio::select! {
+                r = self.poll() => r,
+                _ = cancel.cancelled() => return,
+            };
+            for reply in waiting.drain(..) {
+                let _ = reply.send(result.clone());
+            }
+            let next = match &result {
+                Ok(_) => {
+                    retry = RETRY_START;
+                    self.reporter.synced();
+                    self.reporter.state(state::IDLE, "");
+                    interval
+                }
+                Err(f) => {
+                    let st = match f.kind {
+                        FailureKind::Auth | FailureKind::Tls | FailureKind::NotSupported => {
+                            state::ERROR
+                        }
+                        _ => state::OFFLINE,
+                    };
+                    self.reporter.state(st, f.message.clone());
+                    if f.is_transient() {
+                        let delay = retry.min(interval);
+                        warn!(
+                            "Account {}: {f}; retrying in about {} s.",
+                            self.id,
+                            delay.as_secs()
+                        );
+                        retry = crate::imap::next_backoff(retry).min(RETRY_MAX);
+                        delay
+                    } else {
+                        // A refused password is not retried in a tight loop.
+                        warn!("Account {}: {f}; next try at the next poll.", self.id);
+                        interval.max(RETRY_MAX)
+                    }
+                }
+            };
+            let deadline = Instant::now() + next;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = cancel.cancelled() => return,
+                    r = requests.recv() => match r {
+                        Some(Request::Sync(reply)) => {
+                            waiting.push(reply);
+                            break;
+                        }
+                        Some(Request::Delete(id, reply)) => {
+                            let r = self.delete_local(&id).await;
+                            let poll_now = matches!(r, Ok(true));
+                            let _ = reply.send(r.map(|_| ()));
+                            if poll_now {
+                                break;
+                            }
+                        }
+                        None => return,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Delete a message locally; with leave-on-server and delete-on-server,
+    /// remember to delete it on the server at the next session (stored, so
+    /// it survives restarts). Returns whether a server deletion is pending.
+    async fn delete_local(&self, id: &MessageId) -> Result<bool, Failure> {
+        let s = &self.settings;
+        let pending = if s.leave_on_server && s.delete_on_server {
+            self.store
+                .pop3_mark_delete(&self.id, id.uid)
+                .await
+                .map_err(Failure::from)?
+        } else {
+            false
+        };
+        self.store
+            .remove_uids(&self.id, id.folder, &[id.uid])
+            .await
+            .map_err(Failure::from)?;
+        self.reporter.counts();
+        Ok(pending)
+    }
+
+    fn inbox(&self) -> Result<FolderInfo, Failure> {
+        match self
+            .store
+            .folder(&self.id, "INBOX")
+            .map_err(Failure::from)?
+        {
+            Some(f) => Ok(f),
+            None => self
+                .store
+                .upsert_folder(&self.id, "INBOX", "INBOX", None, Some("inbox".into()), true)
+                .map_err(Failure::from),
+        }
+    }
+
+    /// One session; returns the number of new messages.
+    async fn poll(&self) -> Result<u32, Failure> {
+        let host = self.settings.incoming_host.clone();
+        let login_name = self.settings.incoming_login().to_owned();
+        let fail = |e| failure(&host, &login_name, e);
+        let (mut client, caps) = login(&self.settings, &self.password).await?;
+        if caps.advertised() && !caps.uidl() {
+            return Err(Failure::new(
+                FailureKind::NotSupported,
+                format!(
+                    "{host} does not support UIDL, so facteur cannot tell new messages from old ones; \
+                     use IMAP for this account"
+                ),
+            ));
+        }
+        let listing = match client.uidl().await {
+            Ok(l) => l,
+            Err(Error::Server { .. }) => {
+                return Err(Failure::new(
+                    FailureKind::NotSupported,
+                    format!(
+                        "{host} refused UIDL; facteur needs it to avoid downloading mail twice"
+                    ),
+                ))
+            }
+            Err(e) => return Err(fail(e)),
+        };
+        let sizes: std::collections::HashMap<u32, u64> = client
+            .list()
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .map(|e| (e.number, e.size))
+            .collect();
+        let known = self.store.pop3_entries(&self.id).map_err(Failure::from)?;
+        let on_server: BTreeSet<&str> = listing.iter().map(|e| e.uid.as_str()).collect();
+        let gone: Vec<String> = known
+            .keys()
+            .filter(|u| !on_server.contains(u.as_str()))
+            .cloned()
+            .collect();
+        self.store
+            .pop3_forget(&self.id, &gone)
+            .await
+            .map_err(Failure::from)?;
+
+        let inbox = self.inbox()?;
+        let mut samples = Vec::new();
+        let mut new_total = 0u32;
+        let mut delete_now: Vec<u32> = Vec::new();
+        let mut batch: Vec<(String, NewMessage)> = Vec::new();
+        let mut batch_numbers: Vec<u32> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let fresh: Vec<_> = listing
+            .iter()
+            .filter(|e| !known.contains_key(&e.uid))
+            .collect();
+        if !fresh.is_empty() {
+            debug!(
+                "Account {}: {} new message(s) on {host}.",
+                self.id,
+                fresh.len()
+            );
+        }
+        for (i, entry) in fresh.iter().enumerate() {
+            let mut raw = Vec::with_capacity(
+                sizes
+                    .get(&entry.number)
+                    .copied()
+                    .unwrap_or(0)
+                    .min(MAX_MESSAGE) as usize,
+            );
+            match client.retr(entry.number, &mut raw, MAX_MESSAGE).await {
+                Ok(_) => {}
+                Err(Error::TooLarge { limit }) => {
+                    warn!(
+                        "Account {}: message {} on {host} is larger than {limit} bytes; left on the server.",
+                        self.id, entry.uid
+                    );
+                    return Err(Failure::new(
+                        FailureKind::Protocol,
+                        format!(
+                            "A message on {host} is larger than {limit} bytes and was left there"
+                        ),
+                    ));
+                }
+                Err(e) => return Err(fail(e)),
+            }
+            batch_bytes += raw.len();
+            batch.push((
+                entry.uid.clone(),
+                NewMessage {
+                    uid: 0,
+                    flags: Flags::default(),
+                    raw,
+                    internal_date: now(),
+                },
+            ));
+            batch_numbers.push(entry.number);
+            let last = i + 1 == fresh.len();
+            if last || batch.len() >= BATCH_MESSAGES || batch_bytes >= BATCH_BYTES {
+                let ids = self
+                    .store
+                    .pop3_store(&self.id, &inbox, std::mem::take(&mut batch))
+                    .await
+                    .map_err(Failure::from)?;
+                batch_bytes = 0;
+                // Stored and flushed: now, and only now, may they go.
+                if !self.settings.leave_on_server {
+                    delete_now.append(&mut batch_numbers);
+                }
+                batch_numbers.clear();
+                for id in ids.iter().take(5usize.saturating_sub(samples.len())) {
+                    if let Ok(Some(r)) = self.store.record(id) {
+                        samples.push((r.meta.from.clone(), r.meta.subject.clone()));
+                    }
+                }
+                new_total = new_total.saturating_add(ids.len() as u32);
+                self.reporter
+                    .new_messages(&inbox.display, ids.iter().map(|i| i.to_string()).collect());
+                self.reporter.counts();
+            }
+        }
+        // Messages stored in an earlier session that must still go: not left
+        // on the server (a crash came between store and QUIT, or the option
+        // changed), or deleted locally with delete-on-server.
+        let known = self.store.pop3_entries(&self.id).map_err(Failure::from)?;
+        for entry in &listing {
+            if let Some(k) = known.get(&entry.uid) {
+                let pending = self.settings.leave_on_server
+                    && self.settings.delete_on_server
+                    && k.pending_delete;
+                if (!self.settings.leave_on_server || pending)
+                    && !delete_now.contains(&entry.number)
+                {
+                    delete_now.push(entry.number);
+                }
+            }
+        }
+        for number in &delete_now {
+            client.dele(*number).await.map_err(fail)?;
+        }
+        client.quit().await.map_err(fail)?;
+        if !delete_now.is_empty() {
+            info!(
+                "Account {}: deleted {} message(s) on {host}.",
+                self.id,
+                delete_now.len()
+            );
+        }
+        self.reporter.notify(new_total as usize, samples);
+        Ok(new_total)
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
