@@ -265,20 +265,29 @@ impl Engine {
                 None => self.sync_folder_list(session).await?,
             }
         };
-        let mut new = 0u32;
-        let mut inbox = None;
-        for folder in &folders {
-            if folder.name.eq_ignore_ascii_case("INBOX") {
-                inbox = Some(folder.clone());
-                continue;
-            }
-            new += self.sync_folder(session, folder, &mut samples).await?;
-        }
+        let (mut new, mut announced) = (0u32, 0u32);
+        let inbox = folders
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case("INBOX"))
+            .cloned();
+        let others = folders.iter().filter(|f| !f.name.eq_ignore_ascii_case("INBOX"));
         // INBOX last, so it stays selected for IDLE.
-        if let Some(inbox) = inbox {
-            new += self.sync_folder(session, &inbox, &mut samples).await?;
+        for folder in others.chain(inbox.as_ref()) {
+            // Mail landing in Sent, Drafts, Trash, Spam or Archive is not
+            // news to the user: no notification for it.
+            let quiet = matches!(
+                folder.role.as_deref(),
+                Some("sent" | "drafts" | "trash" | "spam" | "archive")
+            );
+            let mut ignored = Vec::new();
+            let sink = if quiet { &mut ignored } else { &mut samples };
+            let n = self.sync_folder(session, folder, sink).await?;
+            new += n;
+            if !quiet {
+                announced += n;
+            }
         }
-        self.reporter.notify(new as usize, samples);
+        self.reporter.notify(announced as usize, samples);
         Ok(new)
     }
 
