@@ -27,6 +27,7 @@ PACKAGES=(
     libglib2.0-bin      # gdbus, the outside D-Bus client
     systemd             # systemd-analyze verify/security for the units
     procps              # kill, ps
+    strace              # checks the unit's system-call filter against the daemon
     openssl             # test certificates for the mail servers
     dovecot-imapd       # IMAP server for the sync tests
     dovecot-pop3d       # POP3 server for the sync tests
@@ -40,7 +41,7 @@ PACKAGES=(
 MTA=opensmtpd
 
 installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
 }
 
 install_missing() {
@@ -56,7 +57,7 @@ install_missing() {
     if ! installed opensmtpd && ! installed postfix; then
         local other
         other=$(dpkg-query -W -f='${binary:Package} ${Status} ${Provides}\n' 2>/dev/null |
-            awk '/install ok installed/ && /mail-transport-agent/ {print $1}' | head -n1)
+            awk '/install ok installed/ && /mail-transport-agent/ {print $1; exit}') || true
         if [ -n "$other" ]; then
             say "an MTA ($other) is installed: not replacing it with $MTA;" \
                 "the SMTP tests need opensmtpd or postfix"
@@ -115,5 +116,5 @@ say "cargo clippy --workspace --all-targets --locked -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 say "cargo build --workspace --locked"
 cargo build --workspace --locked
-say "cargo test --workspace --locked"
-cargo test --workspace --locked -- "$@"
+say "cargo test --workspace --locked --no-fail-fast"
+cargo test --workspace --locked --no-fail-fast -- "$@"

@@ -28,7 +28,9 @@ pub mod pop3;
 pub mod scheduler;
 pub mod secrets;
 pub mod service;
+pub mod smtp;
 pub mod store;
+pub mod verify;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -14,6 +14,9 @@
 //!   (`PropertiesChanged`, `InterfacesAdded`, `InterfacesRemoved`, …).
 //! - [`Bus::ctl`] and [`Bus::gdbus`] run `facteurctl` and the real `gdbus` (an
 //!   outside client) against the private bus.
+//! - [`xml`]: introspection XML, normalised for comparison.
+//! - [`dovecot`] and [`tls`]: a disposable Dovecot and a test CA for the
+//!   mail-server tests (see those modules).
 //!
 //! The harness is synchronous: it owns a small tokio runtime per bus for its
 //! own zbus connection, and every wait in it has a deadline. A tool that is
@@ -41,6 +44,8 @@ use facteur_dbus::names;
 use tempfile::TempDir;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
+pub mod dovecot;
+pub mod tls;
 pub mod xml;
 
 /// The command that installs what the tests need and runs the whole suite,
@@ -189,8 +194,8 @@ pub fn run_with_deadline(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duratio
             let _ = pipe.write_all(&bytes);
         })
     });
-    let out = reader_thread(child.stdout.take().expect("stdout is piped"));
-    let err = reader_thread(child.stderr.take().expect("stderr is piped"));
+    let out = Collector::start(child.stdout.take().expect("stdout is piped"));
+    let err = Collector::start(child.stderr.take().expect("stderr is piped"));
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for a child") {
@@ -199,12 +204,10 @@ pub fn run_with_deadline(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duratio
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            let stdout = out.join().unwrap_or_default();
-            let stderr = err.join().unwrap_or_default();
             panic!(
                 "{what} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&stdout),
-                String::from_utf8_lossy(&stderr)
+                text(&out.finish(Duration::from_millis(200))),
+                text(&err.finish(Duration::from_millis(200)))
             );
         }
         thread::sleep(POLL);
@@ -214,17 +217,47 @@ pub fn run_with_deadline(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duratio
     }
     Output {
         status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: out.finish(Duration::from_secs(2)),
+        stderr: err.finish(Duration::from_secs(2)),
     }
 }
 
-fn reader_thread<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        buf
-    })
+/// Reads a pipe to its end on a thread of its own, keeping what it read
+/// where [`Collector::finish`] can take it even if the pipe never closes (a
+/// grandchild may still hold it).
+struct Collector {
+    buf: Arc<Mutex<Vec<u8>>>,
+    reader: thread::JoinHandle<()>,
+}
+
+impl Collector {
+    fn start<R: Read + Send + 'static>(mut r: R) -> Collector {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let reader = thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = r.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("the output buffer is not poisoned")
+                    .extend_from_slice(&chunk[..n]);
+            }
+        });
+        Collector { buf, reader }
+    }
+
+    /// What was read, after waiting up to `grace` for the end of the pipe.
+    fn finish(self, grace: Duration) -> Vec<u8> {
+        let _ = wait_until(grace, || self.reader.is_finished().then_some(()));
+        let out = self
+            .buf
+            .lock()
+            .expect("the output buffer is not poisoned")
+            .clone();
+        out
+    }
 }
 
 /// Wait for a child to exit, killing it and failing the test after `limit`.
@@ -831,6 +864,18 @@ impl From<zbus::Error> for CallError {
 // Settings and properties
 // ---------------------------------------------------------------------------
 
+/// Where tests point accounts that the daemon will try to reach (those with
+/// a password): loopback, so that no test sends a packet off this machine
+/// and no name needs a resolver.
+pub const LOOPBACK: &str = "127.0.0.1";
+
+/// A TCP port on 127.0.0.1 where nothing listens: bound, then released, so a
+/// connection is refused at once.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind((LOOPBACK, 0)).expect("bind a port on 127.0.0.1");
+    listener.local_addr().expect("a bound address").port()
+}
+
 /// A settings dictionary (`a{sv}`) under construction, for `CreateAccount`
 /// and `Update`.
 #[derive(Debug, Clone, Default)]
@@ -845,6 +890,16 @@ impl Settings {
     /// The minimal valid settings: an address and an incoming host.
     pub fn minimal(email: &str, host: &str) -> Settings {
         Settings::new().s("email", email).s("incoming-host", host)
+    }
+
+    /// Valid settings whose servers refuse connections at once (127.0.0.1
+    /// on a closed port, incoming and SMTP): for accounts that get a
+    /// password, so that the sync engine fails fast and locally.
+    pub fn unreachable(email: &str) -> Settings {
+        Settings::minimal(email, LOOPBACK)
+            .q("incoming-port", closed_port())
+            .s("smtp-host", LOOPBACK)
+            .q("smtp-port", closed_port())
     }
 
     /// Add a string value.
@@ -890,6 +945,33 @@ impl Settings {
     pub fn as_dict(&self) -> HashMap<&str, &Value<'static>> {
         self.0.iter().map(|(k, v)| (k.as_str(), &**v)).collect()
     }
+}
+
+/// Account properties that describe run-time status rather than settings.
+pub const STATUS_PROPERTIES: &[&str] = &[
+    "State",
+    "LastError",
+    "LastSync",
+    "MessageCount",
+    "UnreadCount",
+];
+
+/// Wait until the account at `path` is in a state other than
+/// `needs-credentials` (its password is usable: `idle`, `syncing`,
+/// `offline`, …) and return its properties; fail the test with the state and
+/// `LastError` after [`DEADLINE`].
+pub fn wait_for_credentials(bus: &Bus, path: &str) -> Props {
+    wait_until(DEADLINE, || {
+        let p = bus.account(path);
+        (p.str("State") != "needs-credentials").then_some(p)
+    })
+    .unwrap_or_else(|| {
+        let p = bus.account(path);
+        panic!(
+            "{path} still needs credentials after {DEADLINE:?}: {}",
+            p.str("LastError")
+        )
+    })
 }
 
 /// The properties of an object, as `GetAll` returned them.
@@ -964,17 +1046,10 @@ impl Props {
     /// The properties without the ones that describe run-time status
     /// (`State`, `LastError`, `LastSync`, counts), i.e. the settings.
     pub fn settings_only(&self) -> Props {
-        let status = [
-            "State",
-            "LastError",
-            "LastSync",
-            "MessageCount",
-            "UnreadCount",
-        ];
         Props(
             self.0
                 .iter()
-                .filter(|(k, _)| !status.contains(&k.as_str()))
+                .filter(|(k, _)| !STATUS_PROPERTIES.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         )
@@ -1090,6 +1165,15 @@ impl Signals {
         });
         let (_, changed, _) = sig.properties_changed().expect("checked above");
         changed.get(property).cloned()
+    }
+
+    /// The settings properties (not `State`, `LastError`, `LastSync` or the
+    /// counts, which the sync engine changes on its own) announced as
+    /// changed on `path` so far.
+    pub fn changed_settings(&self, path: &str) -> Vec<String> {
+        let mut names = self.changed_properties(path);
+        names.retain(|n| !STATUS_PROPERTIES.contains(&n.as_str()));
+        names
     }
 
     /// The names of every property announced as changed on `path` so far.
@@ -1567,4 +1651,54 @@ pub fn exit_code(status: ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| panic!("the process was killed by a signal: {status}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_fails_with_the_package_and_the_test_command() {
+        let panic = std::panic::catch_unwind(|| tool("facteur-no-such-tool", "facteur-pkg"))
+            .expect_err("a missing tool must fail the test");
+        let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("apt-get install facteur-pkg"), "{msg}");
+        assert!(msg.contains(TEST_COMMAND), "{msg}");
+    }
+
+    #[test]
+    fn a_present_tool_is_found() {
+        assert!(tool("sh", "dash").is_absolute());
+    }
+
+    #[test]
+    fn slugs_follow_the_daemon_rule() {
+        assert_eq!(
+            slug("Alice.Smith+x@Example.org"),
+            "alice_smith_x_example_org"
+        );
+    }
+
+    #[test]
+    fn run_enforces_its_deadline() {
+        let r = std::panic::catch_unwind(|| {
+            run_with_deadline(
+                Command::new("/bin/sh").args(["-c", "sleep 5"]),
+                None,
+                Duration::from_millis(100),
+            )
+        });
+        assert!(r.is_err(), "a command past its deadline must fail the test");
+    }
+
+    #[test]
+    fn settings_replace_a_key_given_twice() {
+        let s = Settings::minimal("a@example.org", "h").s("email", "b@example.org");
+        let d = s.as_dict();
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            d["email"].downcast_ref::<&str>().ok(),
+            Some("b@example.org")
+        );
+    }
 }

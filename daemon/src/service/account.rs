@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{OwnedValue, Value};
 
-use super::{change_error, failure_error, internal, not_yet, secret_error, summary_dict, Dict};
+use super::{change_error, failure_error, internal, secret_error, summary_dict, Dict};
 use crate::accounts::{Account, Settings};
 use crate::Daemon;
 
@@ -187,7 +187,25 @@ impl AccountObject {
     /// Verify the saved settings.
     #[zbus(out_args("report"))]
     async fn verify(&self) -> Result<HashMap<String, OwnedValue>, Error> {
-        Err(not_yet("Verifying a connection"))
+        use crate::secrets::Which;
+        let id = &self.account.id;
+        let settings = self.account.settings();
+        let secrets = &self.daemon.secrets;
+        let incoming = secrets
+            .get(id, Which::Incoming)
+            .await
+            .map_err(secret_error)?
+            .filter(|p| !p.is_empty());
+        let smtp = secrets
+            .get(id, Which::Smtp)
+            .await
+            .map_err(secret_error)?
+            .filter(|p| !p.is_empty());
+        let incoming = incoming.as_deref().map(String::as_str);
+        let smtp = smtp.as_deref().map(String::as_str).or(incoming);
+        Ok(crate::verify::verify(&settings, incoming, smtp)
+            .await
+            .to_dict())
     }
 
     /// Run one sync pass now.
@@ -245,8 +263,23 @@ impl AccountObject {
 
     /// Submit a message over the account's SMTP server.
     async fn send(&self, message: Vec<u8>) -> Result<(), Error> {
-        let _ = message;
-        Err(not_yet("Sending"))
+        // Network and login failures map as everywhere else; a refusal by
+        // the server (or a message that cannot be sent) is InvalidArgument
+        // when final and ConnectionFailed when the server said "later".
+        use crate::smtp::{Cause, Outcome, SendError};
+        match crate::smtp::submit(&self.daemon, &self.account, &message).await {
+            Outcome::Sent { .. } => Ok(()),
+            Outcome::RetryLater(SendError {
+                cause: Cause::Net(kind),
+                message,
+            })
+            | Outcome::Failed(SendError {
+                cause: Cause::Net(kind),
+                message,
+            }) => Err(failure_error(crate::net::Failure::new(kind, message))),
+            Outcome::RetryLater(e) => Err(Error::ConnectionFailed(e.message)),
+            Outcome::Failed(e) => Err(Error::InvalidArgument(e.message)),
+        }
     }
 
     /// Stable account id.

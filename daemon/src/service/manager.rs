@@ -91,8 +91,23 @@ impl Manager {
         settings: HashMap<String, OwnedValue>,
     ) -> Result<HashMap<String, OwnedValue>, Error> {
         // Bad input is refused exactly as CreateAccount would refuse it.
-        crate::accounts::apply(Default::default(), &settings, true).map_err(change_error)?;
-        Err(not_yet("Verifying a connection"))
+        let (settings, passwords) =
+            crate::accounts::apply(Default::default(), &settings, true).map_err(change_error)?;
+        let incoming = passwords
+            .incoming
+            .as_deref()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty());
+        // Without a separate SMTP password, SMTP logs in with the incoming one.
+        let smtp = passwords
+            .smtp
+            .as_deref()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+            .or(incoming);
+        Ok(crate::verify::verify(&settings, incoming, smtp)
+            .await
+            .to_dict())
     }
 
     /// Candidate settings for an address, best first.

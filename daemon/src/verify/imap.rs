@@ -244,11 +244,13 @@ async fn greeting(client: &mut Client<Stream>, host: &str) -> Result<((), String
     match resp.parsed() {
         imap_proto::Response::Data {
             status: imap_proto::Status::Ok,
-            information,
-            ..
+            outcome,
         } => Ok((
             (),
-            format!("* OK {}", clean(information.as_deref().unwrap_or_default())),
+            format!(
+                "* OK {}",
+                clean(outcome.information.as_deref().unwrap_or_default())
+            ),
         )),
         imap_proto::Response::Data {
             status: imap_proto::Status::PreAuth,
@@ -259,13 +261,12 @@ async fn greeting(client: &mut Client<Stream>, host: &str) -> Result<((), String
         )),
         imap_proto::Response::Data {
             status: imap_proto::Status::Bye,
-            information,
-            ..
+            outcome,
         } => Err(Failure::new(
             FailureKind::Connection,
             format!(
                 "{host} refused the connection: {}",
-                clean(information.as_deref().unwrap_or_default())
+                clean(outcome.information.as_deref().unwrap_or_default())
             ),
         )),
         _ => Err(Failure::new(

@@ -1,0 +1,105 @@
+//! # The copy in the Sent folder
+//!
+//! After a message went out, IMAP accounts keep a copy (flagged `\Seen`) in
+//! their Sent folder, over a short-lived connection of its own. The folder
+//! is, in this order: the user's `folder-sent`; the folder the sync engine
+//! found with the `sent` role; a folder the server marks `\Sent` (RFC 6154)
+//! or names like one; else a new folder `Sent`, created with a log line.
+//!
+//! A failure here never fails the send, which has already happened: the
+//! caller logs it.
+
+use futures_util::TryStreamExt as _;
+use tracing::info;
+
+use crate::accounts::Settings;
+use crate::imap::session::{self, drain, step, ImapSession};
+use crate::imap::{sync::role_from_name, utf7};
+use crate::net::{Failure, FailureKind};
+use crate::store::Store;
+
+/// The name of the folder created when the server has none for sent mail.
+pub const DEFAULT_SENT: &str = "Sent";
+
+/// Append `message` to the Sent folder of account `id`; returns the folder
+/// it went to (as shown to people).
+pub async fn save_copy(
+    id: &str,
+    settings: &Settings,
+    password: &str,
+    store: &Store,
+    message: &[u8],
+) -> Result<String, Failure> {
+    let (mut session, _caps) = session::connect(settings, password).await?;
+    let known = match settings.folders.get("sent") {
+        Some(display) => Some(encode(display)),
+        None => store
+            .folders(id)
+            .map_err(|e| Failure::new(FailureKind::Local, format!("{e:#}")))?
+            .into_iter()
+            .find(|f| f.role.as_deref() == Some("sent"))
+            .map(|f| f.name),
+    };
+    let folder = match known {
+        Some(f) => f,
+        None => find_or_create(id, &mut session).await?,
+    };
+    let appended = step(
+        "APPEND",
+        session.append(&folder, Some("(\\Seen)"), None, message),
+    )
+    .await;
+    if let Err(f) = appended {
+        // A chosen folder that does not exist yet (TRYCREATE): create it
+        // once and try again.
+        if f.kind != FailureKind::Protocol {
+            return Err(f);
+        }
+        info!(
+            "Account {id}: appending to {} failed ({}); creating the folder and trying again.",
+            utf7::decode(&folder),
+            f.message
+        );
+        step("CREATE", session.create(&folder)).await?;
+        step(
+            "APPEND",
+            session.append(&folder, Some("(\\Seen)"), None, message),
+        )
+        .await?;
+    }
+    drain(&mut session);
+    let _ = step("LOGOUT", session.logout()).await;
+    Ok(utf7::decode(&folder))
+}
+
+fn encode(display: &str) -> String {
+    if display.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_owned()
+    } else {
+        utf7::encode(display)
+    }
+}
+
+async fn find_or_create(id: &str, session: &mut ImapSession) -> Result<String, Failure> {
+    let names: Vec<async_imap::types::Name> = step("LIST", async {
+        session.list(Some(""), Some("*")).await?.try_collect().await
+    })
+    .await?;
+    drain(session);
+    let marked = names.iter().find(|n| {
+        n.attributes()
+            .iter()
+            .any(|a| matches!(a, imap_proto::NameAttribute::Sent))
+    });
+    let named = || {
+        names.iter().find(|n| {
+            role_from_name(&utf7::decode(n.name()), n.delimiter()) == Some("sent")
+        })
+    };
+    if let Some(n) = marked.or_else(named) {
+        return Ok(n.name().to_owned());
+    }
+    info!("Account {id}: the server has no folder for sent mail; creating {DEFAULT_SENT}.");
+    step("CREATE", session.create(DEFAULT_SENT)).await?;
+    Ok(DEFAULT_SENT.to_owned())
+}
