@@ -64,9 +64,9 @@ pub fn internal(e: anyhow::Error) -> Error {
 pub fn secret_error(e: SecretError) -> Error {
     match e {
         SecretError::Timeout => Error::Timeout(e.to_string()),
-        SecretError::Locked | SecretError::Insecure(..) | SecretError::Store(_) => {
-            Error::Internal(e.to_string())
-        }
+        // The keyring refused to open: a person must unlock it first.
+        SecretError::Locked => Error::AuthenticationFailed(e.to_string()),
+        SecretError::Insecure(..) | SecretError::Store(_) => Error::Internal(e.to_string()),
     }
 }
 
