@@ -8,7 +8,7 @@
 //!
 //! No variant ever holds a password: login failures carry only what the
 //! server said, and the server's text is cleaned of control characters and
-//! shortened before it is kept (see [`server_text`]).
+//! shortened before it is kept (see `server_text`).
 
 use std::fmt;
 use std::time::Duration;

@@ -56,7 +56,7 @@ pub fn failure(host: &str, login: &str, e: Error) -> Failure {
         Error::AuthenticationFailed { .. } => {
             return Failure::new(
                 FailureKind::Auth,
-                format!("The server {host} refused the password for login {login}: {e}"),
+                format!("The server {host} refused the login {login}: {e}"),
             )
         }
         Error::TlsRequired | Error::StlsInjection => FailureKind::Tls,
@@ -298,6 +298,18 @@ impl Poller {
         let fresh: Vec<_> = listing
             .iter()
             .filter(|e| !known.contains_key(&e.uid))
+            .filter(|e| {
+                // Skipped before RETR: a message over the bound would end
+                // every session at the same place.
+                let size = sizes.get(&e.number).copied().unwrap_or(0);
+                if size > MAX_MESSAGE {
+                    warn!(
+                        "Account {}: message {} on {host} has {size} bytes, more than the {MAX_MESSAGE} facteur accepts; it stays on the server.",
+                        self.id, e.uid
+                    );
+                }
+                size <= MAX_MESSAGE
+            })
             .collect();
         if !fresh.is_empty() {
             debug!(

@@ -1350,32 +1350,3 @@ fn base64_matches_rfc4648_vectors() {
         b"AGFsaWNlAGNvcnJlY3QgaG9yc2U="
     );
 }
-
-#[tokio::test]
-#[ignore = "TEMPORARY live check"]
-async fn zz_live_dovecot_stls() {
-    let stream = crate::net::connect("127.0.0.1", 11110, false, true).await.expect("connect");
-    let mut client = Client::connect(stream, Config::default()).await.expect("greeting");
-    let caps = client.capa().await.expect("capa");
-    caps.require_stls().expect("stls offered");
-    let plain = client.stls().await.expect("stls");
-    let tls = crate::net::starttls(plain, "localhost", true).await.expect("tls");
-    let mut client = Client::after_stls(tls, Config::default());
-    let caps = client.capa().await.expect("capa2");
-    eprintln!("caps after TLS: {:?}", caps.lines());
-    client.login(&caps, "alice", PASSWORD).await.expect("login");
-    let uidl = client.uidl().await.expect("uidl");
-    for e in uidl.iter().filter(|e| e.number == 4) {
-        let start = std::time::Instant::now();
-        let n = client.retr(e.number, &mut tokio::io::sink(), NO_LIMIT).await.expect("retr big");
-        eprintln!("big: {n} bytes in {:?}", start.elapsed());
-    }
-    for e in uidl.iter().filter(|e| e.number < 4) {
-        let mut sink = Vec::new();
-        client.retr(e.number, &mut sink, NO_LIMIT).await.expect("retr");
-        eprintln!("{} {} {} bytes", e.number, e.uid, sink.len());
-        let file = ["dots.eml", "latin1.eml", "short.eml"][e.number as usize - 1];
-        assert_eq!(sink, test_data(file));
-    }
-    client.quit().await.expect("quit");
-}
