@@ -11,12 +11,16 @@
 //! - [`secrets`]: passwords, in the Secret Service or a 0600 file.
 //! - [`fsutil`]: atomic file writes shared by the stores above.
 //! - [`logging`]: journald or stderr.
+//! - [`verify`]: the "verify connection" report (incoming and SMTP).
+//! - [`smtp`]: sending, with the copy in the Sent folder.
+//! - [`autoconfig`]: candidate settings for an address (the wizard).
 //!
 //! [`run`] wires them together: open the store, connect to the bus, load the
 //! accounts, serve the objects, then take the bus name and tell systemd we
 //! are ready.
 
 pub mod accounts;
+pub mod autoconfig;
 pub mod events;
 pub mod fsutil;
 pub mod imap;
@@ -61,6 +65,26 @@ pub struct Options {
     /// Log filter (tracing's EnvFilter syntax; RUST_LOG wins when set).
     #[arg(long, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
+    /// Discovery: fetch every autoconfig URL SCHEME://HOST/PATH?QUERY as
+    /// URL/HOST/PATH?QUERY instead (for tests and private deployments).
+    #[arg(long, value_name = "URL", value_parser = parse_http_base)]
+    pub discovery_http_base: Option<String>,
+    /// Discovery: the DNS server for SRV and MX lookups (and for the
+    /// addresses of probed hosts), instead of the system's.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub discovery_dns: Option<std::net::SocketAddr>,
+    /// Discovery: extra provider entries (config-v1.1 XML, one
+    /// emailProvider per provider), consulted before the built-in ones.
+    #[arg(long, value_name = "FILE")]
+    pub provider_db: Option<PathBuf>,
+}
+
+fn parse_http_base(s: &str) -> Result<String, String> {
+    if s.starts_with("http://") || s.starts_with("https://") {
+        Ok(s.trim_end_matches('/').to_owned())
+    } else {
+        Err(format!("{s:?} is not an http:// or https:// URL"))
+    }
 }
 
 /// Why the daemon could not start or had to stop. Printed as one line.
@@ -87,6 +111,8 @@ pub struct Daemon {
     pub secrets: secrets::SecretStore,
     /// The running sync engines.
     pub scheduler: scheduler::Scheduler,
+    /// Settings discovery (the wizard), set up from the options.
+    pub discovery: autoconfig::Discovery,
 }
 
 fn xdg_dir(var: &str, fallback: &str) -> anyhow::Result<PathBuf> {
@@ -135,8 +161,21 @@ pub async fn shutdown_signal() {
 /// Run the daemon on the session bus until `shutdown` resolves.
 pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let (config_dir, data_dir) = directories(&options)?;
+    let discovery = autoconfig::Discovery::new(
+        options.discovery_http_base.clone(),
+        options.discovery_dns,
+        options.provider_db.as_deref(),
+    )?;
     let conn = connect_session_bus().await?;
-    run_on(conn, options.secret_store, config_dir, data_dir, shutdown).await
+    run_with(
+        conn,
+        options.secret_store,
+        config_dir,
+        data_dir,
+        discovery,
+        shutdown,
+    )
+    .await
 }
 
 async fn connect_session_bus() -> anyhow::Result<zbus::Connection> {
@@ -160,12 +199,34 @@ async fn connect_session_bus() -> anyhow::Result<zbus::Connection> {
     Ok(conn)
 }
 
-/// Run the daemon on an established bus connection (tests pass their own).
+/// Run the daemon on an established bus connection (tests pass their own),
+/// with discovery's defaults.
 pub async fn run_on(
     conn: zbus::Connection,
     secret_choice: secrets::Choice,
     config_dir: PathBuf,
     data_dir: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let discovery = autoconfig::Discovery::new(None, None, None)?;
+    run_with(
+        conn,
+        secret_choice,
+        config_dir,
+        data_dir,
+        discovery,
+        shutdown,
+    )
+    .await
+}
+
+/// [`run_on`] with discovery set up by the caller.
+pub async fn run_with(
+    conn: zbus::Connection,
+    secret_choice: secrets::Choice,
+    config_dir: PathBuf,
+    data_dir: PathBuf,
+    discovery: autoconfig::Discovery,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     // Refuse early, before touching the store, when another daemon runs. The
@@ -190,6 +251,7 @@ pub async fn run_on(
         scheduler: scheduler::Scheduler::new(store.clone(), events_tx),
         store,
         secrets,
+        discovery,
     });
     daemon.refresh_credentials().await;
 

@@ -56,7 +56,7 @@ pub fn failure(host: &str, login: &str, e: Error) -> Failure {
         Error::AuthenticationFailed { .. } => {
             return Failure::new(
                 FailureKind::Auth,
-                format!("The server {host} refused the login {login}: {e}"),
+                format!("The server {host} refused the password for login {login}: {e}"),
             )
         }
         Error::TlsRequired | Error::StlsInjection => FailureKind::Tls,

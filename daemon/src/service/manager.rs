@@ -15,7 +15,7 @@ use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
 use super::account::AccountObject;
-use super::{change_error, internal, not_yet};
+use super::{change_error, internal};
 use crate::store::{MessageId, Record};
 use crate::Daemon;
 
@@ -115,7 +115,15 @@ impl Manager {
     async fn discover(&self, address: &str) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
         crate::accounts::validate::email("address", address)
             .map_err(|e| Error::InvalidArgument(e.0))?;
-        Err(not_yet("Discovering settings"))
+        let address = address.trim();
+        Ok(self
+            .daemon
+            .discovery
+            .discover(address)
+            .await
+            .iter()
+            .map(|c| c.to_dict(address))
+            .collect())
     }
 
     /// The paths of every account.

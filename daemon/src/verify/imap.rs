@@ -189,14 +189,11 @@ pub async fn check(
                 .copied()
                 .filter(|name| !has(&all, name))
                 .collect();
-            let mut detail = format!(
-                "{}",
-                if found.is_empty() {
-                    "none of IDLE, CONDSTORE, QRESYNC, UIDPLUS, MOVE, SPECIAL-USE, NOTIFY".to_owned()
-                } else {
-                    found.join(" ")
-                }
-            );
+            let mut detail = if found.is_empty() {
+                "none of IDLE, CONDSTORE, QRESYNC, UIDPLUS, MOVE, SPECIAL-USE, NOTIFY".to_owned()
+            } else {
+                found.join(" ")
+            };
             if !missing.is_empty() && !found.is_empty() {
                 detail.push_str(&format!(" (not offered: {})", missing.join(" ")));
             }
