@@ -254,6 +254,7 @@ pub async fn run_with(
         discovery,
     });
     daemon.refresh_credentials().await;
+    daemon.load_status();
 
     service::serve(&conn, &daemon)
         .await
@@ -314,6 +315,22 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
 }
 
 impl Daemon {
+    /// Fill each account's counts and detected folder roles from the store,
+    /// so the properties are right before the first sync of this run.
+    pub fn load_status(&self) {
+        for account in self.accounts.all() {
+            let counts = self.store.counts(&account.id, None);
+            let folders = service::events::detected_folders(self, &account.id);
+            account.set_status(|s| {
+                if let Ok((total, unread)) = counts {
+                    s.message_count = total;
+                    s.unread_count = unread;
+                }
+                s.detected_folders = folders;
+            });
+        }
+    }
+
     /// (Re)start the sync engine of an account, or stop it when the account
     /// has no usable password.
     pub async fn start_engine(&self, account: &accounts::Account) {

@@ -270,7 +270,9 @@ impl Engine {
             .iter()
             .find(|f| f.name.eq_ignore_ascii_case("INBOX"))
             .cloned();
-        let others = folders.iter().filter(|f| !f.name.eq_ignore_ascii_case("INBOX"));
+        let others = folders
+            .iter()
+            .filter(|f| !f.name.eq_ignore_ascii_case("INBOX"));
         // INBOX last, so it stays selected for IDLE.
         for folder in others.chain(inbox.as_ref()) {
             // Mail landing in Sent, Drafts, Trash, Spam or Archive is not

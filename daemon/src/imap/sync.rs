@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::TryStreamExt as _;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::session::{drain, step, ImapSession};
 use super::{utf7, Engine};
@@ -245,8 +245,18 @@ impl Engine {
         } else {
             0
         };
-        let known_next = known.map(|s| s.uidnext).unwrap_or(1);
+        let mut known_next = known.map(|s| s.uidnext).unwrap_or(1);
         let server_next = mailbox.uid_next;
+        if let Some(n) = server_next.filter(|n| *n < known_next) {
+            // UIDNEXT must never go down while UIDVALIDITY stays (RFC 3501
+            // §2.3.1.1); some servers do it anyway. Look again from there:
+            // what is already stored is not stored twice.
+            warn!(
+                "Account {}: the server lowered UIDNEXT of {} from {known_next} to {n}; rescanning from there.",
+                self.id, folder.display
+            );
+            known_next = n.max(1);
+        }
 
         if let Some(state) = known {
             if known_next > 1 {
@@ -255,23 +265,23 @@ impl Engine {
         }
 
         let nothing_new = mailbox.exists == 0 || server_next.is_some_and(|n| n <= known_next);
-        let new = if nothing_new {
-            0
+        let (new, fetched_next) = if nothing_new {
+            (0, known_next)
         } else {
             self.fetch_new(session, folder, uidvalidity, known_next, modseq, samples)
                 .await?
         };
-        // The state that covers everything seen now. UIDNEXT from SELECT
-        // (or our own count when the server omitted it, as some do).
+        // The state that covers everything seen now: UIDNEXT from SELECT,
+        // or past the last UID fetched when the server omitted it (some do).
         let after = self
             .store
             .folder(&self.id, &folder.name)
             .map_err(local)?
             .and_then(|f| f.state);
-        let next = server_next
-            .unwrap_or(0)
-            .max(after.map(|s| s.uidnext).unwrap_or(known_next))
-            .max(known_next);
+        let next = match server_next {
+            Some(n) => n.max(fetched_next),
+            None => fetched_next.max(known_next),
+        };
         let state = FolderState {
             uidvalidity,
             uidnext: next,
@@ -347,7 +357,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Fetch messages from `from` on, in batches; returns how many were new.
+    /// Fetch messages from `from` on, in batches; returns how many were new
+    /// and the UID after the last one seen.
     async fn fetch_new(
         &self,
         session: &mut ImapSession,
@@ -356,7 +367,7 @@ impl Engine {
         from: u32,
         modseq: u64,
         samples: &mut Vec<(String, String)>,
-    ) -> Result<u32, Failure> {
+    ) -> Result<(u32, u32), Failure> {
         // Sizes first (a few bytes per message), so bodies can be fetched in
         // batches whose memory is bounded.
         let sizes: Vec<async_imap::types::Fetch> = step("UID FETCH RFC822.SIZE", async {
@@ -453,7 +464,13 @@ impl Engine {
                 self.reporter.counts();
             }
         }
-        Ok(total)
+        let next = sizes
+            .keys()
+            .next_back()
+            .map(|u| u.saturating_add(1))
+            .unwrap_or(from)
+            .max(from);
+        Ok((total, next))
     }
 }
 
