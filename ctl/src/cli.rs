@@ -61,6 +61,9 @@ pub enum Command {
     },
     /// List messages: the Unified folder, or one folder of one account
     Messages(MessagesArgs),
+    /// Send an RFC 5322 message (from FILE, or standard input) through an
+    /// account's SMTP server; IMAP accounts keep a copy in their Sent folder
+    Send(SendArgs),
     /// Print one message: its main headers and text, or the raw bytes
     Show {
         /// Message id (see 'facteurctl messages')
@@ -112,12 +115,10 @@ pub enum AccountCommand {
         #[arg(long)]
         smtp: bool,
     },
-    /// Log in to the account's servers with its saved settings and report
-    /// each step
-    Verify {
-        /// Account id
-        id: String,
-    },
+    /// Log in to the account's servers with its saved settings (or with the
+    /// settings given by --settings, saving nothing) and report each step
+    #[command(after_long_help = verify_after_help())]
+    Verify(VerifyArgs),
     /// Remove an account, its passwords and its local messages
     Remove {
         /// Account id
@@ -128,12 +129,45 @@ pub enum AccountCommand {
 /// `facteurctl account add`
 #[derive(Debug, Args)]
 pub struct AddArgs {
+    /// Find the settings for ADDRESS (autoconfig, provider database, DNS,
+    /// guessing), verify them with the password, show them and create the
+    /// account; settings flags given too override what was found
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "email")]
+    pub wizard: Option<String>,
+    /// With --wizard: create the account without asking for confirmation
+    #[arg(long, short = 'y', requires = "wizard")]
+    pub yes: bool,
     /// The settings
     #[command(flatten)]
     pub settings: SettingsFlags,
     /// Where passwords come from
     #[command(flatten, next_help_heading = "Passwords")]
     pub passwords: PasswordFlags,
+}
+
+/// `facteurctl account verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Account id (verifies its saved settings)
+    #[arg(required_unless_present = "settings", conflicts_with = "settings")]
+    pub id: Option<String>,
+    /// Verify these settings instead of a saved account, e.g.
+    /// email=alice@example.org incoming-host=imap.example.org
+    #[arg(long, value_name = "KEY=VALUE", num_args = 1..)]
+    pub settings: Vec<String>,
+    /// Where passwords come from (with --settings)
+    #[command(flatten, next_help_heading = "Passwords")]
+    pub passwords: PasswordFlags,
+}
+
+/// `facteurctl send`
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The account to send through
+    #[arg(long, value_name = "ID")]
+    pub account: String,
+    /// The message (RFC 5322); standard input when absent or `-`
+    pub file: Option<PathBuf>,
 }
 
 /// `facteurctl account set`
@@ -320,8 +354,21 @@ fn add_after_help() -> String {
     "Passwords are never taken from the command line. Without --password-stdin, \
      facteurctl asks for the incoming password when standard input is a terminal \
      (an empty answer sets none) and sends none otherwise. BOOL is true/false, \
-     yes/no or 1/0.\n\nExample:\n  printf '%s\\n' \"$PASSWORD\" | facteurctl account add \
-     --email alice@example.org --incoming-host imap.example.org --password-stdin"
+     yes/no or 1/0.\n\nExamples:\n  printf '%s\\n' \"$PASSWORD\" | facteurctl account add \
+     --email alice@example.org --incoming-host imap.example.org --password-stdin\n  \
+     facteurctl account add --wizard alice@example.org\n  \
+     printf '%s\\n' \"$PASSWORD\" | facteurctl account add --wizard alice@example.org \
+     --password-stdin --yes"
+        .to_owned()
+}
+
+fn verify_after_help() -> String {
+    "Exit status 1 when a server failed a step. With --settings, passwords come \
+     from --password-stdin / --smtp-password-stdin or, on a terminal, a prompt; \
+     SMTP uses the incoming password unless an SMTP one is given.\n\nExample:\n  \
+     printf '%s\\n' \"$PASSWORD\" | facteurctl account verify --password-stdin \
+     --settings email=alice@example.org incoming-host=imap.example.org \
+     smtp-host=smtp.example.org"
         .to_owned()
 }
 

@@ -472,7 +472,11 @@ pub fn describe_tls_error(e: &io::Error, host: &str) -> String {
                     if presented.is_empty() {
                         "no host name".to_owned()
                     } else {
-                        presented.join(", ")
+                        presented
+                            .iter()
+                            .map(|p| bare_name(p))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 ),
                 C::UnknownIssuer => {
@@ -480,7 +484,26 @@ pub fn describe_tls_error(e: &io::Error, host: &str) -> String {
                 }
                 C::Revoked => "it has been revoked".to_owned(),
                 C::BadSignature => "its signature is invalid".to_owned(),
-                other => format!("{other:?}"),
+                C::UnsupportedSignatureAlgorithmContext { .. }
+                | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+                    "its signature does not match the key of any trusted authority \
+                     (self-signed, or signed by an unknown authority)"
+                        .to_owned()
+                }
+                C::BadEncoding => "it cannot be decoded".to_owned(),
+                C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+                    "it is not meant for a server".to_owned()
+                }
+                other => {
+                    // The debug form can be long; keep its name only.
+                    let name = format!("{other:?}");
+                    let short = name
+                        .split([' ', '(', '{'])
+                        .next()
+                        .unwrap_or(&name)
+                        .to_owned();
+                    format!("it could not be verified ({short})")
+                }
             };
             format!(
                 "The server {host} presented a certificate that was refused: {why} \
@@ -489,6 +512,23 @@ pub fn describe_tls_error(e: &io::Error, host: &str) -> String {
         }
         other => format!("The TLS handshake with {host} failed: {other}"),
     }
+}
+
+/// rustls lists the names of a certificate in their debug form
+/// (`DnsName("mail.example.net")`); a person wants just the name.
+fn bare_name(presented: &str) -> &str {
+    for prefix in ["DnsName(\"", "IpAddress(\""] {
+        if let Some(inner) = presented
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix("\")"))
+        {
+            return inner;
+        }
+    }
+    presented
+        .strip_prefix("IpAddress(")
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or(presented)
 }
 
 /// Connect with implicit TLS or in clear, per `tls`.
@@ -526,6 +566,16 @@ pub async fn starttls(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    #[test]
+    fn certificate_names_are_shown_bare() {
+        assert_eq!(
+            bare_name("DnsName(\"mail.example.net\")"),
+            "mail.example.net"
+        );
+        assert_eq!(bare_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(bare_name("other"), "other");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn silent_peer_times_out_and_data_resets_the_clock() {

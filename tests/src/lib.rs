@@ -45,6 +45,7 @@ use tempfile::TempDir;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 pub mod dovecot;
+pub mod mta;
 pub mod tls;
 pub mod xml;
 

@@ -14,7 +14,7 @@ use zbus::zvariant::Value;
 
 use super::Ctx;
 use crate::bus::Bus;
-use crate::cli::{AddArgs, SetArgs};
+use crate::cli::{AddArgs, SetArgs, VerifyArgs};
 use crate::error::{from_daemon, Failure, On, EXIT_FAILED};
 use crate::output::{self, Table};
 use crate::password::{self, Input, Passwords, Stdin};
@@ -45,7 +45,8 @@ pub async fn add(ctx: &Ctx, args: AddArgs) -> Result<(), Failure> {
     }
 }
 
-fn add_passwords(settings: &mut Settings, passwords: Passwords) -> Result<(), Failure> {
+/// Put the passwords read into the settings to send.
+pub fn add_passwords(settings: &mut Settings, passwords: Passwords) -> Result<(), Failure> {
     let pairs = [
         (keys::INCOMING_PASSWORD, passwords.incoming),
         (keys::SMTP_PASSWORD, passwords.smtp),
@@ -249,15 +250,40 @@ pub async fn remove(ctx: &Ctx, id: &str) -> Result<(), Failure> {
     }
 }
 
-/// `account verify`: the report of Verify; exit 1 when a server failed.
-pub async fn verify(ctx: &Ctx, id: &str) -> Result<(), Failure> {
+/// `account verify`: the report of Verify (saved settings) or
+/// VerifySettings (`--settings`); exit 1 when a server failed.
+pub async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<(), Failure> {
     let bus = ctx.connect().await?;
-    let account = bus.account(id).await?;
-    let report = match account.verify().await {
-        Ok(r) => r,
-        Err(e) => return Err(bus.account_failure(id, e, On::Account(id)).await),
+    let report = match &args.id {
+        Some(id) => {
+            let account = bus.account(id).await?;
+            match account.verify().await {
+                Ok(r) => r,
+                Err(e) => return Err(bus.account_failure(id, e, On::Account(id)).await),
+            }
+        }
+        None => {
+            let mut settings =
+                parse_assignments(&args.settings).map_err(|e| Failure::Usage(e.describe(None)))?;
+            let mut input = Stdin;
+            if password::will_prompt(args.passwords, &input) {
+                bus.ping().await?;
+            }
+            let passwords = password::collect(args.passwords, true, &mut input)?;
+            add_passwords(&mut settings, passwords)?;
+            let manager = bus.manager().await?;
+            manager
+                .verify_settings(settings.to_dict())
+                .await
+                .map_err(|e| from_daemon(e, On::Manager))?
+        }
     };
-    let report = output::dict_to_json(&report);
+    print_report(ctx, &report)
+}
+
+/// Print a verify report (text or JSON); exit 1 when a server failed.
+pub fn print_report(ctx: &Ctx, report: &OwnedDict) -> Result<(), Failure> {
+    let report = output::dict_to_json(report);
     if ctx.json {
         output::json(&report, false)?;
     } else {

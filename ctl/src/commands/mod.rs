@@ -4,12 +4,15 @@
 //! the bus only once its own arguments are known to be good, calls the
 //! daemon through [`crate::bus`], and prints through [`crate::output`],
 //! human-readable or, with `--json`, as JSON. Submodules: [`account`] (the
-//! `account` family and `sync`), [`mail`] (`messages`, `show`, `watch`) and
-//! [`docs`] (completions and manual pages).
+//! `account` family and `sync`), [`wizard`] (`account add --wizard`),
+//! [`mail`] (`messages`, `show`, `watch`), [`send`] (`send`) and [`docs`]
+//! (completions and manual pages).
 
 pub mod account;
 pub mod docs;
 pub mod mail;
+pub mod send;
+pub mod wizard;
 
 use crate::bus::Bus;
 use crate::cli::{AccountCommand, Cli, Command};
@@ -39,16 +42,18 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::Account(cmd) => match cmd {
+            AccountCommand::Add(args) if args.wizard.is_some() => wizard::run(&ctx, args).await,
             AccountCommand::Add(args) => account::add(&ctx, args).await,
             AccountCommand::List => account::list(&ctx).await,
             AccountCommand::Show { id } => account::show(&ctx, &id).await,
             AccountCommand::Set(args) => account::set(&ctx, args).await,
             AccountCommand::Password { id, smtp } => account::password(&ctx, &id, smtp).await,
-            AccountCommand::Verify { id } => account::verify(&ctx, &id).await,
+            AccountCommand::Verify(args) => account::verify(&ctx, args).await,
             AccountCommand::Remove { id } => account::remove(&ctx, &id).await,
         },
         Command::Sync { id } => account::sync(&ctx, &id).await,
         Command::Messages(args) => mail::messages(&ctx, args).await,
+        Command::Send(args) => send::send(&ctx, args).await,
         Command::Show { message_id, raw } => mail::show(&ctx, &message_id, raw).await,
         Command::Watch => mail::watch(&ctx).await,
         Command::Completions { shell } => docs::completions(shell),

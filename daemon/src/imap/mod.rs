@@ -323,7 +323,25 @@ impl Engine {
             let (fut, stop) = handle.wait_with_timeout(limit);
             let wake = tokio::select! {
                 r = fut => match r {
-                    Ok(async_imap::extensions::idle::IdleResponse::NewData(_)) => Wake::NewData,
+                    Ok(async_imap::extensions::idle::IdleResponse::NewData(resp)) => {
+                        if let imap_proto::Response::Data {
+                            status: imap_proto::Status::Bye,
+                            outcome,
+                        } = resp.parsed()
+                        {
+                            // The server is leaving (shutdown, kick):
+                            // say so rather than fail later on DONE.
+                            return Err(End::Failed(Failure::new(
+                                FailureKind::Connection,
+                                format!(
+                                    "The server {} closed the connection: {}",
+                                    self.settings.incoming_host,
+                                    outcome.information.as_deref().unwrap_or("BYE")
+                                ),
+                            )));
+                        }
+                        Wake::NewData
+                    }
                     Ok(async_imap::extensions::idle::IdleResponse::Timeout) => Wake::Timeout,
                     // async-imap reports a dropped connection as a manual
                     // interrupt; DONE below tells which it was.

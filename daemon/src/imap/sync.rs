@@ -11,7 +11,7 @@
 //! Also the folder list: LIST with SPECIAL-USE roles (RFC 6154), names
 //! decoded from modified UTF-7, name heuristics when the server has none.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use futures_util::TryStreamExt as _;
 use tracing::{debug, info, warn};
@@ -221,6 +221,10 @@ impl Engine {
                 format!("The server gave no UIDVALIDITY for {}", folder.display),
             )
         })?;
+        // After a UIDVALIDITY change the messages fetched again are not new
+        // mail: they are stored (and announced with their new ids), but only
+        // those whose content was not there before count and are notified.
+        let mut seen_before: Option<HashSet<String>> = None;
         let mut known = self
             .store
             .folder(&self.id, &folder.name)
@@ -232,6 +236,7 @@ impl Engine {
                     "Account {}: UIDVALIDITY of {} changed ({} → {uidvalidity}); fetching it again.",
                     self.id, folder.display, state.uidvalidity
                 );
+                seen_before = Some(self.store.hashes(&self.id, folder.no).map_err(local)?);
                 self.store
                     .clear_folder(&self.id, folder, false)
                     .await
@@ -268,8 +273,14 @@ impl Engine {
         let (new, fetched_next) = if nothing_new {
             (0, known_next)
         } else {
-            self.fetch_new(session, folder, uidvalidity, known_next, modseq, samples)
-                .await?
+            self.fetch_new(
+                session,
+                folder,
+                (uidvalidity, known_next, modseq),
+                seen_before.as_ref(),
+                samples,
+            )
+            .await?
         };
         // The state that covers everything seen now: UIDNEXT from SELECT,
         // or past the last UID fetched when the server omitted it (some do).
@@ -363,9 +374,8 @@ impl Engine {
         &self,
         session: &mut ImapSession,
         folder: &FolderInfo,
-        uidvalidity: u32,
-        from: u32,
-        modseq: u64,
+        (uidvalidity, from, modseq): (u32, u32, u64),
+        seen_before: Option<&HashSet<String>>,
         samples: &mut Vec<(String, String)>,
     ) -> Result<(u32, u32), Failure> {
         // Sizes first (a few bytes per message), so bodies can be fetched in
@@ -453,12 +463,18 @@ impl Engine {
                 .await
                 .map_err(local)?;
             if !ids.is_empty() {
-                for id in ids.iter().take(5usize.saturating_sub(samples.len())) {
-                    if let Ok(Some(r)) = self.store.record(id) {
+                for id in &ids {
+                    let Ok(Some(r)) = self.store.record(id) else {
+                        continue;
+                    };
+                    if seen_before.is_some_and(|seen| seen.contains(&r.hash)) {
+                        continue;
+                    }
+                    total = total.saturating_add(1);
+                    if samples.len() < 5 {
                         samples.push((r.meta.from.clone(), r.meta.subject.clone()));
                     }
                 }
-                total = total.saturating_add(ids.len() as u32);
                 self.reporter
                     .new_messages(&folder.display, ids.iter().map(|i| i.to_string()).collect());
                 self.reporter.counts();

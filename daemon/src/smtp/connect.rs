@@ -173,10 +173,7 @@ pub async fn open(
             if greeting.code != 220 {
                 return Err(Failure::new(
                     FailureKind::Connection,
-                    format!(
-                        "{host} refused the connection: {}",
-                        clean(&greeting.text())
-                    ),
+                    format!("{host} refused the connection: {}", clean(&greeting.text())),
                 ));
             }
             let r = ehlo(&mut lines, host).await?;

@@ -101,17 +101,18 @@ pub fn prepare(
         ))
     })?;
     let mut recipients: Vec<Address> = Vec::new();
-    for header in [parsed.to(), parsed.cc(), parsed.bcc()].into_iter().flatten() {
+    for header in [parsed.to(), parsed.cc(), parsed.bcc()]
+        .into_iter()
+        .flatten()
+    {
         for addr in header.iter().filter_map(|a| a.address()) {
             let parsed: Address = addr.parse().map_err(|e| {
                 Invalid(format!("The recipient address {addr:?} is not valid ({e})"))
             })?;
-            let dup = recipients
-                .iter()
-                .any(|r: &Address| {
-                    let (a, b): (&str, &str) = (r.as_ref(), parsed.as_ref());
-                    a.eq_ignore_ascii_case(b)
-                });
+            let dup = recipients.iter().any(|r: &Address| {
+                let (a, b): (&str, &str) = (r.as_ref(), parsed.as_ref());
+                a.eq_ignore_ascii_case(b)
+            });
             if !dup {
                 recipients.push(parsed);
             }

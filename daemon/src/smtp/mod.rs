@@ -183,7 +183,9 @@ pub async fn send(
             } else if e.is_transient() {
                 Outcome::RetryLater(SendError {
                     cause: Cause::Rejected,
-                    message: format!("{host} refused the message for now (try again later): {text}"),
+                    message: format!(
+                        "{host} refused the message for now (try again later): {text}"
+                    ),
                 })
             } else if e.is_client() {
                 Outcome::Failed(SendError {
@@ -191,9 +193,7 @@ pub async fn send(
                     message: format!("The message cannot be sent through {host}: {text}"),
                 })
             } else {
-                Outcome::RetryLater(SendError::net(connect::lettre_failure(
-                    host, "sending", &e,
-                )))
+                Outcome::RetryLater(SendError::net(connect::lettre_failure(host, "sending", &e)))
             }
         }
     };
@@ -207,7 +207,10 @@ pub async fn send(
 /// incoming one.
 async fn smtp_password(daemon: &Daemon, id: &str) -> Result<Option<Zeroizing<String>>, Failure> {
     let secret_failure = |e: crate::secrets::SecretError| {
-        Failure::new(FailureKind::Credentials, format!("Cannot read the password: {e}"))
+        Failure::new(
+            FailureKind::Credentials,
+            format!("Cannot read the password: {e}"),
+        )
     };
     if let Some(p) = daemon
         .secrets
@@ -244,7 +247,9 @@ pub async fn submit(daemon: &Daemon, account: &Account, raw: &[u8]) -> Outcome {
         let incoming = match daemon.secrets.get(id, Which::Incoming).await {
             Ok(Some(p)) => p,
             Ok(None) | Err(_) => {
-                warn!("Account {id}: no incoming password; the sent message is not copied to Sent.");
+                warn!(
+                    "Account {id}: no incoming password; the sent message is not copied to Sent."
+                );
                 return outcome;
             }
         };

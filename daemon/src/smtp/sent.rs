@@ -92,9 +92,9 @@ async fn find_or_create(id: &str, session: &mut ImapSession) -> Result<String, F
             .any(|a| matches!(a, imap_proto::NameAttribute::Sent))
     });
     let named = || {
-        names.iter().find(|n| {
-            role_from_name(&utf7::decode(n.name()), n.delimiter()) == Some("sent")
-        })
+        names
+            .iter()
+            .find(|n| role_from_name(&utf7::decode(n.name()), n.delimiter()) == Some("sent"))
     };
     if let Some(n) = marked.or_else(named) {
         return Ok(n.name().to_owned());

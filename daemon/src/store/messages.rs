@@ -359,6 +359,17 @@ impl Store {
         Ok(out)
     }
 
+    /// The content hashes of a folder's messages.
+    pub fn hashes(&self, account: &str, folder: u64) -> Result<std::collections::HashSet<String>> {
+        let mut p = prefix(account);
+        p.extend_from_slice(&folder.to_be_bytes());
+        self.trees
+            .messages
+            .scan_prefix(p)
+            .map(|kv| Ok(from_json::<Record>(&kv?.1)?.hash))
+            .collect()
+    }
+
     /// Store a batch of new messages of one folder, and the folder state
     /// that covers them, durably. Returns the ids of the messages that were
     /// not already there. Runs the file and index work off the async

@@ -63,7 +63,11 @@ pub async fn check(
     };
     let mut client = Client::new(steps::timed(transport));
     steps
-        .run(StepKind::Greeting, REPLY_TIMEOUT, greeting(&mut client, host))
+        .run(
+            StepKind::Greeting,
+            REPLY_TIMEOUT,
+            greeting(&mut client, host),
+        )
         .await?;
 
     if settings.incoming_security == Security::Starttls {

@@ -85,8 +85,7 @@ pub async fn verify(
         let mut steps = Steps::new(Service::Smtp, target, SERVICE_BUDGET);
         let result = match crate::smtp::connect::open(settings, smtp_password, &mut steps).await {
             Ok(mut session) => {
-                let _ =
-                    tokio::time::timeout(steps::REPLY_TIMEOUT, session.conn.quit()).await;
+                let _ = tokio::time::timeout(steps::REPLY_TIMEOUT, session.conn.quit()).await;
                 Ok(session.caps.report())
             }
             Err(f) => Err(f),
@@ -146,7 +145,11 @@ impl Report {
         put(&mut d, "incoming-error", Value::from(error(&self.incoming)));
         put(&mut d, "smtp-ok", Value::from(self.smtp.is_ok()));
         put(&mut d, "smtp-error", Value::from(error(&self.smtp)));
-        put(&mut d, "capabilities", Value::from(self.capabilities.clone()));
+        put(
+            &mut d,
+            "capabilities",
+            Value::from(self.capabilities.clone()),
+        );
         put(&mut d, "elapsed-ms", Value::from(millis(self.elapsed)));
         let steps: Vec<HashMap<String, OwnedValue>> = self
             .steps

@@ -113,7 +113,10 @@ pub async fn check(
                     "STLS offered and accepted; {}",
                     steps::tls_summary(&transport, insecure)
                 );
-                Ok((Client::after_stls(steps::timed(transport), config()), detail))
+                Ok((
+                    Client::after_stls(steps::timed(transport), config()),
+                    detail,
+                ))
             })
             .await?;
     }

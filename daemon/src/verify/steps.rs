@@ -202,7 +202,11 @@ pub async fn open_tcp(steps: &mut Steps, host: &str, port: u16) -> Result<TcpStr
         .run(StepKind::Dns, DNS_TIMEOUT, resolve(host, port))
         .await?;
     steps
-        .run(StepKind::Connect, CONNECT_TIMEOUT, connect_any(host, port, addrs))
+        .run(
+            StepKind::Connect,
+            CONNECT_TIMEOUT,
+            connect_any(host, port, addrs),
+        )
         .await
 }
 
@@ -255,10 +259,7 @@ async fn connect_any(
             "Nothing listens on {host}:{port} (connection refused); check the host and the port"
         )
     } else {
-        format!(
-            "Cannot connect to {host}:{port} ({})",
-            errors.join("; ")
-        )
+        format!("Cannot connect to {host}:{port} ({})", errors.join("; "))
     };
     Err(Failure::new(FailureKind::Connection, message))
 }
