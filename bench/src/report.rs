@@ -1,0 +1,258 @@
+//! # Results: the table and the JSON file
+//!
+//! One [`Row`] per client run, printed as a table on standard output and
+//! written with the run's context ([`Report`]: corpus, machine, versions)
+//! as JSON, by default to `target/bench-results/`.
+//!
+//! What this module leaves to others: producing the figures
+//! ([`crate::run`]).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::corpus::civil_from_days;
+use crate::measure::MIB;
+
+/// One point of facteurd's progress during its sync.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since CreateAccount.
+    pub t_s: f64,
+    /// `MessageCount` then.
+    pub messages: u32,
+    /// facteurd's CPU seconds since CreateAccount.
+    pub cpu_s: f64,
+    /// facteurd's resident set, MiB.
+    pub rss_mib: f64,
+    /// The account's `State`.
+    pub state: String,
+}
+
+/// The figures of one client.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// `imap` or `pop3`.
+    pub protocol: &'static str,
+    /// The client (`facteurd`, `mbsync`, …).
+    pub tool: String,
+    /// Its version (git commit for facteurd, the Debian package otherwise).
+    pub version: String,
+    /// How it was set up, in a few words.
+    pub setup: String,
+    /// Whether it finished with every message.
+    pub ok: bool,
+    /// Why not, when it did not.
+    pub error: Option<String>,
+    /// The messages it ended up with.
+    pub messages: u64,
+    /// Wall seconds from start (CreateAccount for facteurd) to the last
+    /// message stored.
+    pub wall_s: f64,
+    /// User + system CPU seconds of the client.
+    pub cpu_s: f64,
+    /// User CPU seconds.
+    pub cpu_user_s: f64,
+    /// System CPU seconds.
+    pub cpu_sys_s: f64,
+    /// Peak resident set, MiB (`VmHWM`, or `time -v`'s maximum).
+    pub peak_rss_mib: f64,
+    /// The store's size on disk (allocated blocks), MiB.
+    pub store_mib: f64,
+    /// The store's files added up, MiB.
+    pub store_apparent_mib: f64,
+    /// Files in the store.
+    pub store_files: u64,
+    /// The raw messages, MiB.
+    pub raw_mib: f64,
+    /// CPU seconds Dovecot spent meanwhile.
+    pub server_cpu_s: f64,
+    /// Seconds from the last message stored until facteurd's account left
+    /// `syncing` (facteurd only; `None` if it did not within a while).
+    pub settled_s: Option<f64>,
+    /// facteurd's progress, about once a second.
+    pub progress: Vec<Sample>,
+    /// The client's log, kept beside the JSON file.
+    pub log: Option<PathBuf>,
+}
+
+impl Row {
+    /// A row with the tool's identity and nothing measured yet.
+    pub fn new(protocol: &'static str, tool: &str, version: &str, setup: &str) -> Row {
+        Row {
+            protocol,
+            tool: tool.to_owned(),
+            version: version.to_owned(),
+            setup: setup.to_owned(),
+            ok: false,
+            error: None,
+            messages: 0,
+            wall_s: 0.0,
+            cpu_s: 0.0,
+            cpu_user_s: 0.0,
+            cpu_sys_s: 0.0,
+            peak_rss_mib: 0.0,
+            store_mib: 0.0,
+            store_apparent_mib: 0.0,
+            store_files: 0,
+            raw_mib: 0.0,
+            server_cpu_s: 0.0,
+            settled_s: None,
+            progress: Vec::new(),
+            log: None,
+        }
+    }
+}
+
+/// The generated mailbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct CorpusInfo {
+    /// The PRNG seed.
+    pub seed: String,
+    /// Messages.
+    pub messages: u32,
+    /// Their bytes added up.
+    pub raw_bytes: u64,
+    /// FNV-1a 64 of all messages in order, to compare runs.
+    pub digest: String,
+    /// Messages per IMAP folder.
+    pub per_folder: BTreeMap<String, u32>,
+    /// Seconds to generate, write and index it for every user.
+    pub load_s: f64,
+}
+
+/// Everything one run wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// When the run started, UTC (`2026-05-04T10:11:12Z`).
+    pub date: String,
+    /// The command line.
+    pub command: String,
+    /// The workspace commit (`-dirty` when the tree has changes).
+    pub commit: String,
+    /// CPU model, cores, memory, kernel.
+    pub machine: BTreeMap<String, String>,
+    /// Dovecot's version.
+    pub dovecot: String,
+    /// Whether every client used implicit TLS.
+    pub tls: bool,
+    /// facteurd's log filter.
+    pub facteurd_log_level: String,
+    /// The mailbox.
+    pub corpus: CorpusInfo,
+    /// One per client run.
+    pub rows: Vec<Row>,
+}
+
+/// `2026-05-04T10:11:12Z` for now.
+pub fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// Bytes as MiB.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB
+}
+
+/// The table, one line per row.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<5} {:<16} {:>7} {:>9} {:>8} {:>9} {:>10} {:>9} {:>11}  {}",
+        "proto",
+        "tool",
+        "msgs",
+        "wall s",
+        "CPU s",
+        "RSS MiB",
+        "store MiB",
+        "raw MiB",
+        "server CPU",
+        "note"
+    );
+    for r in rows {
+        let note = match &r.error {
+            Some(e) => format!("FAILED: {}", e.lines().next().unwrap_or_default()),
+            None => r.setup.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<5} {:<16} {:>7} {:>9.2} {:>8.2} {:>9.1} {:>10.1} {:>9.1} {:>11.2}  {}",
+            r.protocol,
+            r.tool,
+            r.messages,
+            r.wall_s,
+            r.cpu_s,
+            r.peak_rss_mib,
+            r.store_mib,
+            r.raw_mib,
+            r.server_cpu_s,
+            note
+        );
+    }
+    out
+}
+
+/// facteurd against each other client of the same protocol: how many times
+/// faster (wall) and how its memory and store compare with the targets.
+pub fn verdicts(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for f in rows.iter().filter(|r| r.tool == "facteurd" && r.ok) {
+        for o in rows
+            .iter()
+            .filter(|o| o.protocol == f.protocol && o.tool != "facteurd" && o.ok)
+        {
+            let _ = writeln!(
+                out,
+                "{}: facteurd {:.2} s vs {} {:.2} s: {}",
+                f.protocol,
+                f.wall_s,
+                o.tool,
+                o.wall_s,
+                if f.wall_s < o.wall_s {
+                    format!("facteurd is {:.2}x faster", o.wall_s / f.wall_s.max(1e-9))
+                } else {
+                    format!("facteurd is {:.2}x SLOWER", f.wall_s / o.wall_s.max(1e-9))
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{}: facteurd peak RSS {:.1} MiB (target < 100: {}); store {:.1} MiB vs raw {:.1} MiB ({}: {})",
+            f.protocol,
+            f.peak_rss_mib,
+            if f.peak_rss_mib < 100.0 { "met" } else { "MISSED" },
+            f.store_mib,
+            f.raw_mib,
+            "target: no larger",
+            if f.store_mib <= f.raw_mib { "met" } else { "MISSED" },
+        );
+    }
+    out
+}
+
+/// Write the report as pretty JSON to `path`.
+pub fn write_json(report: &Report, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("Cannot create {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(report).context("Cannot serialize the report")?;
+    fs::write(path, json + "\n").with_context(|| format!("Cannot write {}", path.display()))
+}

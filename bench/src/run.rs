@@ -1,0 +1,645 @@
+//! # Running each client against the loaded Dovecot
+//!
+//! - [`facteurd`]: the release `facteurd` on a private bus (the harness's
+//!   [`Facteurd`]), a fresh data directory, an account created over D-Bus;
+//!   timed from `CreateAccount` until `MessageCount` reaches the corpus
+//!   size, sampling its CPU and memory from `/proc` meanwhile.
+//! - [`mbsync`] (isync): a whole-account pull into a fresh Maildir.
+//! - [`fetchmail`]: every message over POP3, kept on the server, delivered
+//!   either through a minimal MDA into a Maildir or appended to a BSMTP
+//!   file (fetchmail's cheapest way to store mail).
+//! - [`getmail`] (getmail6): every message over POP3 into a Maildir.
+//!
+//! The reference clients run under `/usr/bin/time -v`; each gets its own
+//! Dovecot user with an identical mailbox. Each function returns a [`Row`];
+//! a failure is a row with `ok = false` and the reason, never a panic, so
+//! one broken client does not hide the others' figures.
+//!
+//! What this module leaves to others: loading the mailbox
+//! ([`crate::load`]) and printing ([`crate::report`]).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context as _, Result};
+use facteur_dbus::names;
+use facteur_tests::dovecot::Dovecot;
+use facteur_tests::{Bus, Facteurd, Settings, LOOPBACK};
+
+use crate::load::Mailbox;
+use crate::measure::{self, Cpu, DiskUsage, MIB};
+use crate::report::{mib, Row, Sample};
+
+/// How often facteurd's `MessageCount` is read while it syncs.
+const POLL: Duration = Duration::from_millis(50);
+/// How often a progress sample is kept (and printed).
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How long to wait, after the last message, for the account to leave
+/// `syncing`.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// What every run shares.
+pub struct Ctx<'a> {
+    /// The server.
+    pub dovecot: &'a Dovecot,
+    /// Implicit TLS everywhere (IMAPS, POP3S) with the test CA, or plain.
+    pub tls: bool,
+    /// Messages each client must end up with.
+    pub expected: u32,
+    /// The corpus's raw size.
+    pub raw_bytes: u64,
+    /// Where logs are kept.
+    pub log_dir: PathBuf,
+    /// The limit for one client.
+    pub timeout: Duration,
+    /// facteurd fails when its count has not moved for this long.
+    pub stall: Duration,
+    /// `RUST_LOG` for facteurd.
+    pub facteurd_log: String,
+    /// The workspace commit, facteurd's version.
+    pub commit: String,
+}
+
+impl Ctx<'_> {
+    fn imap_port(&self) -> u16 {
+        if self.tls {
+            self.dovecot.imaps_port()
+        } else {
+            self.dovecot.imap_port()
+        }
+    }
+
+    fn pop3_port(&self) -> u16 {
+        if self.tls {
+            self.dovecot.pop3s_port()
+        } else {
+            self.dovecot.pop3_port()
+        }
+    }
+
+    fn security(&self) -> &'static str {
+        if self.tls {
+            "implicit TLS"
+        } else {
+            "plain"
+        }
+    }
+}
+
+/// Fill a row's store and size columns.
+fn set_store(row: &mut Row, usage: DiskUsage, raw_bytes: u64) {
+    row.store_mib = mib(usage.disk);
+    row.store_apparent_mib = mib(usage.apparent);
+    row.store_files = usage.files;
+    row.raw_mib = mib(raw_bytes);
+}
+
+/// Fill a row's time and memory columns.
+fn set_cpu(row: &mut Row, wall: f64, cpu: Cpu, peak_kib: u64) {
+    row.wall_s = wall;
+    row.cpu_s = cpu.total();
+    row.cpu_user_s = cpu.user;
+    row.cpu_sys_s = cpu.sys;
+    row.peak_rss_mib = peak_kib as f64 * 1024.0 / MIB;
+}
+
+/// Turn a run's result into its row, recording a failure as such.
+fn finish(mut row: Row, result: Result<()>) -> Row {
+    match result {
+        Ok(()) => row.ok = true,
+        Err(e) => {
+            eprintln!("  {} ({}) failed: {e:#}", row.tool, row.protocol);
+            row.ok = false;
+            row.error = Some(format!("{e:#}"));
+        }
+    }
+    row
+}
+
+/// The Debian version of a package, or `unknown`.
+pub fn package_version(package: &str) -> String {
+    std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", package])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| facteur_tests::text(&o.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The last `n` lines of a text.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Write a file only its owner can read (clients refuse others, and it
+/// holds a password).
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    fs::write(path, contents).with_context(|| format!("Cannot write {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("Cannot chmod {}", path.display()))
+}
+
+/// A fresh work directory for one client, removed on drop.
+fn workdir(prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .context("Cannot create a work directory in /tmp")
+}
+
+/// The uid and gid of `nobody`.
+fn nobody() -> Result<(u32, u32)> {
+    let id = |flag: &str| -> Result<u32> {
+        let out = std::process::Command::new("id")
+            .args([flag, "nobody"])
+            .output()
+            .context("Cannot run id")?;
+        facteur_tests::text(&out.stdout)
+            .trim()
+            .parse()
+            .with_context(|| format!("`id {flag} nobody` did not print a number"))
+    };
+    Ok((id("-u")?, id("-g")?))
+}
+
+/// An empty Maildir (`cur`, `new`, `tmp`) at `dir`.
+fn make_maildir(dir: &Path) -> Result<()> {
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("Cannot create {}", dir.join(sub).display()))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// facteurd
+// ---------------------------------------------------------------------------
+
+/// facteurd's first full sync (IMAP) or first download (POP3, messages left
+/// on the server) of `mb`.
+pub fn facteurd(ctx: &Ctx<'_>, bus: &Bus, protocol: &'static str, mb: &Mailbox) -> Row {
+    let setup = format!(
+        "{protocol} {}, sled + message files, RUST_LOG={}",
+        ctx.security(),
+        ctx.facteurd_log
+    );
+    let mut row = Row::new(protocol, "facteurd", &ctx.commit, &setup);
+    let mut daemon = Facteurd::new(bus);
+    daemon
+        .arg("--secret-store")
+        .arg("file")
+        // RUST_LOG wins over the harness's `--log-level debug`.
+        .env("RUST_LOG", ctx.facteurd_log.as_str());
+    if ctx.tls {
+        daemon.env("SSL_CERT_FILE", ctx.dovecot.ca_cert_path());
+    }
+    let result = facteurd_inner(ctx, bus, protocol, mb, &mut daemon, &mut row);
+    if daemon.try_wait().is_none() {
+        let status = daemon.stop();
+        if !status.success() && result.is_ok() {
+            eprintln!("  facteurd exited with {status} after SIGTERM");
+        }
+    }
+    let log = ctx.log_dir.join(format!("{protocol}-facteurd.log"));
+    if fs::write(&log, daemon.log()).is_ok() {
+        row.log = Some(log);
+    }
+    let store = measure::disk_usage(&[daemon.data_dir()]);
+    match store {
+        Ok(usage) => set_store(&mut row, usage, ctx.raw_bytes),
+        Err(e) => eprintln!("  cannot measure facteurd's store: {e:#}"),
+    }
+    finish(row, result)
+}
+
+fn facteurd_inner(
+    ctx: &Ctx<'_>,
+    bus: &Bus,
+    protocol: &'static str,
+    mb: &Mailbox,
+    daemon: &mut Facteurd<'_>,
+    row: &mut Row,
+) -> Result<()> {
+    daemon.launch();
+    let pid = daemon.pid();
+    let master = ctx
+        .dovecot
+        .pid()
+        .ok_or_else(|| anyhow!("Dovecot is not running"))?;
+    let (port, security) = if protocol == "imap" {
+        (ctx.imap_port(), if ctx.tls { "tls" } else { "none" })
+    } else {
+        (ctx.pop3_port(), if ctx.tls { "tls" } else { "none" })
+    };
+    let mut settings = Settings::minimal(&mb.user, LOOPBACK)
+        .s("name", &format!("bench {protocol}"))
+        .s("incoming-protocol", protocol)
+        .q("incoming-port", port)
+        .s("incoming-security", security)
+        .s("incoming-login", &mb.user)
+        .s("incoming-password", &mb.password)
+        // Never used: keeps every address the account knows on loopback.
+        .s("smtp-host", LOOPBACK)
+        .q("smtp-port", facteur_tests::closed_port());
+    if protocol == "pop3" {
+        settings = settings
+            .b("leave-on-server", true)
+            .u("poll-interval-minutes", 60);
+    }
+
+    let cpu0 = measure::process_cpu(pid)?;
+    let server0 = measure::server_cpu(master);
+    let started = Instant::now();
+    let path = bus
+        .create_account(&settings)
+        .map_err(|e| anyhow!("CreateAccount failed: {e}"))?;
+    let mut last_count = 0u32;
+    let mut last_change = Instant::now();
+    let mut next_sample = Duration::ZERO;
+    let (count, state) = loop {
+        if let Some(status) = daemon.try_wait() {
+            bail!(
+                "facteurd exited with {status} during the sync; its log ends:\n{}",
+                tail(&daemon.log(), 20)
+            );
+        }
+        let props = bus
+            .properties(&path, names::ACCOUNT_INTERFACE)
+            .map_err(|e| anyhow!("GetAll on {path} failed: {e}"))?;
+        let count = props.u32("MessageCount");
+        let state = props.str("State");
+        let now = started.elapsed();
+        if count != last_count {
+            last_count = count;
+            last_change = Instant::now();
+        }
+        if count >= ctx.expected {
+            break (count, state);
+        }
+        if now >= next_sample {
+            next_sample = now + SAMPLE_EVERY;
+            let cpu = measure::process_cpu(pid)?.since(cpu0);
+            let rss = measure::status_kib(pid, "VmRSS")?;
+            row.progress.push(Sample {
+                t_s: now.as_secs_f64(),
+                messages: count,
+                cpu_s: cpu.total(),
+                rss_mib: rss as f64 * 1024.0 / MIB,
+                state: state.clone(),
+            });
+            eprintln!(
+                "  facteurd {protocol}: {count}/{} messages after {:.1} s, CPU {:.1} s, RSS {:.1} MiB, {state}",
+                ctx.expected,
+                now.as_secs_f64(),
+                cpu.total(),
+                rss as f64 * 1024.0 / MIB
+            );
+        }
+        if last_change.elapsed() > ctx.stall {
+            bail!(
+                "facteurd stalled at {count}/{} messages for {:?} (State {state}, LastError {:?}); its log ends:\n{}",
+                ctx.expected,
+                ctx.stall,
+                props.str("LastError"),
+                tail(&daemon.log(), 20)
+            );
+        }
+        if now > ctx.timeout {
+            bail!(
+                "facteurd had {count}/{} messages after {:?} (State {state})",
+                ctx.expected,
+                ctx.timeout
+            );
+        }
+        thread::sleep(POLL);
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = measure::process_cpu(pid)?.since(cpu0);
+    let server = measure::server_cpu(master) - server0;
+    let peak = measure::status_kib(pid, "VmHWM")?;
+    set_cpu(row, wall, cpu, peak);
+    row.server_cpu_s = server;
+    row.messages = u64::from(count);
+    row.progress.push(Sample {
+        t_s: wall,
+        messages: count,
+        cpu_s: cpu.total(),
+        rss_mib: measure::status_kib(pid, "VmRSS")? as f64 * 1024.0 / MIB,
+        state: state.clone(),
+    });
+    // Not part of the figures: how long the pass still took to finish.
+    let settle = Instant::now();
+    while settle.elapsed() < SETTLE_LIMIT {
+        let props = bus
+            .properties(&path, names::ACCOUNT_INTERFACE)
+            .map_err(|e| anyhow!("GetAll on {path} failed: {e}"))?;
+        if props.str("State") != "syncing" {
+            row.settled_s = Some(settle.elapsed().as_secs_f64());
+            break;
+        }
+        thread::sleep(POLL);
+    }
+    ensure!(
+        count == ctx.expected,
+        "facteurd has {count} messages, the mailbox {}",
+        ctx.expected
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// mbsync
+// ---------------------------------------------------------------------------
+
+/// mbsync pulling every folder of `mb` into a fresh Maildir.
+pub fn mbsync(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
+    let setup = format!("imap {}, Maildir, Sync Pull, Create Near", ctx.security());
+    let mut row = Row::new("imap", "mbsync", &package_version("isync"), &setup);
+    let result = (|| -> Result<()> {
+        let work = workdir("bench-mbsync-")?;
+        let maildir = work.path().join("Maildir");
+        fs::create_dir_all(&maildir).context("Cannot create the Maildir")?;
+        let security = if ctx.tls {
+            format!(
+                "SSLType IMAPS\nCertificateFile {}\nSystemCertificates no\n",
+                ctx.dovecot.ca_cert_path().display()
+            )
+        } else {
+            "SSLType None\n".to_owned()
+        };
+        // A host name in the certificate for TLS; the address otherwise.
+        let host = if ctx.tls {
+            ctx.dovecot.host()
+        } else {
+            LOOPBACK
+        };
+        let rc = work.path().join("mbsyncrc");
+        write_private(
+            &rc,
+            &format!(
+                "IMAPAccount bench\nHost {host}\nPort {port}\nUser {user}\nPass {pass}\n\
+                 {security}AuthMechs LOGIN PLAIN\n\n\
+                 IMAPStore remote\nAccount bench\n\n\
+                 MaildirStore local\nPath {md}/\nInbox {md}/INBOX\nSubFolders Verbatim\n\n\
+                 Channel bench\nFar :remote:\nNear :local:\nPatterns *\nCreate Near\n\
+                 Sync Pull\nSyncState *\n",
+                port = ctx.imap_port(),
+                user = mb.user,
+                pass = mb.password,
+                md = maildir.display(),
+            ),
+        )?;
+        let log = ctx.log_dir.join("imap-mbsync.log");
+        row.log = Some(log.clone());
+        let master = ctx
+            .dovecot
+            .pid()
+            .ok_or_else(|| anyhow!("Dovecot is not running"))?;
+        let server0 = measure::server_cpu(master);
+        let argv = vec![
+            "mbsync".to_owned(),
+            "-c".to_owned(),
+            rc.display().to_string(),
+            "-a".to_owned(),
+        ];
+        let env = [("HOME", work.path().display().to_string())];
+        let t = measure::run_timed(&argv, &env, &log, ctx.timeout)?;
+        row.server_cpu_s = measure::server_cpu(master) - server0;
+        set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
+        row.messages = measure::count_maildir_messages(&maildir)?;
+        set_store(&mut row, measure::disk_usage(&[maildir])?, ctx.raw_bytes);
+        ensure!(
+            t.exit == Some(0),
+            "mbsync exited with {:?}; its log ends:\n{}",
+            t.exit,
+            tail(&fs::read_to_string(&log).unwrap_or_default(), 10)
+        );
+        ensure!(
+            row.messages == u64::from(ctx.expected),
+            "mbsync stored {} messages, not {}",
+            row.messages,
+            ctx.expected
+        );
+        Ok(())
+    })();
+    finish(row, result)
+}
+
+// ---------------------------------------------------------------------------
+// fetchmail
+// ---------------------------------------------------------------------------
+
+/// How fetchmail stores what it fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchmailSink {
+    /// One `sh -c 'cat > new/<pid>'` per message: the least an MDA costs.
+    Maildir,
+    /// Every message appended to one BSMTP file, no process per message.
+    Bsmtp,
+}
+
+/// fetchmail downloading every message of `mb` over POP3, keeping them on
+/// the server.
+pub fn fetchmail(ctx: &Ctx<'_>, mb: &Mailbox, sink: FetchmailSink) -> Row {
+    let (tool, setup) = match sink {
+        FetchmailSink::Maildir => (
+            "fetchmail",
+            format!(
+                "pop3 {}, keep, mda `sh -c cat` into a Maildir",
+                ctx.security()
+            ),
+        ),
+        FetchmailSink::Bsmtp => (
+            "fetchmail-bsmtp",
+            format!("pop3 {}, keep, appended to a BSMTP file", ctx.security()),
+        ),
+    };
+    let mut row = Row::new("pop3", tool, &package_version("fetchmail"), &setup);
+    let result = (|| -> Result<()> {
+        let work = workdir("bench-fetchmail-")?;
+        let maildir = work.path().join("Maildir");
+        make_maildir(&maildir)?;
+        let bsmtp = work.path().join("mail.bsmtp");
+        let deliver = match sink {
+            // noclobber: a reused pid fails the delivery instead of
+            // overwriting a message (the count check would then say so).
+            FetchmailSink::Maildir => format!(
+                "mda \"set -C; exec cat > {}/new/$$.fetchmail\"",
+                maildir.display()
+            ),
+            FetchmailSink::Bsmtp => format!("bsmtp \"{}\"", bsmtp.display()),
+        };
+        let (host, security) = if ctx.tls {
+            (
+                ctx.dovecot.host(),
+                format!(
+                    " ssl sslcertck sslcertfile \"{}\"",
+                    ctx.dovecot.ca_cert_path().display()
+                ),
+            )
+        } else {
+            (LOOPBACK, " sslproto ''".to_owned())
+        };
+        let rc = work.path().join("fetchmailrc");
+        write_private(
+            &rc,
+            &format!(
+                "set no bouncemail\nset no syslog\n\
+                 poll {host} protocol pop3 port {port} auth password timeout 300\n  \
+                 user \"{user}\" with password \"{pass}\"\n  \
+                 options keep fetchall no rewrite{security}\n  {deliver}\n",
+                port = ctx.pop3_port(),
+                user = mb.user,
+                pass = mb.password,
+            ),
+        )?;
+        let log = ctx.log_dir.join(format!("pop3-{tool}.log"));
+        row.log = Some(log.clone());
+        let master = ctx
+            .dovecot
+            .pid()
+            .ok_or_else(|| anyhow!("Dovecot is not running"))?;
+        let server0 = measure::server_cpu(master);
+        let argv = vec![
+            "fetchmail".to_owned(),
+            "--silent".to_owned(),
+            "-f".to_owned(),
+            rc.display().to_string(),
+            "--idfile".to_owned(),
+            work.path().join("fetchids").display().to_string(),
+        ];
+        let home = work.path().display().to_string();
+        let env = [("HOME", home.clone()), ("FETCHMAILHOME", home)];
+        let t = measure::run_timed(&argv, &env, &log, ctx.timeout)?;
+        row.server_cpu_s = measure::server_cpu(master) - server0;
+        set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
+        let store = match sink {
+            FetchmailSink::Maildir => {
+                row.messages = measure::count_maildir_messages(&maildir)?;
+                maildir
+            }
+            FetchmailSink::Bsmtp => {
+                let text =
+                    fs::read(&bsmtp).with_context(|| format!("Cannot read {}", bsmtp.display()))?;
+                row.messages = text
+                    .split(|&b| b == b'\n')
+                    .filter(|l| l.strip_suffix(b"\r").unwrap_or(l) == b"DATA")
+                    .count() as u64;
+                bsmtp
+            }
+        };
+        set_store(&mut row, measure::disk_usage(&[store])?, ctx.raw_bytes);
+        ensure!(
+            t.exit == Some(0),
+            "fetchmail exited with {:?}; its log ends:\n{}",
+            t.exit,
+            tail(&fs::read_to_string(&log).unwrap_or_default(), 10)
+        );
+        ensure!(
+            row.messages == u64::from(ctx.expected),
+            "fetchmail stored {} messages, not {}",
+            row.messages,
+            ctx.expected
+        );
+        Ok(())
+    })();
+    finish(row, result)
+}
+
+// ---------------------------------------------------------------------------
+// getmail
+// ---------------------------------------------------------------------------
+
+/// getmail6 downloading every message of `mb` over POP3 into a Maildir,
+/// keeping them on the server.
+pub fn getmail(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
+    let setup = format!("pop3 {}, delete = false, Maildir", ctx.security());
+    let mut row = Row::new("pop3", "getmail", &package_version("getmail6"), &setup);
+    let result = (|| -> Result<()> {
+        let work = workdir("bench-getmail-")?;
+        let maildir = work.path().join("Maildir");
+        make_maildir(&maildir)?;
+        let state = work.path().join("state");
+        fs::create_dir_all(&state).context("Cannot create getmail's state directory")?;
+        let retriever = if ctx.tls {
+            format!(
+                "type = SimplePOP3SSLRetriever\nserver = {}\nca_certs = {}\n",
+                ctx.dovecot.host(),
+                ctx.dovecot.ca_cert_path().display()
+            )
+        } else {
+            format!("type = SimplePOP3Retriever\nserver = {LOOPBACK}\n")
+        };
+        // getmail refuses to deliver as root: as root, it delivers as
+        // nobody, who must be able to reach and write the Maildir.
+        let deliver_as = if facteur_tests::running_as_root() {
+            let (uid, gid) = nobody()?;
+            fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755))
+                .context("Cannot chmod getmail's work directory")?;
+            for dir in [maildir.clone()]
+                .into_iter()
+                .chain(["cur", "new", "tmp"].map(|s| maildir.join(s)))
+            {
+                std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                    .with_context(|| format!("Cannot chown {}", dir.display()))?;
+            }
+            "user = nobody\n"
+        } else {
+            ""
+        };
+        let rc = work.path().join("getmailrc");
+        write_private(
+            &rc,
+            &format!(
+                "[retriever]\n{retriever}port = {port}\nusername = {user}\npassword = {pass}\n\n\
+                 [destination]\ntype = Maildir\npath = {md}/\n{deliver_as}\n\
+                 [options]\nread_all = true\ndelete = false\ndelivered_to = false\n\
+                 received = false\nverbose = 0\n",
+                port = ctx.pop3_port(),
+                user = mb.user,
+                pass = mb.password,
+                md = maildir.display(),
+            ),
+        )?;
+        let log = ctx.log_dir.join("pop3-getmail.log");
+        row.log = Some(log.clone());
+        let master = ctx
+            .dovecot
+            .pid()
+            .ok_or_else(|| anyhow!("Dovecot is not running"))?;
+        let server0 = measure::server_cpu(master);
+        let argv = vec![
+            "getmail".to_owned(),
+            "--getmaildir".to_owned(),
+            state.display().to_string(),
+            "--rcfile".to_owned(),
+            rc.display().to_string(),
+        ];
+        let env = [("HOME", work.path().display().to_string())];
+        let t = measure::run_timed(&argv, &env, &log, ctx.timeout)?;
+        row.server_cpu_s = measure::server_cpu(master) - server0;
+        set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
+        row.messages = measure::count_maildir_messages(&maildir)?;
+        set_store(&mut row, measure::disk_usage(&[maildir])?, ctx.raw_bytes);
+        ensure!(
+            t.exit == Some(0),
+            "getmail exited with {:?}; its log ends:\n{}",
+            t.exit,
+            tail(&fs::read_to_string(&log).unwrap_or_default(), 10)
+        );
+        ensure!(
+            row.messages == u64::from(ctx.expected),
+            "getmail stored {} messages, not {}",
+            row.messages,
+            ctx.expected
+        );
+        Ok(())
+    })();
+    finish(row, result)
+}
