@@ -381,7 +381,27 @@ pub fn report_text(report: &Json) -> String {
 pub async fn sync(ctx: &Ctx, id: &str) -> Result<(), Failure> {
     let bus = ctx.connect().await?;
     let account = bus.account(id).await?;
-    let count = match account.sync().await {
+    // Progress on a terminal: the message count as it grows.
+    let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let counts = account.receive_message_count_changed().await;
+        Some(tokio::spawn(async move {
+            use futures_util::StreamExt as _;
+            let mut counts = counts;
+            while let Some(change) = counts.next().await {
+                if let Ok(n) = change.get().await {
+                    eprint!("\rsyncing… {n} messages stored");
+                }
+            }
+        }))
+    } else {
+        None
+    };
+    let result = account.sync().await;
+    if let Some(task) = progress {
+        task.abort();
+        eprint!("\r\x1b[K");
+    }
+    let count = match result {
         Ok(n) => n,
         Err(e) => return Err(bus.account_failure(id, e, On::Account(id)).await),
     };

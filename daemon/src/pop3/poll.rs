@@ -139,6 +139,11 @@ impl Poller {
 
     /// Poll until cancelled.
     pub async fn run(self, mut requests: mpsc::Receiver<Request>, cancel: CancellationToken) {
+        // The INBOX exists (empty) from the start, so listing it works
+        // before the first poll has stored anything.
+        if let Err(f) = self.inbox() {
+            warn!("Account {}: cannot create the local INBOX: {f}", self.id);
+        }
         let interval = Duration::from_secs(u64::from(self.settings.poll_interval_minutes) * 60);
         let mut retry = RETRY_START;
         let mut waiting: Vec<tokio::sync::oneshot::Sender<Result<u32, Failure>>> = Vec::new();

@@ -157,6 +157,22 @@ pub async fn check(
                 _ => before.clone(),
             };
             let stat = client.stat().await.map_err(|e| failure(e, host, login))?;
+            // facteur keys everything on UIDL (issue 4, point 5): a server
+            // without it cannot be synced without downloading twice.
+            let has_uidl = if caps.advertised() || before.advertised() {
+                caps.uidl() || before.uidl()
+            } else {
+                client.uidl().await.is_ok()
+            };
+            if !has_uidl {
+                return Err(Failure::new(
+                    FailureKind::NotSupported,
+                    format!(
+                        "{host} does not support UIDL, so facteur cannot tell new messages from \
+                         old ones; use IMAP for this account"
+                    ),
+                ));
+            }
             let found: Vec<&str> = INTERESTING
                 .iter()
                 .copied()
