@@ -558,7 +558,7 @@ fn subject(rng: &mut Rng) -> String {
         if k > 0 {
             s.push(' ');
         }
-        s.push_str(*rng.pick(WORDS));
+        s.push_str(rng.pick::<&str>(WORDS));
     }
     let mut cs = s.chars();
     match cs.next() {
@@ -571,7 +571,7 @@ fn subject(rng: &mut Rng) -> String {
 fn text_body(rng: &mut Rng, target: usize, accented: bool) -> String {
     let mut out = String::new();
     let greeting = ["Hi,", "Hello all,", "Dear team,", "Bonjour,", "Hallo,"];
-    out.push_str(*rng.pick(&greeting));
+    out.push_str(rng.pick::<&str>(&greeting));
     out.push_str("\r\n\r\n");
     while out.len() < target {
         let mut line = String::new();
@@ -735,7 +735,7 @@ fn build(rng: &mut Rng, i: u32, folder: &str, date: i64) -> Vec<u8> {
         h.push_str("List-Unsubscribe: <mailto:dev-leave@lists.example.org>\r\n");
     }
     if rng.chance(0.5) {
-        h.push_str(*rng.pick(MAILERS));
+        h.push_str(rng.pick::<&str>(MAILERS));
         h.push_str("\r\n");
     }
     h.push_str("MIME-Version: 1.0\r\n");

@@ -58,7 +58,8 @@ enum Tool {
     Fetchmail,
     /// fetchmail appending to a BSMTP file (POP3).
     FetchmailBsmtp,
-    /// getmail6 into a Maildir (POP3).
+    /// getmail6 into a Maildir (POP3); in the default set only with
+    /// --getmail.
     Getmail,
 }
 
@@ -70,6 +71,15 @@ struct Args {
     /// imap, pop3 or all.
     #[arg(value_enum)]
     mode: Mode,
+    /// Run every client this many times, each on a fresh identical
+    /// mailbox, alternating their order; the summary takes medians.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    runs: u32,
+    /// Run facteurd under a wrapper, such as
+    /// "valgrind --tool=massif --massif-out-file=/tmp/massif.out" (split on
+    /// spaces); figures are then the wrapper's, not facteurd's own.
+    #[arg(long)]
+    facteurd_wrapper: Option<String>,
     /// How many messages the mailbox has.
     #[arg(long, short = 'n', default_value_t = 10_000)]
     messages: u32,
@@ -88,6 +98,16 @@ struct Args {
     /// facteurd's log filter (RUST_LOG); `debug` shows where the time goes.
     #[arg(long, default_value = "info")]
     facteurd_log: String,
+    /// The getmail6 program. Debian 12's getmail6 6.18 loses deliveries to
+    /// a SIGCHLD race (getmail6 issues #52, #226) and stops after a 60 s
+    /// wait; 6.19 and later (`pip install getmail6` in a venv) work. Given,
+    /// getmail joins the default clients.
+    #[arg(long)]
+    getmail: Option<PathBuf>,
+    /// Extra environment for facteurd, KEY=VALUE (repeatable): for
+    /// diagnosis, such as MALLOC_ARENA_MAX=1. Recorded in the report.
+    #[arg(long = "facteurd-env", value_parser = parse_env)]
+    facteurd_env: Vec<(String, String)>,
     /// Where the JSON report and the logs go (default: <target>/bench-results).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -98,6 +118,13 @@ struct Args {
     /// seconds.
     #[arg(long, default_value_t = 120)]
     stall: u64,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }
 
 fn parse_seed(s: &str) -> Result<u64, String> {
@@ -132,12 +159,18 @@ fn selected(args: &Args, protocol: &str) -> Vec<Tool> {
     };
     all.iter()
         .copied()
-        .filter(|t| args.tools.is_empty() || args.tools.contains(t))
+        .filter(|t| {
+            if args.tools.is_empty() {
+                *t != Tool::Getmail || args.getmail.is_some()
+            } else {
+                args.tools.contains(t)
+            }
+        })
         .collect()
 }
 
 /// Fail early, with the packages to install, when a client is missing.
-fn preflight(tools: &[Tool], facteurd: &std::path::Path) -> Result<()> {
+fn preflight(tools: &[Tool], facteurd: &std::path::Path, getmail: &std::path::Path) -> Result<()> {
     let mut missing: Vec<&str> = Vec::new();
     let have = |p: &str| std::path::Path::new(p).exists();
     let needs: &[(&str, &str)] = &[
@@ -158,7 +191,7 @@ fn preflight(tools: &[Tool], facteurd: &std::path::Path) -> Result<()> {
             Tool::Facteurd => ("/usr/bin/dbus-daemon", "dbus-daemon"),
             Tool::Mbsync => ("/usr/bin/mbsync", "isync"),
             Tool::Fetchmail | Tool::FetchmailBsmtp => ("/usr/bin/fetchmail", "fetchmail"),
-            Tool::Getmail => ("/usr/bin/getmail", "getmail6"),
+            Tool::Getmail => (getmail.to_str().unwrap_or_default(), "getmail6"),
         };
         if !have(path) && !missing.contains(&pkg) {
             missing.push(pkg);
@@ -180,7 +213,7 @@ fn preflight(tools: &[Tool], facteurd: &std::path::Path) -> Result<()> {
 }
 
 /// A command's first line of output, or `unknown`.
-fn first_line(program: &str, args: &[&str]) -> String {
+pub fn first_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()
@@ -249,17 +282,29 @@ fn real_main() -> Result<bool> {
         Mode::Pop3 => &["pop3"],
         Mode::All => &["imap", "pop3"],
     };
-    let mut plan: Vec<(&'static str, Tool)> = Vec::new();
-    for p in protocols {
-        plan.extend(selected(&args, p).into_iter().map(|t| (*p, t)));
+    // Each run alternates the order of the clients, so none is always
+    // first (on a cold server) or always last.
+    let mut plan: Vec<(u32, &'static str, Tool)> = Vec::new();
+    for run in 1..=args.runs {
+        for p in protocols {
+            let mut tools = selected(&args, p);
+            if run % 2 == 0 {
+                tools.reverse();
+            }
+            plan.extend(tools.into_iter().map(|t| (run, *p, t)));
+        }
     }
     if plan.is_empty() {
         bail!("--tools left nothing to run for this mode");
     }
     let profile = facteur_tests::profile_dir();
     let facteurd_bin = profile.join("facteurd");
-    let tools: Vec<Tool> = plan.iter().map(|(_, t)| *t).collect();
-    preflight(&tools, &facteurd_bin)?;
+    let tools: Vec<Tool> = plan.iter().map(|(_, _, t)| *t).collect();
+    let getmail = args
+        .getmail
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/getmail"));
+    preflight(&tools, &facteurd_bin, &getmail)?;
     if profile.file_name().is_some_and(|n| n != "release") {
         eprintln!(
             "warning: this is a {} build: facteurd is {}; run with `cargo run --release` for real figures",
@@ -294,12 +339,12 @@ fn real_main() -> Result<bool> {
         },
         ..DovecotOptions::default()
     });
-    let mailboxes: Vec<(&'static str, Tool, Mailbox)> = plan
+    let mailboxes: Vec<(u32, &'static str, Tool, Mailbox)> = plan
         .iter()
-        .map(|(p, t)| {
+        .map(|(run, p, t)| {
             let name = format!("{t:?}").to_lowercase();
             let mb = Mailbox {
-                user: format!("{p}-{name}@bench.test"),
+                user: format!("{p}-{name}-{run}@bench.test"),
                 password: format!("bench-{name}-password"),
                 layout: if *p == "imap" {
                     Layout::Folders
@@ -307,7 +352,7 @@ fn real_main() -> Result<bool> {
                     Layout::InboxOnly
                 },
             };
-            (*p, *t, mb)
+            (*run, *p, *t, mb)
         })
         .collect();
     let seed = args.seed.unwrap_or(corpus::DEFAULT_SEED);
@@ -321,7 +366,7 @@ fn real_main() -> Result<bool> {
         seed,
         mailboxes.len()
     );
-    let all: Vec<Mailbox> = mailboxes.iter().map(|(_, _, m)| m.clone()).collect();
+    let all: Vec<Mailbox> = mailboxes.iter().map(|(_, _, _, m)| m.clone()).collect();
     let loaded = load::load(&dovecot, &corpus, &all)?;
     eprintln!(
         "Loaded {} messages, {:.1} MiB, digest {:016x}, in {:.1} s: {:?}",
@@ -342,12 +387,21 @@ fn real_main() -> Result<bool> {
         timeout: Duration::from_secs(args.timeout),
         stall: Duration::from_secs(args.stall),
         facteurd_log: args.facteurd_log.clone(),
+        facteurd_env: args.facteurd_env.clone(),
+        facteurd_wrapper: args
+            .facteurd_wrapper
+            .as_deref()
+            .map(|w| w.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
         commit: commit(),
+        getmail,
     };
     let mut rows: Vec<Row> = Vec::new();
-    for (protocol, tool, mb) in &mailboxes {
-        eprintln!("Running {tool:?} ({protocol})…");
-        let row = match tool {
+    for (run, protocol, tool, mb) in &mailboxes {
+        // Not timed: flush what loading or the previous client wrote.
+        measure::sync_disks()?;
+        eprintln!("Running {tool:?} ({protocol}, run {run}/{})…", args.runs);
+        let mut row = match tool {
             Tool::Facteurd => match &bus {
                 Some(bus) => run::facteurd(&ctx, bus, protocol, mb),
                 None => bail!("no bus for facteurd"),
@@ -357,11 +411,17 @@ fn real_main() -> Result<bool> {
             Tool::FetchmailBsmtp => run::fetchmail(&ctx, mb, FetchmailSink::Bsmtp),
             Tool::Getmail => run::getmail(&ctx, mb),
         };
+        row.run = *run;
         eprint!("{}", report::table(std::slice::from_ref(&row)));
         rows.push(row);
     }
 
     let ok = rows.iter().all(|r| r.ok);
+    let summary = if args.runs > 1 {
+        report::summarize(&rows)
+    } else {
+        Vec::new()
+    };
     let report = Report {
         date,
         command,
@@ -370,6 +430,11 @@ fn real_main() -> Result<bool> {
         dovecot: first_line("/usr/sbin/dovecot", &["--version"]),
         tls: args.tls,
         facteurd_log_level: args.facteurd_log.clone(),
+        facteurd_env: args
+            .facteurd_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         corpus: CorpusInfo {
             seed: format!("{seed:#x}"),
             messages: args.messages,
@@ -379,13 +444,21 @@ fn real_main() -> Result<bool> {
             load_s: loaded.seconds,
         },
         rows,
+        summary,
     };
     let json = out_dir.join(format!("{stem}.json"));
     report::write_json(&report, &json)?;
     println!();
     print!("{}", report::table(&report.rows));
+    let headline = if report.summary.is_empty() {
+        &report.rows
+    } else {
+        println!("\nmedians of {} runs (peak RSS: the highest):", args.runs);
+        print!("{}", report::table(&report.summary));
+        &report.summary
+    };
     println!();
-    print!("{}", report::verdicts(&report.rows));
+    print!("{}", report::verdicts(headline));
     println!(
         "\nmailbox: {} messages, {:.1} MiB raw, seed {}, digest {}",
         report.corpus.messages,

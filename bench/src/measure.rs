@@ -205,6 +205,17 @@ pub fn count_maildir_messages(root: &Path) -> Result<u64> {
     Ok(n)
 }
 
+/// Write every dirty page to disk (`sync`), so that a client's first
+/// fsync does not pay for data someone else wrote: on ext4 (data=ordered)
+/// an fsync commits the journal, which waits for all pending data.
+pub fn sync_disks() -> Result<()> {
+    let status = Command::new("sync").status().context("Cannot run sync")?;
+    if !status.success() {
+        bail!("sync failed with {status}");
+    }
+    Ok(())
+}
+
 /// What `/usr/bin/time -v` and our own clock say about one command.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timed {

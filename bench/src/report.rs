@@ -41,6 +41,8 @@ pub struct Row {
     pub protocol: &'static str,
     /// The client (`facteurd`, `mbsync`, …).
     pub tool: String,
+    /// Which repetition (from 1); 0 in a summary row.
+    pub run: u32,
     /// Its version (git commit for facteurd, the Debian package otherwise).
     pub version: String,
     /// How it was set up, in a few words.
@@ -87,6 +89,7 @@ impl Row {
         Row {
             protocol,
             tool: tool.to_owned(),
+            run: 1,
             version: version.to_owned(),
             setup: setup.to_owned(),
             ok: false,
@@ -143,10 +146,15 @@ pub struct Report {
     pub tls: bool,
     /// facteurd's log filter.
     pub facteurd_log_level: String,
+    /// Extra environment given to facteurd.
+    pub facteurd_env: Vec<String>,
     /// The mailbox.
     pub corpus: CorpusInfo,
     /// One per client run.
     pub rows: Vec<Row>,
+    /// With several runs: per client, the median of each figure (the
+    /// maximum for peak RSS), without progress samples.
+    pub summary: Vec<Row>,
 }
 
 /// `2026-05-04T10:11:12Z` for now.
@@ -175,9 +183,10 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<5} {:<16} {:>7} {:>9} {:>8} {:>9} {:>10} {:>9} {:>11}  {}",
+        "{:<5} {:<16} {:>3} {:>7} {:>9} {:>8} {:>9} {:>10} {:>9} {:>11}  note",
         "proto",
         "tool",
+        "run",
         "msgs",
         "wall s",
         "CPU s",
@@ -185,7 +194,6 @@ pub fn table(rows: &[Row]) -> String {
         "store MiB",
         "raw MiB",
         "server CPU",
-        "note"
     );
     for r in rows {
         let note = match &r.error {
@@ -194,9 +202,14 @@ pub fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<5} {:<16} {:>7} {:>9.2} {:>8.2} {:>9.1} {:>10.1} {:>9.1} {:>11.2}  {}",
+            "{:<5} {:<16} {:>3} {:>7} {:>9.2} {:>8.2} {:>9.1} {:>10.1} {:>9.1} {:>11.2}  {}",
             r.protocol,
             r.tool,
+            if r.run == 0 {
+                "med".to_owned()
+            } else {
+                r.run.to_string()
+            },
             r.messages,
             r.wall_s,
             r.cpu_s,
@@ -208,6 +221,59 @@ pub fn table(rows: &[Row]) -> String {
         );
     }
     out
+}
+
+/// The median of some numbers (the mean of the middle two for an even
+/// count); 0 for none.
+fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// One row per (protocol, tool) over its successful runs: medians, and the
+/// highest peak RSS. A client with a failed run keeps the failure.
+pub fn summarize(rows: &[Row]) -> Vec<Row> {
+    let mut keys: Vec<(&'static str, String)> = Vec::new();
+    for r in rows {
+        if !keys.iter().any(|(p, t)| *p == r.protocol && *t == r.tool) {
+            keys.push((r.protocol, r.tool.clone()));
+        }
+    }
+    keys.into_iter()
+        .filter_map(|(protocol, tool)| {
+            let runs: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.protocol == protocol && r.tool == tool)
+                .collect();
+            let first = *runs.first()?;
+            let ok: Vec<&Row> = runs.iter().copied().filter(|r| r.ok).collect();
+            let med = |f: fn(&Row) -> f64| median(ok.iter().map(|r| f(r)).collect());
+            let mut s = Row::new(protocol, &tool, &first.version, &first.setup);
+            s.run = 0;
+            s.ok = ok.len() == runs.len();
+            s.error = runs.iter().find_map(|r| r.error.clone());
+            s.messages = ok.iter().map(|r| r.messages).min().unwrap_or(0);
+            s.wall_s = med(|r| r.wall_s);
+            s.cpu_s = med(|r| r.cpu_s);
+            s.cpu_user_s = med(|r| r.cpu_user_s);
+            s.cpu_sys_s = med(|r| r.cpu_sys_s);
+            s.peak_rss_mib = ok.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
+            s.store_mib = med(|r| r.store_mib);
+            s.store_apparent_mib = med(|r| r.store_apparent_mib);
+            s.store_files = ok.iter().map(|r| r.store_files).max().unwrap_or(0);
+            s.raw_mib = first.raw_mib;
+            s.server_cpu_s = med(|r| r.server_cpu_s);
+            Some(s)
+        })
+        .collect()
 }
 
 /// facteurd against each other client of the same protocol: how many times
@@ -235,13 +301,12 @@ pub fn verdicts(rows: &[Row]) -> String {
         }
         let _ = writeln!(
             out,
-            "{}: facteurd peak RSS {:.1} MiB (target < 100: {}); store {:.1} MiB vs raw {:.1} MiB ({}: {})",
+            "{}: facteurd peak RSS {:.1} MiB (target < 100: {}); store {:.1} MiB vs raw {:.1} MiB (target: no larger: {})",
             f.protocol,
             f.peak_rss_mib,
             if f.peak_rss_mib < 100.0 { "met" } else { "MISSED" },
             f.store_mib,
             f.raw_mib,
-            "target: no larger",
             if f.store_mib <= f.raw_mib { "met" } else { "MISSED" },
         );
     }

@@ -59,8 +59,14 @@ pub struct Ctx<'a> {
     pub stall: Duration,
     /// `RUST_LOG` for facteurd.
     pub facteurd_log: String,
+    /// Extra environment for facteurd.
+    pub facteurd_env: Vec<(String, String)>,
+    /// A program and arguments to run facteurd under (empty: none).
+    pub facteurd_wrapper: Vec<String>,
     /// The workspace commit, facteurd's version.
     pub commit: String,
+    /// The getmail program (getmail6).
+    pub getmail: PathBuf,
 }
 
 impl Ctx<'_> {
@@ -153,6 +159,13 @@ fn workdir(prefix: &str) -> Result<tempfile::TempDir> {
         .context("Cannot create a work directory in /tmp")
 }
 
+/// The log of the client that syncs `mb`: named after its user
+/// (`imap-mbsync-2.log`), which is unique per client and run.
+fn log_path(ctx: &Ctx<'_>, mb: &Mailbox) -> PathBuf {
+    let name = mb.user.split('@').next().unwrap_or(&mb.user);
+    ctx.log_dir.join(format!("{name}.log"))
+}
+
 /// The uid and gid of `nobody`.
 fn nobody() -> Result<(u32, u32)> {
     let id = |flag: &str| -> Result<u32> {
@@ -184,12 +197,14 @@ fn make_maildir(dir: &Path) -> Result<()> {
 /// facteurd's first full sync (IMAP) or first download (POP3, messages left
 /// on the server) of `mb`.
 pub fn facteurd(ctx: &Ctx<'_>, bus: &Bus, protocol: &'static str, mb: &Mailbox) -> Row {
-    let setup = format!(
+    let mut setup = format!(
         "{protocol} {}, sled + message files, RUST_LOG={}",
         ctx.security(),
         ctx.facteurd_log
     );
-    let mut row = Row::new(protocol, "facteurd", &ctx.commit, &setup);
+    for (k, v) in &ctx.facteurd_env {
+        setup.push_str(&format!(", {k}={v}"));
+    }
     let mut daemon = Facteurd::new(bus);
     daemon
         .arg("--secret-store")
@@ -199,6 +214,15 @@ pub fn facteurd(ctx: &Ctx<'_>, bus: &Bus, protocol: &'static str, mb: &Mailbox) 
     if ctx.tls {
         daemon.env("SSL_CERT_FILE", ctx.dovecot.ca_cert_path());
     }
+    for (k, v) in &ctx.facteurd_env {
+        daemon.env(k.as_str(), v.as_str());
+    }
+    if let Some((program, rest)) = ctx.facteurd_wrapper.split_first() {
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        daemon.wrap(program.as_str(), &rest);
+        setup.push_str(&format!(", under {program}"));
+    }
+    let mut row = Row::new(protocol, "facteurd", &ctx.commit, &setup);
     let result = facteurd_inner(ctx, bus, protocol, mb, &mut daemon, &mut row);
     if daemon.try_wait().is_none() {
         let status = daemon.stop();
@@ -206,7 +230,7 @@ pub fn facteurd(ctx: &Ctx<'_>, bus: &Bus, protocol: &'static str, mb: &Mailbox) 
             eprintln!("  facteurd exited with {status} after SIGTERM");
         }
     }
-    let log = ctx.log_dir.join(format!("{protocol}-facteurd.log"));
+    let log = log_path(ctx, mb);
     if fs::write(&log, daemon.log()).is_ok() {
         row.log = Some(log);
     }
@@ -395,7 +419,7 @@ pub fn mbsync(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
                 md = maildir.display(),
             ),
         )?;
-        let log = ctx.log_dir.join("imap-mbsync.log");
+        let log = log_path(ctx, mb);
         row.log = Some(log.clone());
         let master = ctx
             .dovecot
@@ -499,7 +523,7 @@ pub fn fetchmail(ctx: &Ctx<'_>, mb: &Mailbox, sink: FetchmailSink) -> Row {
                 pass = mb.password,
             ),
         )?;
-        let log = ctx.log_dir.join(format!("pop3-{tool}.log"));
+        let log = log_path(ctx, mb);
         row.log = Some(log.clone());
         let master = ctx
             .dovecot
@@ -560,7 +584,8 @@ pub fn fetchmail(ctx: &Ctx<'_>, mb: &Mailbox, sink: FetchmailSink) -> Row {
 /// keeping them on the server.
 pub fn getmail(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
     let setup = format!("pop3 {}, delete = false, Maildir", ctx.security());
-    let mut row = Row::new("pop3", "getmail", &package_version("getmail6"), &setup);
+    let version = crate::first_line(&ctx.getmail.display().to_string(), &["--version"]);
+    let mut row = Row::new("pop3", "getmail", &version, &setup);
     let result = (|| -> Result<()> {
         let work = workdir("bench-getmail-")?;
         let maildir = work.path().join("Maildir");
@@ -607,7 +632,7 @@ pub fn getmail(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
                 md = maildir.display(),
             ),
         )?;
-        let log = ctx.log_dir.join("pop3-getmail.log");
+        let log = log_path(ctx, mb);
         row.log = Some(log.clone());
         let master = ctx
             .dovecot
@@ -615,7 +640,7 @@ pub fn getmail(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
             .ok_or_else(|| anyhow!("Dovecot is not running"))?;
         let server0 = measure::server_cpu(master);
         let argv = vec![
-            "getmail".to_owned(),
+            ctx.getmail.display().to_string(),
             "--getmaildir".to_owned(),
             state.display().to_string(),
             "--rcfile".to_owned(),

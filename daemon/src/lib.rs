@@ -7,7 +7,17 @@
 //!   error enum at the edge.
 //! - [`accounts`]: settings validation (one code path for create, update and
 //!   verify) and the registry of accounts, stored one file per account.
-//! - [`store`]: the sled index (metadata, sync state) and the message files.
+//! - [`scheduler`]: one supervised engine task per account, with its
+//!   cancellation token and request channel ("sync now", "delete this").
+//! - [`imap`] and [`pop3`]: the protocol engines (connect and log in; sync
+//!   folders, IDLE; poll). They report through [`events`] and never touch
+//!   D-Bus.
+//! - [`store`]: the sled index (metadata, folders, flags, sync state, POP3
+//!   UIDLs, the unified index) and the content-addressed message files.
+//! - [`mail`]: header metadata parsed from raw messages.
+//! - [`net`]: TCP, TLS (rustls, system roots), timeouts, keepalive, and the
+//!   typed [`net::Failure`] every protocol reports.
+//! - [`notify`]: desktop notifications.
 //! - [`secrets`]: passwords, in the Secret Service or a 0600 file.
 //! - [`fsutil`]: atomic file writes shared by the stores above.
 //! - [`logging`]: journald or stderr.

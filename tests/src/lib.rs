@@ -46,12 +46,19 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 pub mod dovecot;
 pub mod mta;
+pub mod notifications;
 pub mod tls;
 pub mod xml;
 
 /// The command that installs what the tests need and runs the whole suite,
 /// as the README says.
 pub const TEST_COMMAND: &str = "scripts/test.sh";
+
+/// The last `n` lines of a log, for failure messages.
+pub fn last_lines(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
 
 /// How long any single wait in the harness may take before the test fails.
 ///

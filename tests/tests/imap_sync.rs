@@ -23,11 +23,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use facteur_dbus::names;
 use facteur_tests::dovecot::{Dovecot, DovecotOptions, ServerTls};
+use facteur_tests::notifications::Notifications;
 use facteur_tests::*;
 use serde_json::Value as Json;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
@@ -615,117 +615,6 @@ fn assert_bodies_match(bus: &Bus, dovecot: &Dovecot, user: &str, folder: &str, l
 
 fn subjects(list: &[Msg]) -> Vec<&str> {
     list.iter().map(|m| m.subject.as_str()).collect()
-}
-
-// ---------------------------------------------------------------------------
-// A notification server on the private bus
-// ---------------------------------------------------------------------------
-
-/// One `Notify` call.
-#[derive(Debug, Clone)]
-struct Notice {
-    app_name: String,
-    summary: String,
-    body: String,
-    category: Option<String>,
-}
-
-/// Owns `org.freedesktop.Notifications` and records every `Notify`.
-struct NotificationServer {
-    seen: Arc<Mutex<Vec<Notice>>>,
-}
-
-#[zbus::interface(name = "org.freedesktop.Notifications")]
-impl NotificationServer {
-    #[allow(clippy::too_many_arguments)]
-    fn notify(
-        &self,
-        app_name: String,
-        _replaces_id: u32,
-        _app_icon: String,
-        summary: String,
-        body: String,
-        _actions: Vec<String>,
-        hints: HashMap<String, OwnedValue>,
-        _expire_timeout: i32,
-    ) -> u32 {
-        let category = hints.get("category").and_then(|v| match &**v {
-            Value::Str(s) => Some(s.to_string()),
-            _ => None,
-        });
-        let mut seen = self.seen.lock().expect("the notice list is not poisoned");
-        seen.push(Notice {
-            app_name,
-            summary,
-            body,
-            category,
-        });
-        u32::try_from(seen.len()).unwrap_or(u32::MAX)
-    }
-
-    fn get_capabilities(&self) -> Vec<String> {
-        vec!["body".to_owned()]
-    }
-
-    fn get_server_information(&self) -> (String, String, String, String) {
-        (
-            "facteur-tests".to_owned(),
-            "facteur".to_owned(),
-            "1".to_owned(),
-            "1.2".to_owned(),
-        )
-    }
-
-    fn close_notification(&self, _id: u32) {}
-}
-
-/// A running [`NotificationServer`] on a bus.
-struct Notifications {
-    seen: Arc<Mutex<Vec<Notice>>>,
-    /// Keeps the name; dropped with the test.
-    _conn: zbus::Connection,
-}
-
-impl Notifications {
-    /// Serve on `bus` and wait until the name is owned.
-    fn start(bus: &Bus) -> Notifications {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let server = NotificationServer { seen: seen.clone() };
-        let address = bus.address().to_owned();
-        let conn = bus
-            .block_on(async move {
-                zbus::connection::Builder::address(address.as_str())?
-                    .serve_at("/org/freedesktop/Notifications", server)?
-                    .name("org.freedesktop.Notifications")?
-                    .build()
-                    .await
-            })
-            .expect("serve org.freedesktop.Notifications on the private bus");
-        assert!(bus.wait_for_name("org.freedesktop.Notifications", true, DEADLINE));
-        Notifications { seen, _conn: conn }
-    }
-
-    fn all(&self) -> Vec<Notice> {
-        self.seen
-            .lock()
-            .expect("the notice list is not poisoned")
-            .clone()
-    }
-
-    /// Wait until at least `n` notifications arrived; all of them.
-    fn wait_for(&self, n: usize, d: &Facteurd<'_>) -> Vec<Notice> {
-        wait_until(DEADLINE, || {
-            let all = self.all();
-            (all.len() >= n).then_some(all)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{n} notification(s) expected within {DEADLINE:?}, got {:?}\nfacteurd log:\n{}",
-                self.all(),
-                tail(&d.log(), 60)
-            )
-        })
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -92,21 +92,27 @@ pub fn imap_failure(what: &str, e: async_imap::error::Error) -> Failure {
     }
 }
 
-fn caps_of(caps: &async_imap::types::Capabilities) -> Caps {
-    let all: Vec<String> = caps
-        .iter()
+/// The names of capabilities a logged-in session reported.
+pub fn capability_names(caps: &async_imap::types::Capabilities) -> Vec<String> {
+    caps.iter()
         .map(|c| match c {
             async_imap::types::Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
             async_imap::types::Capability::Auth(m) => format!("AUTH={m}"),
             async_imap::types::Capability::Atom(a) => a.to_string(),
         })
-        .collect();
-    caps_from(all)
+        .collect()
 }
 
-struct Plain<'a> {
-    login: &'a str,
-    password: &'a str,
+fn caps_of(caps: &async_imap::types::Capabilities) -> Caps {
+    caps_from(capability_names(caps))
+}
+
+/// SASL PLAIN (RFC 4616) for AUTHENTICATE.
+pub struct Plain<'a> {
+    /// The login.
+    pub login: &'a str,
+    /// The password.
+    pub password: &'a str,
 }
 
 impl async_imap::Authenticator for &Plain<'_> {
@@ -123,7 +129,8 @@ impl async_imap::Authenticator for &Plain<'_> {
     }
 }
 
-async fn capabilities(client: &mut Client<Stream>) -> Result<Caps, Failure> {
+/// CAPABILITY on a client that is not logged in yet.
+pub async fn client_capabilities(client: &mut Client<Stream>) -> Result<Vec<String>, Failure> {
     // An unauthenticated Client has no capabilities() of its own: run the
     // command and collect its untagged answer from the side channel.
     let (tx, rx) = async_channel::bounded(16);
@@ -144,7 +151,11 @@ async fn capabilities(client: &mut Client<Stream>) -> Result<Caps, Failure> {
             }
         }
     }
-    Ok(caps_from(all))
+    Ok(all)
+}
+
+async fn capabilities(client: &mut Client<Stream>) -> Result<Caps, Failure> {
+    Ok(caps_from(client_capabilities(client).await?))
 }
 
 fn caps_from(all: Vec<String>) -> Caps {

@@ -26,25 +26,6 @@ pub const INTERESTING: &[&str] = &[
     "NOTIFY",
 ];
 
-struct Plain<'a> {
-    login: &'a str,
-    password: &'a str,
-}
-
-impl async_imap::Authenticator for &Plain<'_> {
-    type Response = Vec<u8>;
-
-    fn process(&mut self, _challenge: &[u8]) -> Self::Response {
-        // RFC 4616: authzid NUL authcid NUL password.
-        let mut r = Vec::with_capacity(self.login.len() + self.password.len() + 2);
-        r.push(0);
-        r.extend_from_slice(self.login.as_bytes());
-        r.push(0);
-        r.extend_from_slice(self.password.as_bytes());
-        r
-    }
-}
-
 /// Check the incoming IMAP server of `settings`. Returns the capabilities
 /// to report (`imap:IDLE`, `imap:AUTH=PLAIN`, …).
 pub async fn check(
@@ -74,7 +55,7 @@ pub async fn check(
         let limit = REPLY_TIMEOUT + steps::TLS_TIMEOUT;
         client = steps
             .run(StepKind::Starttls, limit, async move {
-                let caps = capabilities(&mut client).await?;
+                let caps = crate::imap::session::client_capabilities(&mut client).await?;
                 if !has(&caps, "STARTTLS") {
                     return Err(Failure::new(
                         FailureKind::Tls,
@@ -118,7 +99,7 @@ pub async fn check(
     };
     let mut session = steps
         .run(StepKind::Auth, AUTH_TIMEOUT, async {
-            let caps = capabilities(&mut client).await?;
+            let caps = crate::imap::session::client_capabilities(&mut client).await?;
             let offered: Vec<&str> = caps
                 .iter()
                 .filter_map(|c| {
@@ -145,7 +126,7 @@ pub async fn check(
                 format!("mechanisms offered: {}", offered.join(" "))
             };
             let (session, used) = if offered.iter().any(|m| m.eq_ignore_ascii_case("PLAIN")) {
-                let auth = Plain { login, password };
+                let auth = crate::imap::session::Plain { login, password };
                 let s = client
                     .authenticate("PLAIN", &auth)
                     .await
@@ -175,14 +156,7 @@ pub async fn check(
     let caps = steps
         .run(StepKind::Capabilities, REPLY_TIMEOUT, async {
             let caps = crate::imap::session::step("CAPABILITY", session.capabilities()).await?;
-            let all: Vec<String> = caps
-                .iter()
-                .map(|c| match c {
-                    async_imap::types::Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
-                    async_imap::types::Capability::Auth(m) => format!("AUTH={m}"),
-                    async_imap::types::Capability::Atom(a) => a.to_string(),
-                })
-                .collect();
+            let all = crate::imap::session::capability_names(&caps);
             let found: Vec<&str> = INTERESTING
                 .iter()
                 .copied()
@@ -275,29 +249,4 @@ async fn greeting(client: &mut Client<Stream>, host: &str) -> Result<((), String
             format!("{host} did not greet as an IMAP server does; is this the right port?"),
         )),
     }
-}
-
-/// CAPABILITY on a client that is not logged in yet.
-async fn capabilities(client: &mut Client<Stream>) -> Result<Vec<String>, Failure> {
-    // An unauthenticated Client has no capabilities() of its own: run the
-    // command and collect its untagged answer from the side channel.
-    let (tx, rx) = async_channel::bounded(16);
-    crate::imap::session::step(
-        "CAPABILITY",
-        client.run_command_and_check_ok("CAPABILITY", Some(tx)),
-    )
-    .await?;
-    let mut all = Vec::new();
-    while let Ok(async_imap::types::UnsolicitedResponse::Other(resp)) = rx.try_recv() {
-        if let imap_proto::Response::Capabilities(caps) = resp.parsed() {
-            for c in caps {
-                all.push(match c {
-                    imap_proto::Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
-                    imap_proto::Capability::Auth(m) => format!("AUTH={m}"),
-                    imap_proto::Capability::Atom(a) => a.to_string(),
-                });
-            }
-        }
-    }
-    Ok(all)
 }
