@@ -51,15 +51,14 @@ fn addr(a: &mail_parser::Addr<'_>) -> String {
 /// Parse `raw`; `fallback_date` (the server's INTERNALDATE or the time of
 /// download) is used when the Date header is missing or unreadable.
 pub fn meta(raw: &[u8], fallback_date: i64) -> Meta {
-    let Some(msg) = mail_parser::MessageParser::default().parse_headers(raw) else {
+    // One full parse gives the headers and the attachment count.
+    let Some(msg) = mail_parser::MessageParser::default().parse(raw) else {
         return Meta {
             date: fallback_date,
             ..Meta::default()
         };
     };
-    let has_attachments = mail_parser::MessageParser::default()
-        .parse(raw)
-        .is_some_and(|m| m.attachment_count() > 0);
+    let has_attachments = msg.attachment_count() > 0;
     let date = msg
         .date()
         .map(|d| d.to_timestamp())

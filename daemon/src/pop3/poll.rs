@@ -41,7 +41,7 @@ pub const MAX_MESSAGE: u64 = 128 * 1024 * 1024;
 /// Messages stored per transaction.
 const BATCH_MESSAGES: usize = 100;
 /// Bytes held before a batch is stored.
-const BATCH_BYTES: usize = 16 * 1024 * 1024;
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// First retry delay after a failed session; doubles up to [`RETRY_MAX`],
 /// then the normal interval takes over.
 const RETRY_START: Duration = Duration::from_secs(2);
