@@ -29,7 +29,7 @@ const META_TREE: &str = "meta";
 const SCHEMA_KEY: &[u8] = b"schema-version";
 /// sled's default page cache is 1 GiB; a desktop daemon must stay small,
 /// and the index (no message bodies) is small too.
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The open index and the message directory. Cheap to clone: sled handles
 /// are shared.

@@ -25,7 +25,7 @@ use crate::store::{Flags, FolderInfo, FolderState, NewMessage};
 const BATCH_MESSAGES: usize = 250;
 /// Most bytes (by RFC822.SIZE) fetched in one FETCH: memory stays bounded
 /// by this, or by the one message that is larger.
-const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 
 fn local(e: anyhow::Error) -> Failure {
     Failure::new(FailureKind::Local, format!("{e:#}"))
