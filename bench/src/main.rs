@@ -244,6 +244,21 @@ fn commit() -> String {
     }
 }
 
+/// A binary's path, size and modification time.
+fn binary_identity(path: &std::path::Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) => format!(
+            "{}, {} bytes, built {}",
+            path.display(),
+            m.len(),
+            m.modified()
+                .map(report::utc_at)
+                .unwrap_or_else(|_| "at an unknown time".into())
+        ),
+        Err(e) => format!("{}: {e}", path.display()),
+    }
+}
+
 /// CPU model, cores, memory and kernel.
 fn machine() -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
@@ -426,6 +441,7 @@ fn real_main() -> Result<bool> {
         date,
         command,
         commit: ctx.commit.clone(),
+        facteurd_binary: binary_identity(&facteurd_bin),
         machine: machine(),
         dovecot: first_line("/usr/sbin/dovecot", &["--version"]),
         tls: args.tls,
@@ -466,6 +482,7 @@ fn real_main() -> Result<bool> {
         report.corpus.seed,
         report.corpus.digest
     );
+    println!("facteurd: {}", report.facteurd_binary);
     println!("report: {}", json.display());
     println!("logs:   {}", log_dir.display());
     Ok(ok)

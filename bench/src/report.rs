@@ -64,6 +64,11 @@ pub struct Row {
     pub cpu_sys_s: f64,
     /// Peak resident set, MiB (`VmHWM`, or `time -v`'s maximum).
     pub peak_rss_mib: f64,
+    /// facteurd's resident set when the last message was in, split as the
+    /// kernel counts it: anonymous memory (heap), MiB.
+    pub rss_anon_mib: Option<f64>,
+    /// … and pages of mapped files (the binary, libraries), MiB.
+    pub rss_file_mib: Option<f64>,
     /// The store's size on disk (allocated blocks), MiB.
     pub store_mib: f64,
     /// The store's files added up, MiB.
@@ -74,6 +79,12 @@ pub struct Row {
     pub raw_mib: f64,
     /// CPU seconds Dovecot spent meanwhile.
     pub server_cpu_s: f64,
+    /// CPU seconds the rest of the machine used meanwhile (busy time of
+    /// every CPU minus the client's and Dovecot's): interference.
+    pub other_cpu_s: f64,
+    /// In a summary row: the shortest wall time of the runs, the least
+    /// disturbed by anything else on the machine.
+    pub best_wall_s: Option<f64>,
     /// Seconds from the last message stored until facteurd's account left
     /// `syncing` (facteurd only; `None` if it did not within a while).
     pub settled_s: Option<f64>,
@@ -100,11 +111,15 @@ impl Row {
             cpu_user_s: 0.0,
             cpu_sys_s: 0.0,
             peak_rss_mib: 0.0,
+            rss_anon_mib: None,
+            rss_file_mib: None,
             store_mib: 0.0,
             store_apparent_mib: 0.0,
             store_files: 0,
             raw_mib: 0.0,
             server_cpu_s: 0.0,
+            other_cpu_s: 0.0,
+            best_wall_s: None,
             settled_s: None,
             progress: Vec::new(),
             log: None,
@@ -138,6 +153,9 @@ pub struct Report {
     pub command: String,
     /// The workspace commit (`-dirty` when the tree has changes).
     pub commit: String,
+    /// The facteurd binary that ran: path, size and build time, since the
+    /// commit alone does not say whether it was rebuilt.
+    pub facteurd_binary: String,
     /// CPU model, cores, memory, kernel.
     pub machine: BTreeMap<String, String>,
     /// Dovecot's version.
@@ -159,7 +177,12 @@ pub struct Report {
 
 /// `2026-05-04T10:11:12Z` for now.
 pub fn utc_now() -> String {
-    let secs = SystemTime::now()
+    utc_at(SystemTime::now())
+}
+
+/// `2026-05-04T10:11:12Z` for a point in time.
+pub fn utc_at(t: SystemTime) -> String {
+    let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
@@ -183,7 +206,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<5} {:<16} {:>3} {:>7} {:>9} {:>8} {:>9} {:>10} {:>9} {:>11}  note",
+        "{:<5} {:<16} {:>3} {:>7} {:>9} {:>8} {:>9} {:>10} {:>9} {:>11} {:>10}  note",
         "proto",
         "tool",
         "run",
@@ -194,6 +217,7 @@ pub fn table(rows: &[Row]) -> String {
         "store MiB",
         "raw MiB",
         "server CPU",
+        "other CPU",
     );
     for r in rows {
         let note = match &r.error {
@@ -202,7 +226,7 @@ pub fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<5} {:<16} {:>3} {:>7} {:>9.2} {:>8.2} {:>9.1} {:>10.1} {:>9.1} {:>11.2}  {}",
+            "{:<5} {:<16} {:>3} {:>7} {:>9.2} {:>8.2} {:>9.1} {:>10.1} {:>9.1} {:>11.2} {:>10.2}  {}",
             r.protocol,
             r.tool,
             if r.run == 0 {
@@ -217,6 +241,7 @@ pub fn table(rows: &[Row]) -> String {
             r.store_mib,
             r.raw_mib,
             r.server_cpu_s,
+            r.other_cpu_s,
             note
         );
     }
@@ -262,6 +287,7 @@ pub fn summarize(rows: &[Row]) -> Vec<Row> {
             s.error = runs.iter().find_map(|r| r.error.clone());
             s.messages = ok.iter().map(|r| r.messages).min().unwrap_or(0);
             s.wall_s = med(|r| r.wall_s);
+            s.best_wall_s = ok.iter().map(|r| r.wall_s).reduce(f64::min);
             s.cpu_s = med(|r| r.cpu_s);
             s.cpu_user_s = med(|r| r.cpu_user_s);
             s.cpu_sys_s = med(|r| r.cpu_sys_s);
@@ -271,33 +297,42 @@ pub fn summarize(rows: &[Row]) -> Vec<Row> {
             s.store_files = ok.iter().map(|r| r.store_files).max().unwrap_or(0);
             s.raw_mib = first.raw_mib;
             s.server_cpu_s = med(|r| r.server_cpu_s);
+            s.other_cpu_s = med(|r| r.other_cpu_s);
             Some(s)
         })
         .collect()
 }
 
 /// facteurd against each other client of the same protocol: how many times
-/// faster (wall) and how its memory and store compare with the targets.
+/// faster (wall; also on the best runs when there were several) and how
+/// its memory and store compare with the targets.
 pub fn verdicts(rows: &[Row]) -> String {
     let mut out = String::new();
+    let ratio = |f: f64, o: f64| {
+        if f < o {
+            format!("{:.2}x faster", o / f.max(1e-9))
+        } else {
+            format!("{:.2}x SLOWER", f / o.max(1e-9))
+        }
+    };
     for f in rows.iter().filter(|r| r.tool == "facteurd" && r.ok) {
         for o in rows
             .iter()
             .filter(|o| o.protocol == f.protocol && o.tool != "facteurd" && o.ok)
         {
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "{}: facteurd {:.2} s vs {} {:.2} s: {}",
+                "{}: facteurd {:.2} s vs {} {:.2} s: facteurd is {}",
                 f.protocol,
                 f.wall_s,
                 o.tool,
                 o.wall_s,
-                if f.wall_s < o.wall_s {
-                    format!("facteurd is {:.2}x faster", o.wall_s / f.wall_s.max(1e-9))
-                } else {
-                    format!("facteurd is {:.2}x SLOWER", f.wall_s / o.wall_s.max(1e-9))
-                }
+                ratio(f.wall_s, o.wall_s)
             );
+            if let (Some(fb), Some(ob)) = (f.best_wall_s, o.best_wall_s) {
+                let _ = write!(out, "; best runs {fb:.2} s vs {ob:.2} s: {}", ratio(fb, ob));
+            }
+            out.push('\n');
         }
         let _ = writeln!(
             out,

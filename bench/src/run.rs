@@ -242,6 +242,8 @@ pub fn facteurd(ctx: &Ctx<'_>, bus: &Bus, protocol: &'static str, mb: &Mailbox) 
     finish(row, result)
 }
 
+/// The measured part of [`facteurd`]: start it, create the account, poll
+/// `MessageCount` until the whole mailbox is in, then take the figures.
 fn facteurd_inner(
     ctx: &Ctx<'_>,
     bus: &Bus,
@@ -256,11 +258,12 @@ fn facteurd_inner(
         .dovecot
         .pid()
         .ok_or_else(|| anyhow!("Dovecot is not running"))?;
-    let (port, security) = if protocol == "imap" {
-        (ctx.imap_port(), if ctx.tls { "tls" } else { "none" })
+    let port = if protocol == "imap" {
+        ctx.imap_port()
     } else {
-        (ctx.pop3_port(), if ctx.tls { "tls" } else { "none" })
+        ctx.pop3_port()
     };
+    let security = if ctx.tls { "tls" } else { "none" };
     let mut settings = Settings::minimal(&mb.user, LOOPBACK)
         .s("name", &format!("bench {protocol}"))
         .s("incoming-protocol", protocol)
@@ -279,6 +282,7 @@ fn facteurd_inner(
 
     let cpu0 = measure::process_cpu(pid)?;
     let server0 = measure::server_cpu(master);
+    let busy0 = measure::machine_busy();
     let started = Instant::now();
     let path = bus
         .create_account(&settings)
@@ -346,9 +350,14 @@ fn facteurd_inner(
     let wall = started.elapsed().as_secs_f64();
     let cpu = measure::process_cpu(pid)?.since(cpu0);
     let server = measure::server_cpu(master) - server0;
+    let busy = measure::machine_busy() - busy0;
     let peak = measure::status_kib(pid, "VmHWM")?;
     set_cpu(row, wall, cpu, peak);
+    let kib_to_mib = |k: u64| k as f64 * 1024.0 / MIB;
+    row.rss_anon_mib = measure::status_kib(pid, "RssAnon").ok().map(kib_to_mib);
+    row.rss_file_mib = measure::status_kib(pid, "RssFile").ok().map(kib_to_mib);
     row.server_cpu_s = server;
+    row.other_cpu_s = (busy - cpu.total() - server).max(0.0);
     row.messages = u64::from(count);
     row.progress.push(Sample {
         t_s: wall,
@@ -426,6 +435,7 @@ pub fn mbsync(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
             .pid()
             .ok_or_else(|| anyhow!("Dovecot is not running"))?;
         let server0 = measure::server_cpu(master);
+        let busy0 = measure::machine_busy();
         let argv = vec![
             "mbsync".to_owned(),
             "-c".to_owned(),
@@ -435,6 +445,8 @@ pub fn mbsync(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
         let env = [("HOME", work.path().display().to_string())];
         let t = measure::run_timed(&argv, &env, &log, ctx.timeout)?;
         row.server_cpu_s = measure::server_cpu(master) - server0;
+        row.other_cpu_s =
+            (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
         set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
         row.messages = measure::count_maildir_messages(&maildir)?;
         set_store(&mut row, measure::disk_usage(&[maildir])?, ctx.raw_bytes);
@@ -530,6 +542,7 @@ pub fn fetchmail(ctx: &Ctx<'_>, mb: &Mailbox, sink: FetchmailSink) -> Row {
             .pid()
             .ok_or_else(|| anyhow!("Dovecot is not running"))?;
         let server0 = measure::server_cpu(master);
+        let busy0 = measure::machine_busy();
         let argv = vec![
             "fetchmail".to_owned(),
             "--silent".to_owned(),
@@ -542,6 +555,8 @@ pub fn fetchmail(ctx: &Ctx<'_>, mb: &Mailbox, sink: FetchmailSink) -> Row {
         let env = [("HOME", home.clone()), ("FETCHMAILHOME", home)];
         let t = measure::run_timed(&argv, &env, &log, ctx.timeout)?;
         row.server_cpu_s = measure::server_cpu(master) - server0;
+        row.other_cpu_s =
+            (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
         set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
         let store = match sink {
             FetchmailSink::Maildir => {
@@ -639,6 +654,7 @@ pub fn getmail(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
             .pid()
             .ok_or_else(|| anyhow!("Dovecot is not running"))?;
         let server0 = measure::server_cpu(master);
+        let busy0 = measure::machine_busy();
         let argv = vec![
             ctx.getmail.display().to_string(),
             "--getmaildir".to_owned(),
@@ -649,6 +665,8 @@ pub fn getmail(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
         let env = [("HOME", work.path().display().to_string())];
         let t = measure::run_timed(&argv, &env, &log, ctx.timeout)?;
         row.server_cpu_s = measure::server_cpu(master) - server0;
+        row.other_cpu_s =
+            (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
         set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
         row.messages = measure::count_maildir_messages(&maildir)?;
         set_store(&mut row, measure::disk_usage(&[maildir])?, ctx.raw_bytes);
