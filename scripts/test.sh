@@ -34,6 +34,7 @@ PACKAGES=(
     dovecot-lmtpd       # delivery from the MTA into Dovecot
     isync               # mbsync, a reference IMAP client
     fetchmail           # a reference POP3 client
+    time                # /usr/bin/time -v, for the benchmarks in bench/
 )
 # The MTA: Postfix (tests/src/mta.rs runs one per test with its own
 # config, queue and ports; OpenSMTPD cannot, its spool and control socket

@@ -69,6 +69,10 @@ pub struct Row {
     pub rss_anon_mib: Option<f64>,
     /// … and pages of mapped files (the binary, libraries), MiB.
     pub rss_file_mib: Option<f64>,
+    /// Minor page faults: pages the kernel mapped and zeroed on first touch
+    /// (much of the system time of an allocator that keeps returning and
+    /// taking back memory).
+    pub minor_faults: u64,
     /// The store's size on disk (allocated blocks), MiB.
     pub store_mib: f64,
     /// The store's files added up, MiB.
@@ -113,6 +117,7 @@ impl Row {
             peak_rss_mib: 0.0,
             rss_anon_mib: None,
             rss_file_mib: None,
+            minor_faults: 0,
             store_mib: 0.0,
             store_apparent_mib: 0.0,
             store_files: 0,
@@ -293,6 +298,7 @@ pub fn summarize(rows: &[Row]) -> Vec<Row> {
             s.cpu_sys_s = med(|r| r.cpu_sys_s);
             s.peak_rss_mib = ok.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
             s.store_mib = med(|r| r.store_mib);
+            s.minor_faults = med(|r| r.minor_faults as f64) as u64;
             s.store_apparent_mib = med(|r| r.store_apparent_mib);
             s.store_files = ok.iter().map(|r| r.store_files).max().unwrap_or(0);
             s.raw_mib = first.raw_mib;

@@ -281,6 +281,7 @@ fn facteurd_inner(
     }
 
     let cpu0 = measure::process_cpu(pid)?;
+    let faults0 = measure::minor_faults(pid)?;
     let server0 = measure::server_cpu(master);
     let busy0 = measure::machine_busy();
     let started = Instant::now();
@@ -353,6 +354,7 @@ fn facteurd_inner(
     let busy = measure::machine_busy() - busy0;
     let peak = measure::status_kib(pid, "VmHWM")?;
     set_cpu(row, wall, cpu, peak);
+    row.minor_faults = measure::minor_faults(pid)?.saturating_sub(faults0);
     let kib_to_mib = |k: u64| k as f64 * 1024.0 / MIB;
     row.rss_anon_mib = measure::status_kib(pid, "RssAnon").ok().map(kib_to_mib);
     row.rss_file_mib = measure::status_kib(pid, "RssFile").ok().map(kib_to_mib);
@@ -448,6 +450,7 @@ pub fn mbsync(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
         row.other_cpu_s =
             (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
         set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
+        row.minor_faults = t.minor_faults;
         row.messages = measure::count_maildir_messages(&maildir)?;
         set_store(&mut row, measure::disk_usage(&[maildir])?, ctx.raw_bytes);
         ensure!(
@@ -558,6 +561,7 @@ pub fn fetchmail(ctx: &Ctx<'_>, mb: &Mailbox, sink: FetchmailSink) -> Row {
         row.other_cpu_s =
             (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
         set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
+        row.minor_faults = t.minor_faults;
         let store = match sink {
             FetchmailSink::Maildir => {
                 row.messages = measure::count_maildir_messages(&maildir)?;
@@ -668,6 +672,7 @@ pub fn getmail(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
         row.other_cpu_s =
             (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
         set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
+        row.minor_faults = t.minor_faults;
         row.messages = measure::count_maildir_messages(&maildir)?;
         set_store(&mut row, measure::disk_usage(&[maildir])?, ctx.raw_bytes);
         ensure!(
