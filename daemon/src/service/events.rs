@@ -5,8 +5,9 @@
 //! (the engines send it only after the store is flushed), and shows one
 //! desktop notification per batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use facteur_dbus::names;
 use tokio::sync::mpsc;
@@ -15,8 +16,12 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::ObjectPath;
 
 use super::account::emit_status;
+use crate::accounts::Account;
 use crate::events::Event;
 use crate::Daemon;
+
+/// Shortest time between two recounts of one account's messages.
+const COUNT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The detected role → folder map of an account (display names).
 pub fn detected_folders(daemon: &Daemon, account: &str) -> HashMap<String, String> {
@@ -31,12 +36,31 @@ pub fn detected_folders(daemon: &Daemon, account: &str) -> HashMap<String, Strin
     map
 }
 
+/// Recount an account's messages and announce what changed.
+async fn recount(daemon: &Daemon, emitter: &SignalEmitter<'_>, account: &Account) {
+    let store = daemon.store.clone();
+    let id = account.id.clone();
+    match tokio::task::spawn_blocking(move || store.counts(&id, None)).await {
+        Ok(Ok((total, unread))) => {
+            let changed = account.set_status(|s| {
+                s.message_count = total;
+                s.unread_count = unread;
+            });
+            emit_status(emitter, account, &changed).await;
+        }
+        Ok(Err(e)) => warn!("Account {}: cannot count messages: {e:#}", account.id),
+        Err(e) => warn!("Account {}: cannot count messages: {e}", account.id),
+    }
+}
+
 /// Run until the channel closes.
 pub async fn run(
     conn: zbus::Connection,
     daemon: Arc<Daemon>,
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) {
+    let mut counted: HashMap<String, Instant> = HashMap::new();
+    let mut stale: HashSet<String> = HashSet::new();
     while let Some(event) = rx.recv().await {
         let account_id = match &event {
             Event::State { account, .. }
@@ -54,6 +78,10 @@ pub async fn run(
         };
         match event {
             Event::State { state, error, .. } => {
+                if stale.remove(&account_id) {
+                    recount(&daemon, &emitter, &account).await;
+                    counted.insert(account_id.clone(), Instant::now());
+                }
                 let changed = account.set_status(|s| {
                     s.state = state.to_owned();
                     s.last_error = error;
@@ -61,6 +89,10 @@ pub async fn run(
                 emit_status(&emitter, &account, &changed).await;
             }
             Event::Synced { at, .. } => {
+                if stale.remove(&account_id) {
+                    recount(&daemon, &emitter, &account).await;
+                    counted.insert(account_id.clone(), Instant::now());
+                }
                 let folders = detected_folders(&daemon, &account_id);
                 let changed = account.set_status(|s| {
                     s.last_sync = at;
@@ -69,19 +101,18 @@ pub async fn run(
                 emit_status(&emitter, &account, &changed).await;
             }
             Event::Counts { .. } => {
-                let store = daemon.store.clone();
-                let id = account_id.clone();
-                let counts = tokio::task::spawn_blocking(move || store.counts(&id, None)).await;
-                match counts {
-                    Ok(Ok((total, unread))) => {
-                        let changed = account.set_status(|s| {
-                            s.message_count = total;
-                            s.unread_count = unread;
-                        });
-                        emit_status(&emitter, &account, &changed).await;
-                    }
-                    Ok(Err(e)) => warn!("Account {account_id}: cannot count messages: {e:#}"),
-                    Err(e) => warn!("Account {account_id}: cannot count messages: {e}"),
+                // Counting reads every record of the account: during a long
+                // first sync, at most once a second; the pass's end (or its
+                // failure) settles the last count.
+                let recent = counted
+                    .get(&account_id)
+                    .is_some_and(|at: &Instant| at.elapsed() < COUNT_INTERVAL);
+                if recent {
+                    stale.insert(account_id.clone());
+                } else {
+                    recount(&daemon, &emitter, &account).await;
+                    counted.insert(account_id.clone(), Instant::now());
+                    stale.remove(&account_id);
                 }
             }
             Event::NewMessages { folder, ids, .. } => {
