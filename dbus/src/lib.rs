@@ -33,6 +33,35 @@ pub mod names {
     /// Prefix of every error name the daemon answers with.
     pub const ERROR_PREFIX: &str = "org.facteur.Facteur1.Error";
 
+    /// Every property of the Account interface, as DESIGN.md lists them
+    /// (plus `AcceptInvalidCerts`).
+    pub const ACCOUNT_PROPERTIES: &[&str] = &[
+        "Id",
+        "Name",
+        "EmailAddress",
+        "DisplayName",
+        "UseUnified",
+        "IncomingProtocol",
+        "IncomingHost",
+        "IncomingPort",
+        "IncomingSecurity",
+        "IncomingLogin",
+        "PollIntervalMinutes",
+        "LeaveOnServer",
+        "DeleteOnServer",
+        "SmtpHost",
+        "SmtpPort",
+        "SmtpSecurity",
+        "SmtpLogin",
+        "Folders",
+        "State",
+        "LastError",
+        "LastSync",
+        "MessageCount",
+        "UnreadCount",
+        "AcceptInvalidCerts",
+    ];
+
     /// The object path of the account with the given id.
     pub fn account_path(id: &str) -> String {
         format!("{ACCOUNTS_PATH}/{id}")

@@ -266,32 +266,7 @@ fn minimal_account_gets_documented_defaults() {
     assert_eq!(p.u32("MessageCount"), 0);
     assert_eq!(p.u32("UnreadCount"), 0);
     // Every property DESIGN.md lists is there.
-    for name in [
-        "Id",
-        "Name",
-        "EmailAddress",
-        "DisplayName",
-        "UseUnified",
-        "IncomingProtocol",
-        "IncomingHost",
-        "IncomingPort",
-        "IncomingSecurity",
-        "IncomingLogin",
-        "PollIntervalMinutes",
-        "LeaveOnServer",
-        "DeleteOnServer",
-        "SmtpHost",
-        "SmtpPort",
-        "SmtpSecurity",
-        "SmtpLogin",
-        "Folders",
-        "State",
-        "LastError",
-        "LastSync",
-        "MessageCount",
-        "UnreadCount",
-        "AcceptInvalidCerts",
-    ] {
+    for name in names::ACCOUNT_PROPERTIES {
         p.get(name);
     }
     // No password-like property, whatever its name.

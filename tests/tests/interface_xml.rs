@@ -129,35 +129,10 @@ fn the_xml_file_has_every_member_of_the_design() {
     .collect();
     assert!(missing.is_empty(), "Account methods missing: {missing:?}");
     let account_props = names_of(names::ACCOUNT_INTERFACE, "property");
-    let missing: Vec<_> = want(&[
-        "Id",
-        "Name",
-        "EmailAddress",
-        "DisplayName",
-        "UseUnified",
-        "IncomingProtocol",
-        "IncomingHost",
-        "IncomingPort",
-        "IncomingSecurity",
-        "IncomingLogin",
-        "PollIntervalMinutes",
-        "LeaveOnServer",
-        "DeleteOnServer",
-        "SmtpHost",
-        "SmtpPort",
-        "SmtpSecurity",
-        "SmtpLogin",
-        "Folders",
-        "State",
-        "LastError",
-        "LastSync",
-        "MessageCount",
-        "UnreadCount",
-        "AcceptInvalidCerts",
-    ])
-    .difference(&account_props)
-    .cloned()
-    .collect();
+    let missing: Vec<_> = want(names::ACCOUNT_PROPERTIES)
+        .difference(&account_props)
+        .cloned()
+        .collect();
     assert!(
         missing.is_empty(),
         "Account properties missing: {missing:?}"

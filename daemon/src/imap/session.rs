@@ -172,18 +172,13 @@ fn caps_from(all: Vec<String>) -> Caps {
     }
 }
 
-async fn greeting(client: &mut Client<Stream>, host: &str) -> Result<(), Failure> {
-    let resp = tokio::time::timeout(net::COMMAND_TIMEOUT, client.read_response())
+/// Read the server's greeting (RFC 3501 §7.1); returns its text. A server
+/// that greets with PREAUTH or BYE, or not as IMAP, is refused. No timeout
+/// of its own: callers bound it.
+pub async fn greeting(client: &mut Client<Stream>, host: &str) -> Result<String, Failure> {
+    let resp = client
+        .read_response()
         .await
-        .map_err(|_| {
-            Failure::new(
-                FailureKind::Timeout,
-                format!(
-                    "{host} sent no IMAP greeting within {} s",
-                    net::COMMAND_TIMEOUT.as_secs()
-                ),
-            )
-        })?
         .map_err(|e| {
             Failure::new(
                 FailureKind::Connection,
@@ -199,8 +194,12 @@ async fn greeting(client: &mut Client<Stream>, host: &str) -> Result<(), Failure
     match resp.parsed() {
         imap_proto::Response::Data {
             status: imap_proto::Status::Ok,
-            ..
-        } => Ok(()),
+            outcome,
+        } => Ok(outcome
+            .information
+            .as_deref()
+            .unwrap_or_default()
+            .to_owned()),
         imap_proto::Response::Data {
             status: imap_proto::Status::PreAuth,
             ..
@@ -208,9 +207,19 @@ async fn greeting(client: &mut Client<Stream>, host: &str) -> Result<(), Failure
             FailureKind::Protocol,
             format!("{host} greeted with PREAUTH; facteur only logs in with a password"),
         )),
-        other => Err(Failure::new(
+        imap_proto::Response::Data {
+            status: imap_proto::Status::Bye,
+            outcome,
+        } => Err(Failure::new(
+            FailureKind::Connection,
+            format!(
+                "{host} refused the connection: {}",
+                outcome.information.as_deref().unwrap_or_default()
+            ),
+        )),
+        _ => Err(Failure::new(
             FailureKind::Protocol,
-            format!("{host} did not greet as an IMAP server: {other:?}"),
+            format!("{host} did not greet as an IMAP server does; is this the right port?"),
         )),
     }
 }
@@ -229,7 +238,17 @@ pub async fn connect(settings: &Settings, password: &str) -> Result<(ImapSession
     )
     .await?;
     let mut client = Client::new(stream);
-    greeting(&mut client, host).await?;
+    tokio::time::timeout(net::COMMAND_TIMEOUT, greeting(&mut client, host))
+        .await
+        .map_err(|_| {
+            Failure::new(
+                FailureKind::Timeout,
+                format!(
+                    "{host} sent no IMAP greeting within {} s",
+                    net::COMMAND_TIMEOUT.as_secs()
+                ),
+            )
+        })??;
     let mut caps = capabilities(&mut client).await?;
     if settings.incoming_security == Security::Starttls {
         if !caps.all.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {

@@ -13,7 +13,7 @@ use async_imap::Client;
 use super::steps::{self, clean, StepKind, Steps, AUTH_TIMEOUT, REPLY_TIMEOUT};
 use crate::accounts::{Security, Settings};
 use crate::imap::session::imap_failure;
-use crate::net::{self, Failure, FailureKind, Stream, Transport};
+use crate::net::{self, Failure, FailureKind, Transport};
 
 /// The IMAP capabilities a report names, when the server has them.
 pub const INTERESTING: &[&str] = &[
@@ -44,11 +44,10 @@ pub async fn check(
     };
     let mut client = Client::new(steps::timed(transport));
     steps
-        .run(
-            StepKind::Greeting,
-            REPLY_TIMEOUT,
-            greeting(&mut client, host),
-        )
+        .run(StepKind::Greeting, REPLY_TIMEOUT, async {
+            let text = crate::imap::session::greeting(&mut client, host).await?;
+            Ok(((), format!("* OK {}", clean(&text))))
+        })
         .await?;
 
     if settings.incoming_security == Security::Starttls {
@@ -198,55 +197,4 @@ pub async fn check(
 
 fn has(caps: &[String], name: &str) -> bool {
     caps.iter().any(|c| c.eq_ignore_ascii_case(name))
-}
-
-async fn greeting(client: &mut Client<Stream>, host: &str) -> Result<((), String), Failure> {
-    let resp = client
-        .read_response()
-        .await
-        .map_err(|e| {
-            Failure::new(
-                FailureKind::Connection,
-                format!("Reading the greeting of {host}: {e}"),
-            )
-        })?
-        .ok_or_else(|| {
-            Failure::new(
-                FailureKind::Connection,
-                format!("{host} closed the connection before greeting"),
-            )
-        })?;
-    match resp.parsed() {
-        imap_proto::Response::Data {
-            status: imap_proto::Status::Ok,
-            outcome,
-        } => Ok((
-            (),
-            format!(
-                "* OK {}",
-                clean(outcome.information.as_deref().unwrap_or_default())
-            ),
-        )),
-        imap_proto::Response::Data {
-            status: imap_proto::Status::PreAuth,
-            ..
-        } => Err(Failure::new(
-            FailureKind::Protocol,
-            format!("{host} greeted with PREAUTH; facteur only logs in with a password"),
-        )),
-        imap_proto::Response::Data {
-            status: imap_proto::Status::Bye,
-            outcome,
-        } => Err(Failure::new(
-            FailureKind::Connection,
-            format!(
-                "{host} refused the connection: {}",
-                clean(outcome.information.as_deref().unwrap_or_default())
-            ),
-        )),
-        _ => Err(Failure::new(
-            FailureKind::Protocol,
-            format!("{host} did not greet as an IMAP server does; is this the right port?"),
-        )),
-    }
 }
