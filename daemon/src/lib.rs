@@ -26,8 +26,8 @@
 //! - [`autoconfig`]: candidate settings for an address (the wizard).
 //!
 //! [`run`] wires them together: open the store, connect to the bus, load the
-//! accounts, serve the objects, then take the bus name and tell systemd we
-//! are ready.
+//! accounts, serve the objects, start the engines, then take the bus name
+//! and tell systemd we are ready.
 
 pub mod accounts;
 pub mod autoconfig;
@@ -270,22 +270,8 @@ pub async fn run_with(
         .await
         .context("Cannot serve the D-Bus objects")?;
 
-    match conn.request_name(names::BUS_NAME).await {
-        Ok(()) => {}
-        Err(zbus::Error::NameTaken) => return Err(already_running().into()),
-        Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("Cannot take the bus name {}", names::BUS_NAME))
-                .into())
-        }
-    }
-    info!(
-        "facteurd {} is ready on the session bus as {} with {} account(s).",
-        env!("CARGO_PKG_VERSION"),
-        names::BUS_NAME,
-        daemon.accounts.len()
-    );
-    notify_systemd(&[sd_notify::NotifyState::Ready]);
+    // The engines run before the name is taken: a client that sees the name
+    // and calls Sync at once finds its account's engine there, connecting.
     let events = tokio::spawn(service::events::run(
         conn.clone(),
         daemon.clone(),
@@ -294,6 +280,26 @@ pub async fn run_with(
     for account in daemon.accounts.all() {
         daemon.start_engine(&account).await;
     }
+
+    let refused = match conn.request_name(names::BUS_NAME).await {
+        Ok(()) => None,
+        Err(zbus::Error::NameTaken) => Some(already_running()),
+        Err(e) => Some(
+            anyhow::Error::new(e).context(format!("Cannot take the bus name {}", names::BUS_NAME)),
+        ),
+    };
+    if let Some(e) = refused {
+        daemon.scheduler.shutdown().await;
+        events.abort();
+        return Err(e.into());
+    }
+    info!(
+        "facteurd {} is ready on the session bus as {} with {} account(s).",
+        env!("CARGO_PKG_VERSION"),
+        names::BUS_NAME,
+        daemon.accounts.len()
+    );
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
 
     shutdown.await;
 

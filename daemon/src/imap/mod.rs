@@ -14,6 +14,7 @@ pub mod session;
 pub mod sync;
 pub mod utf7;
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use facteur_dbus::state;
@@ -98,9 +99,12 @@ impl Engine {
     /// Run until cancelled: connect, sync, idle; reconnect with backoff.
     pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, cancel: CancellationToken) {
         let mut backoff = BACKOFF_START;
+        // Syncs asked for while offline, answered by the next session's
+        // first pass (or its failure).
+        let mut waiting: Vec<SyncReply> = Vec::new();
         loop {
             let result = tokio::select! {
-                r = self.session(&mut requests, &cancel) => r,
+                r = self.session(&mut requests, &cancel, std::mem::take(&mut waiting)) => r,
                 _ = cancel.cancelled() => End::Cancelled,
             };
             let failure = match result {
@@ -137,9 +141,10 @@ impl Engine {
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = cancel.cancelled() => return,
                     r = requests.recv() => match r {
-                        // "Sync now" while offline: try at once.
+                        // "Sync now" while offline: reconnect at once and
+                        // answer with that pass, never with the old failure.
                         Some(Request::Sync(reply)) => {
-                            let _ = reply.send(Err(failure.clone()));
+                            waiting.push(reply);
                             backoff = BACKOFF_START;
                             break;
                         }
@@ -154,16 +159,44 @@ impl Engine {
         }
     }
 
-    /// One connected session, until it fails or is cancelled.
+    /// One connected session, until it fails or is cancelled. `pending`
+    /// Syncs (and those asked for while connecting) are answered by the
+    /// first pass.
     async fn session(
         &mut self,
         requests: &mut mpsc::Receiver<Request>,
         cancel: &CancellationToken,
+        mut pending: Vec<SyncReply>,
     ) -> End {
         self.reporter.state(state::SYNCING, "");
-        let (mut session, caps) = match session::connect(&self.settings, &self.password).await {
+        let mut queued = VecDeque::new();
+        let connected = {
+            let connect = session::connect(&self.settings, &self.password);
+            tokio::pin!(connect);
+            loop {
+                tokio::select! {
+                    r = &mut connect => break r,
+                    r = requests.recv() => match r {
+                        Some(Request::Sync(reply)) => pending.push(reply),
+                        Some(other) => queued.push_back(other),
+                        None => return End::Cancelled,
+                    },
+                }
+            }
+        };
+        let (mut session, caps) = match connected {
             Ok(s) => s,
-            Err(f) => return End::Failed(f),
+            Err(f) => {
+                for reply in pending.drain(..) {
+                    let _ = reply.send(Err(f.clone()));
+                }
+                for request in queued {
+                    if let Request::Delete(_, reply) = request {
+                        let _ = reply.send(Err(f.clone()));
+                    }
+                }
+                return End::Failed(f);
+            }
         };
         self.caps = caps;
         info!(
@@ -171,7 +204,6 @@ impl Engine {
             self.id, self.settings.incoming_host
         );
         let poll = Duration::from_secs(u64::from(self.settings.poll_interval_minutes) * 60);
-        let mut pending: Vec<oneshot::Sender<Result<u32, Failure>>> = Vec::new();
         let mut full_due = Instant::now();
         let mut inbox_dirty = true;
         loop {
@@ -205,7 +237,10 @@ impl Engine {
                 continue;
             }
             let wait = full_due.saturating_duration_since(Instant::now());
-            let woke = if self.caps.idle {
+            let woke = if let Some(request) = queued.pop_front() {
+                // Asked for while connecting.
+                Ok((session, Wake::Request(request)))
+            } else if self.caps.idle {
                 self.idle(session, wait.min(IDLE_TIMEOUT), requests, cancel)
                     .await
             } else {
@@ -433,6 +468,9 @@ impl Engine {
         Ok(())
     }
 }
+
+/// Where the answer to a Sync goes.
+type SyncReply = oneshot::Sender<Result<u32, Failure>>;
 
 /// What ended a wait.
 enum Wake {
