@@ -263,6 +263,18 @@ pub async fn run_with(
         secrets,
         discovery,
     });
+    // Passwords whose account has no settings file: a crash during
+    // CreateAccount. The file store is cleaned before anything else can
+    // write it; the Secret Service (which may prompt) in the background.
+    let orphans = {
+        let daemon = daemon.clone();
+        async move { daemon.remove_orphan_secrets().await }
+    };
+    if matches!(daemon.secrets, secrets::SecretStore::File(_)) {
+        orphans.await;
+    } else {
+        tokio::spawn(orphans);
+    }
     daemon.refresh_credentials().await;
     daemon.load_status();
 
@@ -368,6 +380,26 @@ impl Daemon {
         }
     }
 
+    /// Remove the stored passwords of ids that are no account (see
+    /// [`secrets::SecretStore::remove_orphans`]), and say so.
+    pub async fn remove_orphan_secrets(&self) {
+        match self
+            .secrets
+            .remove_orphans(|id| self.accounts.knows(id))
+            .await
+        {
+            Ok(removed) => {
+                for id in removed {
+                    warn!(
+                        "Removed the stored password(s) of {id}, which has no settings file \
+                         (an account creation was interrupted)."
+                    );
+                }
+            }
+            Err(e) => warn!("Cannot look for passwords of removed accounts: {e}"),
+        }
+    }
+
     /// Store the passwords of a create or update, then settle the account's
     /// credential state. A store that refuses (locked keyring, dismissed
     /// prompt, loose file) leaves the account in `needs-credentials` with
@@ -379,7 +411,20 @@ impl Daemon {
         passwords: accounts::Passwords,
         creating: bool,
     ) -> Vec<&'static str> {
-        let label = account.settings().email;
+        let saved = self
+            .save_passwords(&account.id, &account.settings().email, passwords)
+            .await;
+        self.settle_credentials(account, saved, creating).await
+    }
+
+    /// Store the passwords given for account `id`; whether any was given.
+    /// The reason is logged when the store refuses.
+    pub async fn save_passwords(
+        &self,
+        id: &str,
+        label: &str,
+        passwords: accounts::Passwords,
+    ) -> Result<bool, secrets::SecretError> {
         let given = [
             (secrets::Which::Incoming, passwords.incoming),
             (secrets::Which::Smtp, passwords.smtp),
@@ -388,22 +433,29 @@ impl Daemon {
         for (which, password) in given {
             let Some(password) = password else { continue };
             touched = true;
-            if let Err(e) = self
-                .secrets
-                .set(&account.id, &label, which, &password)
-                .await
-            {
-                warn!("Account {}: cannot store its password: {e}", account.id);
-                return account.set_status(|s| {
-                    s.state = facteur_dbus::state::NEEDS_CREDENTIALS.to_owned();
-                    s.last_error = e.to_string();
-                });
+            if let Err(e) = self.secrets.set(id, label, which, &password).await {
+                warn!("Account {id}: cannot store its password: {e}");
+                return Err(e);
             }
         }
-        if creating || touched {
-            self.check_credentials(account).await
-        } else {
-            Vec::new()
+        Ok(touched)
+    }
+
+    /// Set the account's credential state after [`Daemon::save_passwords`].
+    /// Returns the status properties that changed.
+    pub async fn settle_credentials(
+        &self,
+        account: &accounts::Account,
+        saved: Result<bool, secrets::SecretError>,
+        creating: bool,
+    ) -> Vec<&'static str> {
+        match saved {
+            Err(e) => account.set_status(|s| {
+                s.state = facteur_dbus::state::NEEDS_CREDENTIALS.to_owned();
+                s.last_error = e.to_string();
+            }),
+            Ok(touched) if creating || touched => self.check_credentials(account).await,
+            Ok(_) => Vec::new(),
         }
     }
 

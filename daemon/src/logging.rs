@@ -137,7 +137,7 @@ mod tests {
                 tracing::trace!(target: "async_imap::imap_stream", "encode: SECRET-1");
                 tracing::debug!(target: "async_imap", "SECRET-2");
                 tracing::debug!(target: "lettre::transport::smtp", "Wrote: SECRET-3");
-                tracing::info!(target: "async_imap", "kept-info");
+                tracing::info!(target: "async_imap::imap_stream", "kept-info");
                 tracing::trace!(target: "facteurd::pop3", "kept-trace");
             });
             let text = String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
