@@ -524,4 +524,42 @@ mod tests {
         );
         Ok(())
     }
+
+    #[tokio::test]
+    async fn a_directory_or_a_dangling_link_is_named_for_what_it_is() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("secrets.json");
+        std::fs::create_dir(&path)?;
+        let store = SecretStore::File(path.clone());
+        let text = store.get("a", Which::Incoming).await.err().map(|e| e.to_string());
+        assert!(
+            text.as_deref().is_some_and(|t| t.contains("is a directory")),
+            "{text:?}"
+        );
+        std::fs::remove_dir(&path)?;
+        std::os::unix::fs::symlink(dir.path().join("gone.json"), &path)?;
+        let text = store.get("a", Which::Incoming).await.err().map(|e| e.to_string());
+        assert!(
+            text.as_deref().is_some_and(|t| t.contains("symbolic link") && t.contains("gone.json")),
+            "{text:?}"
+        );
+        // Refused for writing too: the link is not replaced by a file.
+        assert!(store.set("a", "a@x", Which::Incoming, "pw").await.is_err());
+        assert!(std::fs::symlink_metadata(&path)?.is_symlink());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn orphaned_passwords_are_removed() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = SecretStore::File(dir.path().join("secrets.json"));
+        store.set("kept", "k@x", Which::Incoming, "pw-kept").await?;
+        store.set("orphan", "o@x", Which::Incoming, "pw-orphan").await?;
+        let removed = store.remove_orphans(|id| id == "kept").await?;
+        assert_eq!(removed, ["orphan"]);
+        assert!(store.get("orphan", Which::Incoming).await?.is_none());
+        assert!(store.get("kept", Which::Incoming).await?.is_some());
+        assert!(store.remove_orphans(|id| id == "kept").await?.is_empty());
+        Ok(())
+    }
 }
