@@ -781,3 +781,50 @@ fn a_refused_damaged_or_odd_secrets_file_is_logged_and_named_truly() {
     d.launch();
     wait_for_credentials(&bus, &path);
 }
+
+// ---------------------------------------------------------------------------
+// 12a, 12b: passwords without an account are removed, those of skipped
+// files are kept
+// ---------------------------------------------------------------------------
+
+#[test]
+fn passwords_of_removed_accounts_go_and_those_of_skipped_files_stay() {
+    let bus = Bus::start();
+    let keyring = Keyring::start(&bus);
+    let mut d = Facteurd::start(&bus);
+    let gone = create(
+        &bus,
+        &d,
+        &Settings::unreachable("gone@example.org").s("incoming-password", "pw-gone"),
+    );
+    let skipped = create(
+        &bus,
+        &d,
+        &Settings::unreachable("skip@example.org").s("incoming-password", "pw-skip"),
+    );
+    for path in [&gone, &skipped] {
+        wait_for_credentials(&bus, path);
+    }
+    d.stop();
+    let id = |path: &str| path.rsplit('/').next().unwrap_or_default().to_owned();
+    let (gone_id, skipped_id) = (id(&gone), id(&skipped));
+    // The settings file of one is gone (as after a crash before it was
+    // written), the other is damaged.
+    fs::remove_file(d.accounts_dir().join(format!("{gone_id}.json"))).expect("remove");
+    fs::write(d.accounts_dir().join(format!("{skipped_id}.json")), b"{ damaged").expect("damage");
+    let lookup = |id: &str| keyring.lookup(&[("account-id", id), ("service", "incoming")]);
+    assert!(lookup(&gone_id).is_some(), "the test's premise: the password is stored");
+    d.launch();
+    let removed = wait_until(DEADLINE, || lookup(&gone_id).is_none().then_some(()));
+    assert!(
+        removed.is_some(),
+        "the password of an account without settings file is still in the keyring\n{}",
+        last_lines(&d.log(), 20)
+    );
+    assert_eq!(
+        lookup(&skipped_id).as_deref(),
+        Some("pw-skip"),
+        "the password of a skipped (damaged) account file was removed"
+    );
+    assert!(d.log().contains(&format!("Removed the stored password(s) of {gone_id}")));
+}
