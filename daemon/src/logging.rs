@@ -140,8 +140,9 @@ mod tests {
                 tracing::info!(target: "async_imap::imap_stream", "kept-info");
                 tracing::trace!(target: "facteurd::pop3", "kept-trace");
             });
-            let text = String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
-                .into_owned();
+            let text =
+                String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
+                    .into_owned();
             assert!(!text.contains("SECRET"), "{directives}: {text}");
             assert!(text.contains("kept-info"), "{directives}: {text}");
             if directives == "trace" {

@@ -276,7 +276,11 @@ impl SecretStore {
             SecretStore::File(path) => {
                 let probe = path.clone();
                 let ids = blocking(move || {
-                    Ok(read_file(&probe)?.accounts.keys().cloned().collect::<Vec<_>>())
+                    Ok(read_file(&probe)?
+                        .accounts
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>())
                 })
                 .await?;
                 let orphans: Vec<String> = ids.into_iter().filter(|id| !keep(id)).collect();
@@ -396,7 +400,8 @@ impl Drop for FileEntry {
 /// refuses a private key with loose permissions).
 fn check_private(path: &Path) -> Result<bool, SecretError> {
     use std::os::unix::fs::MetadataExt as _;
-    let cannot = |e: std::io::Error| SecretError::Store(format!("Cannot read {}: {e}", path.display()));
+    let cannot =
+        |e: std::io::Error| SecretError::Store(format!("Cannot read {}: {e}", path.display()));
     let link = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -531,16 +536,26 @@ mod tests {
         let path = dir.path().join("secrets.json");
         std::fs::create_dir(&path)?;
         let store = SecretStore::File(path.clone());
-        let text = store.get("a", Which::Incoming).await.err().map(|e| e.to_string());
+        let text = store
+            .get("a", Which::Incoming)
+            .await
+            .err()
+            .map(|e| e.to_string());
         assert!(
-            text.as_deref().is_some_and(|t| t.contains("is a directory")),
+            text.as_deref()
+                .is_some_and(|t| t.contains("is a directory")),
             "{text:?}"
         );
         std::fs::remove_dir(&path)?;
         std::os::unix::fs::symlink(dir.path().join("gone.json"), &path)?;
-        let text = store.get("a", Which::Incoming).await.err().map(|e| e.to_string());
+        let text = store
+            .get("a", Which::Incoming)
+            .await
+            .err()
+            .map(|e| e.to_string());
         assert!(
-            text.as_deref().is_some_and(|t| t.contains("symbolic link") && t.contains("gone.json")),
+            text.as_deref()
+                .is_some_and(|t| t.contains("symbolic link") && t.contains("gone.json")),
             "{text:?}"
         );
         // Refused for writing too: the link is not replaced by a file.
@@ -554,7 +569,9 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let store = SecretStore::File(dir.path().join("secrets.json"));
         store.set("kept", "k@x", Which::Incoming, "pw-kept").await?;
-        store.set("orphan", "o@x", Which::Incoming, "pw-orphan").await?;
+        store
+            .set("orphan", "o@x", Which::Incoming, "pw-orphan")
+            .await?;
         let removed = store.remove_orphans(|id| id == "kept").await?;
         assert_eq!(removed, ["orphan"]);
         assert!(store.get("orphan", Which::Incoming).await?.is_none());

@@ -119,12 +119,12 @@ fn wait_state(bus: &Bus, d: &Facteurd<'_>, path: &str, states: &[&str]) {
             .then_some(())
     })
     .unwrap_or_else(|| {
-            panic!(
-                "{path} never became {states:?}: {}\n{}",
-                bus.account(path).str("State"),
-                last_lines(&d.log(), 40)
-            )
-        });
+        panic!(
+            "{path} never became {states:?}: {}\n{}",
+            bus.account(path).str("State"),
+            last_lines(&d.log(), 40)
+        )
+    });
 }
 
 fn try_sync(bus: &Bus, path: &str) -> Result<u32, CallError> {
@@ -302,7 +302,11 @@ fn no_log_level_holds_a_password_or_its_base64() {
         "async_imap::imap_stream=trace,async_imap::client=trace,facteurd=trace",
     ] {
         let mut d = daemon(&bus, mail.ca.cert_path(), &[("RUST_LOG", filter)]);
-        let alice = create(&bus, &d, &mail.alice().s("incoming-password", &mail.alice_password));
+        let alice = create(
+            &bus,
+            &d,
+            &mail.alice().s("incoming-password", &mail.alice_password),
+        );
         let pop3 = |dovecot: &Dovecot, user: &str, pw: &str| {
             Settings::new()
                 .s("email", user)
@@ -334,7 +338,8 @@ fn no_log_level_holds_a_password_or_its_base64() {
         }
         let logins = imap_login.seen();
         assert!(
-            logins.iter().any(|l| l.contains(" LOGIN ")) && !logins.iter().any(|l| l.contains("AUTHENTICATE")),
+            logins.iter().any(|l| l.contains(" LOGIN "))
+                && !logins.iter().any(|l| l.contains("AUTHENTICATE")),
             "facteur did not use IMAP LOGIN: {logins:?}"
         );
         let pop3_seen = pop3_user.seen();
@@ -386,7 +391,9 @@ fn scripted(reply: fn(&str) -> Option<String>) -> Scripted {
             let seen = seen2.clone();
             thread::spawn(move || {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                let Ok(reader) = stream.try_clone() else { return };
+                let Ok(reader) = stream.try_clone() else {
+                    return;
+                };
                 let mut reader = std::io::BufReader::new(reader);
                 if let Some(greeting) = reply("") {
                     let _ = stream.write_all(greeting.as_bytes());
@@ -638,8 +645,12 @@ fn kill_9_during_create_account_leaves_no_account_without_its_password() {
     for (what, target, email) in cases {
         let mut strace = kill_at_rename(&d, &target);
         let password = unique_secret("kill");
-        let got = bus.create_account(&Settings::unreachable(email).s("incoming-password", &password));
-        assert!(got.is_err(), "{what}: CreateAccount survived the kill: {got:?}");
+        let got =
+            bus.create_account(&Settings::unreachable(email).s("incoming-password", &password));
+        assert!(
+            got.is_err(),
+            "{what}: CreateAccount survived the kill: {got:?}"
+        );
         assert!(
             wait_until(DEADLINE, || d.try_wait()).is_some(),
             "{what}: facteurd was not killed at the rename of {}",
@@ -671,7 +682,7 @@ fn kill_9_during_create_account_leaves_no_account_without_its_password() {
     d.kill();
     bus.wait_for_name(names::BUS_NAME, false, DEADLINE);
     d.launch();
-    assert_eq!(bus.list_accounts(), [path.clone()]);
+    assert_eq!(bus.list_accounts(), std::slice::from_ref(&path));
     let props = wait_for_credentials(&bus, &path);
     assert_ne!(props.str("State"), "needs-credentials");
 }
@@ -689,7 +700,11 @@ fn a_skipped_account_file_is_neither_overwritten_nor_reused() {
     let bytes = b"{\"version\": 1, \"id\": \"alice_example_org\", garbage".to_vec();
     fs::write(&garbage, &bytes).expect("write the garbage file");
     d.launch();
-    let path = create(&bus, &d, &Settings::minimal("alice@example.org", "imap.example.org"));
+    let path = create(
+        &bus,
+        &d,
+        &Settings::minimal("alice@example.org", "imap.example.org"),
+    );
     assert!(
         !path.ends_with("/alice_example_org"),
         "the new account took the id of the skipped file: {path}"
@@ -772,7 +787,10 @@ fn a_refused_damaged_or_odd_secrets_file_is_logged_and_named_truly() {
             "{what}: LastError is {:?}",
             props.str("LastError")
         );
-        assert!(!log.contains("pw-odd"), "{what}: the password is in the log");
+        assert!(
+            !log.contains("pw-odd"),
+            "{what}: the password is in the log"
+        );
         d.stop();
     }
     let _ = fs::remove_file(&file);
@@ -811,9 +829,16 @@ fn passwords_of_removed_accounts_go_and_those_of_skipped_files_stay() {
     // The settings file of one is gone (as after a crash before it was
     // written), the other is damaged.
     fs::remove_file(d.accounts_dir().join(format!("{gone_id}.json"))).expect("remove");
-    fs::write(d.accounts_dir().join(format!("{skipped_id}.json")), b"{ damaged").expect("damage");
+    fs::write(
+        d.accounts_dir().join(format!("{skipped_id}.json")),
+        b"{ damaged",
+    )
+    .expect("damage");
     let lookup = |id: &str| keyring.lookup(&[("account-id", id), ("service", "incoming")]);
-    assert!(lookup(&gone_id).is_some(), "the test's premise: the password is stored");
+    assert!(
+        lookup(&gone_id).is_some(),
+        "the test's premise: the password is stored"
+    );
     d.launch();
     let removed = wait_until(DEADLINE, || lookup(&gone_id).is_none().then_some(()));
     assert!(
@@ -826,5 +851,7 @@ fn passwords_of_removed_accounts_go_and_those_of_skipped_files_stay() {
         Some("pw-skip"),
         "the password of a skipped (damaged) account file was removed"
     );
-    assert!(d.log().contains(&format!("Removed the stored password(s) of {gone_id}")));
+    assert!(d
+        .log()
+        .contains(&format!("Removed the stored password(s) of {gone_id}")));
 }

@@ -210,7 +210,12 @@ impl Poller {
                     }
                 }
             };
-            let deadline = Instant::now() + if waiting.is_empty() { next } else { Duration::ZERO };
+            let deadline = Instant::now()
+                + if waiting.is_empty() {
+                    next
+                } else {
+                    Duration::ZERO
+                };
             loop {
                 let request = match queued.pop_front() {
                     Some(r) => Some(r),
@@ -221,19 +226,19 @@ impl Poller {
                     },
                 };
                 match request {
-                        Some(Request::Sync(reply)) => {
-                            waiting.push((reply, 0));
+                    Some(Request::Sync(reply)) => {
+                        waiting.push((reply, 0));
+                        break;
+                    }
+                    Some(Request::Delete(id, reply)) => {
+                        let r = self.delete_local(&id).await;
+                        let poll_now = matches!(r, Ok(true));
+                        let _ = reply.send(r.map(|_| ()));
+                        if poll_now {
                             break;
                         }
-                        Some(Request::Delete(id, reply)) => {
-                            let r = self.delete_local(&id).await;
-                            let poll_now = matches!(r, Ok(true));
-                            let _ = reply.send(r.map(|_| ()));
-                            if poll_now {
-                                break;
-                            }
-                        }
-                        None => return,
+                    }
+                    None => return,
                 }
             }
         }

@@ -85,9 +85,7 @@ impl Manager {
                 return Err(change_error(e));
             }
         };
-        self.daemon
-            .settle_credentials(&account, saved, true)
-            .await;
+        self.daemon.settle_credentials(&account, saved, true).await;
         self.daemon.start_engine(&account).await;
         server
             .at(
