@@ -151,6 +151,8 @@ struct Path {
     accepted: Arc<AtomicUsize>,
     live: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
+    /// A pause after every chunk forwarded, in ms (0: none).
+    throttle_ms: Arc<AtomicU64>,
 }
 
 impl Path {
@@ -166,13 +168,15 @@ impl Path {
             accepted: Arc::new(AtomicUsize::new(0)),
             live: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            throttle_ms: Arc::new(AtomicU64::new(0)),
         };
-        let (open, delay, accepted, live, stop) = (
+        let (open, delay, accepted, live, stop, throttle) = (
             path.open.clone(),
             path.delay_ms.clone(),
             path.accepted.clone(),
             path.live.clone(),
             path.stop.clone(),
+            path.throttle_ms.clone(),
         );
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -185,7 +189,8 @@ impl Path {
                     drop(client);
                     continue;
                 }
-                let (delay, live) = (delay.load(Ordering::SeqCst), live.clone());
+                let (delay, live, throttle) =
+                    (delay.load(Ordering::SeqCst), live.clone(), throttle.clone());
                 thread::spawn(move || {
                     let _ = client.set_nonblocking(false);
                     thread::sleep(Duration::from_millis(delay));
@@ -198,8 +203,8 @@ impl Path {
                         l.push(c);
                         l.push(s);
                     }
-                    pipe(&client, &server);
-                    pipe(&server, &client);
+                    pipe(&client, &server, None);
+                    pipe(&server, &client, Some(throttle));
                 });
             }
         });
@@ -233,7 +238,7 @@ impl Drop for Path {
     }
 }
 
-fn pipe(from: &TcpStream, to: &TcpStream) {
+fn pipe(from: &TcpStream, to: &TcpStream, throttle: Option<Arc<AtomicU64>>) {
     let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
         return;
     };
@@ -246,6 +251,8 @@ fn pipe(from: &TcpStream, to: &TcpStream) {
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }
+                    let pause = throttle.as_ref().map_or(0, |t| t.load(Ordering::SeqCst));
+                    thread::sleep(Duration::from_millis(pause));
                 }
             }
         }
@@ -565,6 +572,34 @@ fn sync_while_offline_and_connecting(pop3: bool) {
         (first.as_ref().ok(), second.as_ref().ok()),
         (Some(&1), Some(&1)),
         "Syncs sent before and while connecting: {first:?}, {second:?}\n{}",
+        last_lines(&d.log(), 30)
+    );
+}
+
+/// A Sync that comes while a pass runs (here: one started by IDLE for a
+/// large message that the path slows down) reports what that pass stored.
+#[test]
+fn imap_sync_during_a_pass_reports_what_that_pass_fetched() {
+    let (dovecot, password) = one_user_dovecot();
+    let path = Path::to(dovecot.imaps_port());
+    let bus = Bus::start();
+    let d = daemon(&bus, dovecot.ca_cert_path(), &[]);
+    let account = create(&bus, &d, &imap_via(&path, USER, &password));
+    wait_synced(&bus, &d, &account);
+    path.throttle_ms.store(40, Ordering::SeqCst);
+    let mut big = mail(USER, "Large");
+    for _ in 0..12_000 {
+        big.extend_from_slice(
+            b"0123456789012345678901234567890123456789012345678901234567890123456789012\r\n",
+        );
+    }
+    dovecot.deliver(USER, &big);
+    wait_state(&bus, &d, &account, &["syncing"]);
+    let got = try_sync(&bus, &account);
+    assert_eq!(
+        got.as_ref().ok(),
+        Some(&1),
+        "Sync during the pass that fetched the message answered {got:?}\n{}",
         last_lines(&d.log(), 30)
     );
 }

@@ -159,16 +159,20 @@ impl Engine {
         }
     }
 
-    /// One connected session, until it fails or is cancelled. `pending`
+    /// One connected session, until it fails or is cancelled. `waiting`
     /// Syncs (and those asked for while connecting) are answered by the
-    /// first pass.
+    /// first pass. A Sync that comes during a pass is answered by the next
+    /// one, which starts at once, with the new messages of both: mail the
+    /// running pass fetched is reported, never lost to a Sync.
     async fn session(
         &mut self,
         requests: &mut mpsc::Receiver<Request>,
         cancel: &CancellationToken,
-        mut pending: Vec<SyncReply>,
+        waiting: Vec<SyncReply>,
     ) -> End {
         self.reporter.state(state::SYNCING, "");
+        // Each with the new messages already stored for it.
+        let mut pending: Vec<(SyncReply, u32)> = waiting.into_iter().map(|r| (r, 0)).collect();
         let mut queued = VecDeque::new();
         let connected = {
             let connect = session::connect(&self.settings, &self.password);
@@ -177,7 +181,7 @@ impl Engine {
                 tokio::select! {
                     r = &mut connect => break r,
                     r = requests.recv() => match r {
-                        Some(Request::Sync(reply)) => pending.push(reply),
+                        Some(Request::Sync(reply)) => pending.push((reply, 0)),
                         Some(other) => queued.push_back(other),
                         None => return End::Cancelled,
                     },
@@ -187,7 +191,7 @@ impl Engine {
         let (mut session, caps) = match connected {
             Ok(s) => s,
             Err(f) => {
-                for reply in pending.drain(..) {
+                for (reply, _) in pending.drain(..) {
                     let _ = reply.send(Err(f.clone()));
                 }
                 for request in queued {
@@ -212,12 +216,19 @@ impl Engine {
                 self.reporter.state(state::SYNCING, "");
                 match self.pass(&mut session, full).await {
                     Ok(new) => {
-                        for reply in pending.drain(..) {
-                            let _ = reply.send(Ok(new));
+                        for (reply, carried) in pending.drain(..) {
+                            let _ = reply.send(Ok(new.saturating_add(carried)));
+                        }
+                        // Asked for during this pass: another one now.
+                        while let Ok(request) = requests.try_recv() {
+                            match request {
+                                Request::Sync(reply) => pending.push((reply, new)),
+                                other => queued.push_back(other),
+                            }
                         }
                     }
                     Err(f) => {
-                        for reply in pending.drain(..) {
+                        for (reply, _) in pending.drain(..) {
                             let _ = reply.send(Err(f.clone()));
                         }
                         return End::Failed(f);
@@ -236,9 +247,13 @@ impl Engine {
                 inbox_dirty = true;
                 continue;
             }
+            // A Sync came during the pass: the next one runs now.
+            if !pending.is_empty() {
+                continue;
+            }
             let wait = full_due.saturating_duration_since(Instant::now());
             let woke = if let Some(request) = queued.pop_front() {
-                // Asked for while connecting.
+                // Asked for while connecting or during a pass.
                 Ok((session, Wake::Request(request)))
             } else if self.caps.idle {
                 self.idle(session, wait.min(IDLE_TIMEOUT), requests, cancel)
@@ -250,7 +265,7 @@ impl Engine {
             let (s, wake) = match woke {
                 Ok(v) => v,
                 Err(end) => {
-                    for reply in pending.drain(..) {
+                    for (reply, _) in pending.drain(..) {
                         let failure = match &end {
                             End::Failed(f) => f.clone(),
                             End::Cancelled => {
@@ -266,7 +281,7 @@ impl Engine {
             match wake {
                 Wake::NewData => inbox_dirty = true,
                 Wake::Timeout => {}
-                Wake::Request(Request::Sync(reply)) => pending.push(reply),
+                Wake::Request(Request::Sync(reply)) => pending.push((reply, 0)),
                 Wake::Request(Request::Delete(id, reply)) => {
                     let r = self.delete(&mut session, &id).await;
                     let failed = r.as_ref().err().filter(|f| f.is_transient()).cloned();
