@@ -8,19 +8,17 @@
 //!
 //! It does not talk to D-Bus or to mail servers.
 
+mod registry;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::RwLock;
 
-use anyhow::{Context as _, Result};
 use facteur_dbus::state;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
-use zbus::zvariant::OwnedValue;
 use zeroize::Zeroizing;
 
+pub use registry::{Registry, Reservation};
 pub use validate::{apply, Change, Invalid};
 
 /// Incoming protocol.
@@ -243,7 +241,7 @@ pub struct Account {
 }
 
 impl Account {
-    fn new(id: String, settings: Settings) -> Self {
+    pub(crate) fn new(id: String, settings: Settings) -> Self {
         Account {
             id,
             settings: RwLock::new(settings),
@@ -267,7 +265,7 @@ impl Account {
         }
     }
 
-    fn replace_settings(&self, new: Settings) {
+    pub(crate) fn replace_settings(&self, new: Settings) {
         match self.settings.write() {
             Ok(mut s) => *s = new,
             Err(poisoned) => *poisoned.into_inner() = new,
@@ -305,198 +303,6 @@ impl Account {
         }
         changed
     }
-}
-
-/// The stored form of an account file.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AccountFile {
-    version: u32,
-    id: String,
-    settings: Settings,
-}
-
-const FILE_VERSION: u32 = 1;
-
-/// Every account, by id, and the directory their files live in.
-pub struct Registry {
-    dir: PathBuf,
-    accounts: Mutex<BTreeMap<String, Arc<Account>>>,
-}
-
-impl Registry {
-    /// Load every `*.json` account file of `<config_dir>/accounts`. A file
-    /// that cannot be read or parsed is reported by name and skipped, never
-    /// deleted.
-    pub fn load(config_dir: &Path) -> Result<Self> {
-        let dir = config_dir.join("accounts");
-        crate::fsutil::create_private_dir(&dir)?;
-        let mut accounts = BTreeMap::new();
-        let entries =
-            std::fs::read_dir(&dir).with_context(|| format!("Cannot list {}", dir.display()))?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|x| x == "json")
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect();
-        paths.sort();
-        for path in paths {
-            match read_account_file(&path) {
-                Ok(file) => {
-                    if accounts.contains_key(&file.id) {
-                        warn!(
-                            "Skipping account file {}: its id {} is already used by another file.",
-                            path.display(),
-                            file.id
-                        );
-                        continue;
-                    }
-                    accounts.insert(
-                        file.id.clone(),
-                        Arc::new(Account::new(file.id, file.settings)),
-                    );
-                }
-                Err(e) => warn!(
-                    "Skipping account file {} (left in place): {e:#}",
-                    path.display()
-                ),
-            }
-        }
-        info!(
-            "Loaded {} account(s) from {}.",
-            accounts.len(),
-            dir.display()
-        );
-        Ok(Registry {
-            dir,
-            accounts: Mutex::new(accounts),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Account>>> {
-        match self.accounts.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
-    /// Number of accounts.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether there is no account.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
-    /// Every account, by id order.
-    pub fn all(&self) -> Vec<Arc<Account>> {
-        self.lock().values().cloned().collect()
-    }
-
-    /// The account with this id.
-    pub fn get(&self, id: &str) -> Option<Arc<Account>> {
-        self.lock().get(id).cloned()
-    }
-
-    fn path_of(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
-    }
-
-    /// Validate `dict` as a new account, store it and register it. Nothing
-    /// is stored when validation fails.
-    pub fn create(
-        &self,
-        dict: &HashMap<String, OwnedValue>,
-    ) -> Result<(Arc<Account>, Passwords), Change> {
-        let (settings, passwords) = apply(Settings::default(), dict, true)?;
-        let mut accounts = self.lock();
-        if let Some(other) = accounts
-            .values()
-            .find(|a| a.settings().same_mailbox(&settings))
-        {
-            return Err(Change::AlreadyExists(format!(
-                "An account for {} with login {} on {} already exists: {}",
-                settings.email,
-                settings.incoming_login(),
-                settings.incoming_host,
-                other.id
-            )));
-        }
-        let id = unique_id(&settings.email, |id| accounts.contains_key(id));
-        self.write(&id, &settings).map_err(Change::Internal)?;
-        let account = Arc::new(Account::new(id.clone(), settings));
-        accounts.insert(id, account.clone());
-        Ok((account, passwords))
-    }
-
-    /// Validate `dict` as changes to `account`, store and apply them.
-    /// Returns the settings before the change and the passwords given.
-    pub fn update(
-        &self,
-        account: &Account,
-        dict: &HashMap<String, OwnedValue>,
-    ) -> Result<(Settings, Passwords), Change> {
-        let before = account.settings();
-        let (settings, passwords) = apply(before.clone(), dict, false)?;
-        let accounts = self.lock();
-        if let Some(other) = accounts
-            .values()
-            .find(|a| a.id != account.id && a.settings().same_mailbox(&settings))
-        {
-            return Err(Change::AlreadyExists(format!(
-                "Another account for {} with login {} on {} already exists: {}",
-                settings.email,
-                settings.incoming_login(),
-                settings.incoming_host,
-                other.id
-            )));
-        }
-        if settings != before {
-            self.write(&account.id, &settings)
-                .map_err(Change::Internal)?;
-            account.replace_settings(settings);
-        }
-        Ok((before, passwords))
-    }
-
-    /// Forget the account and remove its file.
-    pub fn remove(&self, id: &str) -> Result<()> {
-        crate::fsutil::remove_durably(&self.path_of(id))?;
-        self.lock().remove(id);
-        Ok(())
-    }
-
-    fn write(&self, id: &str, settings: &Settings) -> Result<()> {
-        let file = AccountFile {
-            version: FILE_VERSION,
-            id: id.to_owned(),
-            settings: settings.clone(),
-        };
-        let mut json = serde_json::to_vec_pretty(&file).context("Cannot serialize settings")?;
-        json.push(b'\n');
-        crate::fsutil::write_atomic(&self.path_of(id), &json, 0o600)
-    }
-}
-
-fn read_account_file(path: &Path) -> Result<AccountFile> {
-    let bytes = std::fs::read(path).context("Cannot read the file")?;
-    let file: AccountFile = serde_json::from_slice(&bytes).context("Not a valid account file")?;
-    if file.version != FILE_VERSION {
-        anyhow::bail!("Unsupported account file version {}", file.version);
-    }
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-    if stem.as_deref() != Some(file.id.as_str()) || !valid_id(&file.id) {
-        anyhow::bail!("The id {:?} in the file does not match its name", file.id);
-    }
-    // A file edited by hand must pass the same checks as D-Bus input.
-    validate::check_settings(&file.settings).map_err(|e| anyhow::anyhow!(e.0))?;
-    Ok(file)
 }
 
 /// Whether `id` can be an object path element and a file name.

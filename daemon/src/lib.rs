@@ -26,8 +26,8 @@
 //! - [`autoconfig`]: candidate settings for an address (the wizard).
 //!
 //! [`run`] wires them together: open the store, connect to the bus, load the
-//! accounts, serve the objects, then take the bus name and tell systemd we
-//! are ready.
+//! accounts, serve the objects, start the engines, then take the bus name
+//! and tell systemd we are ready.
 
 pub mod accounts;
 pub mod autoconfig;
@@ -263,6 +263,18 @@ pub async fn run_with(
         secrets,
         discovery,
     });
+    // Passwords whose account has no settings file: a crash during
+    // CreateAccount. The file store is cleaned before anything else can
+    // write it; the Secret Service (which may prompt) in the background.
+    let orphans = {
+        let daemon = daemon.clone();
+        async move { daemon.remove_orphan_secrets().await }
+    };
+    if matches!(daemon.secrets, secrets::SecretStore::File(_)) {
+        orphans.await;
+    } else {
+        tokio::spawn(orphans);
+    }
     daemon.refresh_credentials().await;
     daemon.load_status();
 
@@ -270,22 +282,8 @@ pub async fn run_with(
         .await
         .context("Cannot serve the D-Bus objects")?;
 
-    match conn.request_name(names::BUS_NAME).await {
-        Ok(()) => {}
-        Err(zbus::Error::NameTaken) => return Err(already_running().into()),
-        Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("Cannot take the bus name {}", names::BUS_NAME))
-                .into())
-        }
-    }
-    info!(
-        "facteurd {} is ready on the session bus as {} with {} account(s).",
-        env!("CARGO_PKG_VERSION"),
-        names::BUS_NAME,
-        daemon.accounts.len()
-    );
-    notify_systemd(&[sd_notify::NotifyState::Ready]);
+    // The engines run before the name is taken: a client that sees the name
+    // and calls Sync at once finds its account's engine there, connecting.
     let events = tokio::spawn(service::events::run(
         conn.clone(),
         daemon.clone(),
@@ -294,6 +292,26 @@ pub async fn run_with(
     for account in daemon.accounts.all() {
         daemon.start_engine(&account).await;
     }
+
+    let refused = match conn.request_name(names::BUS_NAME).await {
+        Ok(()) => None,
+        Err(zbus::Error::NameTaken) => Some(already_running()),
+        Err(e) => Some(
+            anyhow::Error::new(e).context(format!("Cannot take the bus name {}", names::BUS_NAME)),
+        ),
+    };
+    if let Some(e) = refused {
+        daemon.scheduler.shutdown().await;
+        events.abort();
+        return Err(e.into());
+    }
+    info!(
+        "facteurd {} is ready on the session bus as {} with {} account(s).",
+        env!("CARGO_PKG_VERSION"),
+        names::BUS_NAME,
+        daemon.accounts.len()
+    );
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
 
     shutdown.await;
 
@@ -362,6 +380,26 @@ impl Daemon {
         }
     }
 
+    /// Remove the stored passwords of ids that are no account (see
+    /// [`secrets::SecretStore::remove_orphans`]), and say so.
+    pub async fn remove_orphan_secrets(&self) {
+        match self
+            .secrets
+            .remove_orphans(|id| self.accounts.knows(id))
+            .await
+        {
+            Ok(removed) => {
+                for id in removed {
+                    warn!(
+                        "Removed the stored password(s) of {id}, which has no settings file \
+                         (an account creation was interrupted)."
+                    );
+                }
+            }
+            Err(e) => warn!("Cannot look for passwords of removed accounts: {e}"),
+        }
+    }
+
     /// Store the passwords of a create or update, then settle the account's
     /// credential state. A store that refuses (locked keyring, dismissed
     /// prompt, loose file) leaves the account in `needs-credentials` with
@@ -373,7 +411,20 @@ impl Daemon {
         passwords: accounts::Passwords,
         creating: bool,
     ) -> Vec<&'static str> {
-        let label = account.settings().email;
+        let saved = self
+            .save_passwords(&account.id, &account.settings().email, passwords)
+            .await;
+        self.settle_credentials(account, saved, creating).await
+    }
+
+    /// Store the passwords given for account `id`; whether any was given.
+    /// The reason is logged when the store refuses.
+    pub async fn save_passwords(
+        &self,
+        id: &str,
+        label: &str,
+        passwords: accounts::Passwords,
+    ) -> Result<bool, secrets::SecretError> {
         let given = [
             (secrets::Which::Incoming, passwords.incoming),
             (secrets::Which::Smtp, passwords.smtp),
@@ -382,22 +433,29 @@ impl Daemon {
         for (which, password) in given {
             let Some(password) = password else { continue };
             touched = true;
-            if let Err(e) = self
-                .secrets
-                .set(&account.id, &label, which, &password)
-                .await
-            {
-                warn!("Account {}: cannot store its password: {e}", account.id);
-                return account.set_status(|s| {
-                    s.state = facteur_dbus::state::NEEDS_CREDENTIALS.to_owned();
-                    s.last_error = e.to_string();
-                });
+            if let Err(e) = self.secrets.set(id, label, which, &password).await {
+                warn!("Account {id}: cannot store its password: {e}");
+                return Err(e);
             }
         }
-        if creating || touched {
-            self.check_credentials(account).await
-        } else {
-            Vec::new()
+        Ok(touched)
+    }
+
+    /// Set the account's credential state after [`Daemon::save_passwords`].
+    /// Returns the status properties that changed.
+    pub async fn settle_credentials(
+        &self,
+        account: &accounts::Account,
+        saved: Result<bool, secrets::SecretError>,
+        creating: bool,
+    ) -> Vec<&'static str> {
+        match saved {
+            Err(e) => account.set_status(|s| {
+                s.state = facteur_dbus::state::NEEDS_CREDENTIALS.to_owned();
+                s.last_error = e.to_string();
+            }),
+            Ok(touched) if creating || touched => self.check_credentials(account).await,
+            Ok(_) => Vec::new(),
         }
     }
 

@@ -103,6 +103,12 @@ impl SecretStore {
                 "No Secret Service on the session bus: passwords are kept in {} (mode 0600).",
                 file.display()
             );
+            // Said once here, with the file and the reason, not only in each
+            // account's LastError.
+            let probe = file.clone();
+            if let Err(e) = blocking(move || read_file(&probe).map(drop)).await {
+                warn!("Cannot use the secrets file: {e}");
+            }
             Ok(SecretStore::File(file))
         }
     }
@@ -240,6 +246,62 @@ impl SecretStore {
     }
 }
 
+impl SecretStore {
+    /// Remove the passwords of accounts that `keep` does not know (left by
+    /// a crash between storing them and writing the settings file of a new
+    /// account). Returns the ids whose passwords were removed.
+    pub async fn remove_orphans(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, SecretError> {
+        match self {
+            SecretStore::Service(service) => {
+                let attrs = BTreeMap::from([(oo7::XDG_SCHEMA_ATTRIBUTE, SCHEMA.to_owned())]);
+                with_service(service, |svc| async move {
+                    let collection = svc.default_collection().await?;
+                    let mut removed = Vec::new();
+                    for item in collection.search_items(&attrs).await? {
+                        let id = item.attributes().await?.get("account-id").cloned();
+                        if let Some(id) = id.filter(|id| !keep(id)) {
+                            item.delete(None).await?;
+                            if !removed.contains(&id) {
+                                removed.push(id);
+                            }
+                        }
+                    }
+                    Ok(removed)
+                })
+                .await
+            }
+            SecretStore::File(path) => {
+                let probe = path.clone();
+                let ids = blocking(move || {
+                    Ok(read_file(&probe)?
+                        .accounts
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>())
+                })
+                .await?;
+                let orphans: Vec<String> = ids.into_iter().filter(|id| !keep(id)).collect();
+                if orphans.is_empty() {
+                    return Ok(orphans);
+                }
+                let path = path.clone();
+                blocking(move || {
+                    let mut file = read_file(&path)?;
+                    for id in &orphans {
+                        file.accounts.remove(id);
+                    }
+                    write_file(&path, &file)?;
+                    Ok(orphans)
+                })
+                .await
+            }
+        }
+    }
+}
+
 fn attributes(account: &str, which: Option<Which>) -> BTreeMap<&'static str, String> {
     let mut attrs = BTreeMap::from([
         (oo7::XDG_SCHEMA_ATTRIBUTE, SCHEMA.to_owned()),
@@ -338,16 +400,40 @@ impl Drop for FileEntry {
 /// refuses a private key with loose permissions).
 fn check_private(path: &Path) -> Result<bool, SecretError> {
     use std::os::unix::fs::MetadataExt as _;
-    let meta = match std::fs::metadata(path) {
+    let cannot =
+        |e: std::io::Error| SecretError::Store(format!("Cannot read {}: {e}", path.display()));
+    let link = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => {
-            return Err(SecretError::Store(format!(
-                "Cannot read {}: {e}",
-                path.display()
-            )))
-        }
+        Err(e) => return Err(cannot(e)),
     };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && link.is_symlink() => {
+            // Never taken for "no file": a write would replace the link.
+            let target = std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "an unreadable target".to_owned());
+            return Err(SecretError::Store(format!(
+                "The secrets file {} is a symbolic link to {target}, which does not exist; \
+                 restore its target or remove the link, then restart facteurd",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(cannot(e)),
+    };
+    if meta.is_dir() {
+        return Err(SecretError::Store(format!(
+            "The secrets file {} is a directory, not a file; move it away and restart facteurd",
+            path.display()
+        )));
+    }
+    if !meta.is_file() {
+        return Err(SecretError::Store(format!(
+            "The secrets file {} is not a regular file; move it away and restart facteurd",
+            path.display()
+        )));
+    }
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(SecretError::Insecure(path.display().to_string(), mode));
@@ -441,6 +527,56 @@ mod tests {
             text.contains("chmod 600") && !text.contains("new-secret"),
             "{text}"
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_directory_or_a_dangling_link_is_named_for_what_it_is() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("secrets.json");
+        std::fs::create_dir(&path)?;
+        let store = SecretStore::File(path.clone());
+        let text = store
+            .get("a", Which::Incoming)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            text.as_deref()
+                .is_some_and(|t| t.contains("is a directory")),
+            "{text:?}"
+        );
+        std::fs::remove_dir(&path)?;
+        std::os::unix::fs::symlink(dir.path().join("gone.json"), &path)?;
+        let text = store
+            .get("a", Which::Incoming)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            text.as_deref()
+                .is_some_and(|t| t.contains("symbolic link") && t.contains("gone.json")),
+            "{text:?}"
+        );
+        // Refused for writing too: the link is not replaced by a file.
+        assert!(store.set("a", "a@x", Which::Incoming, "pw").await.is_err());
+        assert!(std::fs::symlink_metadata(&path)?.is_symlink());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn orphaned_passwords_are_removed() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = SecretStore::File(dir.path().join("secrets.json"));
+        store.set("kept", "k@x", Which::Incoming, "pw-kept").await?;
+        store
+            .set("orphan", "o@x", Which::Incoming, "pw-orphan")
+            .await?;
+        let removed = store.remove_orphans(|id| id == "kept").await?;
+        assert_eq!(removed, ["orphan"]);
+        assert!(store.get("orphan", Which::Incoming).await?.is_none());
+        assert!(store.get("kept", Which::Incoming).await?.is_some());
+        assert!(store.remove_orphans(|id| id == "kept").await?.is_empty());
         Ok(())
     }
 }

@@ -188,3 +188,46 @@ fn registry_persists_refuses_duplicates_and_skips_bad_files() -> anyhow::Result<
     assert!(!dir.path().join("accounts/alice_example_org.json").exists());
     Ok(())
 }
+
+#[test]
+fn a_skipped_file_keeps_its_id_and_its_bytes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("accounts"))?;
+    let garbage = dir.path().join("accounts/alice_example_org.json");
+    std::fs::write(&garbage, b"\x00garbage, not an account")?;
+    let reg = Registry::load(dir.path())?;
+    assert!(reg.is_empty());
+    assert!(
+        reg.knows("alice_example_org"),
+        "the skipped id is forgotten"
+    );
+    let (account, _) = reg.create(&alice()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert_eq!(account.id, "alice_example_org_2");
+    assert_eq!(std::fs::read(&garbage)?, b"\x00garbage, not an account");
+    Ok(())
+}
+
+#[test]
+fn a_reservation_writes_nothing_until_committed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let reg = Registry::load(dir.path())?;
+    let (first, _) = reg
+        .reserve(&alice())
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert!(!dir.path().join("accounts/alice_example_org.json").exists());
+    assert!(reg.knows(&first.id) && reg.get(&first.id).is_none());
+    // The same mailbox cannot be reserved twice.
+    assert!(matches!(
+        reg.reserve(&alice()),
+        Err(Change::AlreadyExists(_))
+    ));
+    reg.release(first);
+    assert!(!reg.knows("alice_example_org"));
+    let (again, _) = reg
+        .reserve(&alice())
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let account = reg.commit(again).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert_eq!(account.id, "alice_example_org");
+    assert!(dir.path().join("accounts/alice_example_org.json").is_file());
+    Ok(())
+}

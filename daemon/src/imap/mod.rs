@@ -14,6 +14,7 @@ pub mod session;
 pub mod sync;
 pub mod utf7;
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use facteur_dbus::state;
@@ -98,9 +99,12 @@ impl Engine {
     /// Run until cancelled: connect, sync, idle; reconnect with backoff.
     pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, cancel: CancellationToken) {
         let mut backoff = BACKOFF_START;
+        // Syncs asked for while offline, answered by the next session's
+        // first pass (or its failure).
+        let mut waiting: Vec<SyncReply> = Vec::new();
         loop {
             let result = tokio::select! {
-                r = self.session(&mut requests, &cancel) => r,
+                r = self.session(&mut requests, &cancel, std::mem::take(&mut waiting)) => r,
                 _ = cancel.cancelled() => End::Cancelled,
             };
             let failure = match result {
@@ -137,9 +141,10 @@ impl Engine {
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = cancel.cancelled() => return,
                     r = requests.recv() => match r {
-                        // "Sync now" while offline: try at once.
+                        // "Sync now" while offline: reconnect at once and
+                        // answer with that pass, never with the old failure.
                         Some(Request::Sync(reply)) => {
-                            let _ = reply.send(Err(failure.clone()));
+                            waiting.push(reply);
                             backoff = BACKOFF_START;
                             break;
                         }
@@ -154,16 +159,48 @@ impl Engine {
         }
     }
 
-    /// One connected session, until it fails or is cancelled.
+    /// One connected session, until it fails or is cancelled. `waiting`
+    /// Syncs (and those asked for while connecting) are answered by the
+    /// first pass. A Sync that comes during a pass is answered by the next
+    /// one, which starts at once, with the new messages of both: mail the
+    /// running pass fetched is reported, never lost to a Sync.
     async fn session(
         &mut self,
         requests: &mut mpsc::Receiver<Request>,
         cancel: &CancellationToken,
+        waiting: Vec<SyncReply>,
     ) -> End {
         self.reporter.state(state::SYNCING, "");
-        let (mut session, caps) = match session::connect(&self.settings, &self.password).await {
+        // Each with the new messages already stored for it.
+        let mut pending: Vec<(SyncReply, u32)> = waiting.into_iter().map(|r| (r, 0)).collect();
+        let mut queued = VecDeque::new();
+        let connected = {
+            let connect = session::connect(&self.settings, &self.password);
+            tokio::pin!(connect);
+            loop {
+                tokio::select! {
+                    r = &mut connect => break r,
+                    r = requests.recv() => match r {
+                        Some(Request::Sync(reply)) => pending.push((reply, 0)),
+                        Some(other) => queued.push_back(other),
+                        None => return End::Cancelled,
+                    },
+                }
+            }
+        };
+        let (mut session, caps) = match connected {
             Ok(s) => s,
-            Err(f) => return End::Failed(f),
+            Err(f) => {
+                for (reply, _) in pending.drain(..) {
+                    let _ = reply.send(Err(f.clone()));
+                }
+                for request in queued {
+                    if let Request::Delete(_, reply) = request {
+                        let _ = reply.send(Err(f.clone()));
+                    }
+                }
+                return End::Failed(f);
+            }
         };
         self.caps = caps;
         info!(
@@ -171,7 +208,6 @@ impl Engine {
             self.id, self.settings.incoming_host
         );
         let poll = Duration::from_secs(u64::from(self.settings.poll_interval_minutes) * 60);
-        let mut pending: Vec<oneshot::Sender<Result<u32, Failure>>> = Vec::new();
         let mut full_due = Instant::now();
         let mut inbox_dirty = true;
         loop {
@@ -180,12 +216,19 @@ impl Engine {
                 self.reporter.state(state::SYNCING, "");
                 match self.pass(&mut session, full).await {
                     Ok(new) => {
-                        for reply in pending.drain(..) {
-                            let _ = reply.send(Ok(new));
+                        for (reply, carried) in pending.drain(..) {
+                            let _ = reply.send(Ok(new.saturating_add(carried)));
+                        }
+                        // Asked for during this pass: another one now.
+                        while let Ok(request) = requests.try_recv() {
+                            match request {
+                                Request::Sync(reply) => pending.push((reply, new)),
+                                other => queued.push_back(other),
+                            }
                         }
                     }
                     Err(f) => {
-                        for reply in pending.drain(..) {
+                        for (reply, _) in pending.drain(..) {
                             let _ = reply.send(Err(f.clone()));
                         }
                         return End::Failed(f);
@@ -204,8 +247,15 @@ impl Engine {
                 inbox_dirty = true;
                 continue;
             }
+            // A Sync came during the pass: the next one runs now.
+            if !pending.is_empty() {
+                continue;
+            }
             let wait = full_due.saturating_duration_since(Instant::now());
-            let woke = if self.caps.idle {
+            let woke = if let Some(request) = queued.pop_front() {
+                // Asked for while connecting or during a pass.
+                Ok((session, Wake::Request(request)))
+            } else if self.caps.idle {
                 self.idle(session, wait.min(IDLE_TIMEOUT), requests, cancel)
                     .await
             } else {
@@ -215,7 +265,7 @@ impl Engine {
             let (s, wake) = match woke {
                 Ok(v) => v,
                 Err(end) => {
-                    for reply in pending.drain(..) {
+                    for (reply, _) in pending.drain(..) {
                         let failure = match &end {
                             End::Failed(f) => f.clone(),
                             End::Cancelled => {
@@ -231,7 +281,7 @@ impl Engine {
             match wake {
                 Wake::NewData => inbox_dirty = true,
                 Wake::Timeout => {}
-                Wake::Request(Request::Sync(reply)) => pending.push(reply),
+                Wake::Request(Request::Sync(reply)) => pending.push((reply, 0)),
                 Wake::Request(Request::Delete(id, reply)) => {
                     let r = self.delete(&mut session, &id).await;
                     let failed = r.as_ref().err().filter(|f| f.is_transient()).cloned();
@@ -433,6 +483,9 @@ impl Engine {
         Ok(())
     }
 }
+
+/// Where the answer to a Sync goes.
+type SyncReply = oneshot::Sender<Result<u32, Failure>>;
 
 /// What ended a wait.
 enum Wake {

@@ -17,7 +17,7 @@
 //! unique-ids are known, so nothing is stored twice and the DELE is simply
 //! sent again next time. Message numbers are used inside one session only.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use facteur_dbus::state;
@@ -47,6 +47,9 @@ const BATCH_BYTES: usize = 8 * 1024 * 1024;
 const RETRY_START: Duration = Duration::from_secs(2);
 /// Longest retry delay before the next interval.
 const RETRY_MAX: Duration = Duration::from_secs(80);
+
+/// Where the answer to a Sync goes.
+type SyncReply = tokio::sync::oneshot::Sender<Result<u32, Failure>>;
 
 /// Map a client error to a failure the scheduler and D-Bus understand.
 pub fn failure(host: &str, login: &str, e: Error) -> Failure {
@@ -146,16 +149,36 @@ impl Poller {
         }
         let interval = Duration::from_secs(u64::from(self.settings.poll_interval_minutes) * 60);
         let mut retry = RETRY_START;
-        let mut waiting: Vec<tokio::sync::oneshot::Sender<Result<u32, Failure>>> = Vec::new();
+        // Syncs this poll answers, each with the new messages already stored
+        // for it by the poll that was running when it came.
+        let mut waiting: Vec<(SyncReply, u32)> = Vec::new();
+        let mut queued = VecDeque::new();
         loop {
             self.reporter.state(state::SYNCING, "");
-            let result = tokio::select! {
-                r = self.poll() => r,
-                _ = cancel.cancelled() => return,
+            let mut joined = Vec::new();
+            let result = {
+                let poll = self.poll();
+                tokio::pin!(poll);
+                loop {
+                    tokio::select! {
+                        r = &mut poll => break r,
+                        _ = cancel.cancelled() => return,
+                        r = requests.recv() => match r {
+                            Some(Request::Sync(reply)) => joined.push(reply),
+                            Some(other) => queued.push_back(other),
+                            None => return,
+                        },
+                    }
+                }
             };
-            for reply in waiting.drain(..) {
-                let _ = reply.send(result.clone());
+            for (reply, carried) in waiting.drain(..) {
+                let _ = reply.send(result.clone().map(|n| n.saturating_add(carried)));
             }
+            // A Sync that came during this poll may have come after its UIDL:
+            // it is answered by a new poll right away, with what this one
+            // stored (mail it fetched is reported, never lost to a Sync).
+            let stored = result.as_ref().map_or(0, |n| *n);
+            waiting.extend(joined.into_iter().map(|reply| (reply, stored)));
             let next = match &result {
                 Ok(_) => {
                     retry = RETRY_START;
@@ -187,26 +210,35 @@ impl Poller {
                     }
                 }
             };
-            let deadline = Instant::now() + next;
+            let deadline = Instant::now()
+                + if waiting.is_empty() {
+                    next
+                } else {
+                    Duration::ZERO
+                };
             loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    _ = cancel.cancelled() => return,
-                    r = requests.recv() => match r {
-                        Some(Request::Sync(reply)) => {
-                            waiting.push(reply);
+                let request = match queued.pop_front() {
+                    Some(r) => Some(r),
+                    None => tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        _ = cancel.cancelled() => return,
+                        r = requests.recv() => r,
+                    },
+                };
+                match request {
+                    Some(Request::Sync(reply)) => {
+                        waiting.push((reply, 0));
+                        break;
+                    }
+                    Some(Request::Delete(id, reply)) => {
+                        let r = self.delete_local(&id).await;
+                        let poll_now = matches!(r, Ok(true));
+                        let _ = reply.send(r.map(|_| ()));
+                        if poll_now {
                             break;
                         }
-                        Some(Request::Delete(id, reply)) => {
-                            let r = self.delete_local(&id).await;
-                            let poll_now = matches!(r, Ok(true));
-                            let _ = reply.send(r.map(|_| ()));
-                            if poll_now {
-                                break;
-                            }
-                        }
-                        None => return,
-                    },
+                    }
+                    None => return,
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use facteur_dbus::{names, Error};
-use tracing::info;
+use tracing::{info, warn};
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
@@ -61,13 +61,31 @@ impl Manager {
         settings: HashMap<String, OwnedValue>,
         #[zbus(object_server)] server: &ObjectServer,
     ) -> Result<OwnedObjectPath, Error> {
-        let (account, passwords) = self
-            .daemon
-            .accounts
-            .create(&settings)
-            .map_err(change_error)?;
-        let path = object_path(&account.id)?;
-        self.daemon.store_passwords(&account, passwords, true).await;
+        let accounts = &self.daemon.accounts;
+        let (reservation, passwords) = accounts.reserve(&settings).map_err(change_error)?;
+        let path = match object_path(&reservation.id) {
+            Ok(p) => p,
+            Err(e) => {
+                accounts.release(reservation);
+                return Err(e);
+            }
+        };
+        // Passwords first: the settings file is what makes the account
+        // exist, so a crash in between leaves a password without an account
+        // (removed at the next start), never an account without one.
+        let id = reservation.id.clone();
+        let label = reservation.settings().email.clone();
+        let saved = self.daemon.save_passwords(&id, &label, passwords).await;
+        let account = match accounts.commit(reservation) {
+            Ok(a) => a,
+            Err(e) => {
+                if let Err(e) = self.daemon.secrets.delete_account(&id).await {
+                    warn!("Account {id}: cannot remove the passwords of a failed creation: {e}");
+                }
+                return Err(change_error(e));
+            }
+        };
+        self.daemon.settle_credentials(&account, saved, true).await;
         self.daemon.start_engine(&account).await;
         server
             .at(
