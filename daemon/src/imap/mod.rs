@@ -10,6 +10,8 @@
 //! It owns no D-Bus code: it reports through [`crate::events::Reporter`]
 //! and answers [`Request`]s from the scheduler.
 
+pub mod command;
+pub mod folders;
 pub mod session;
 pub mod sync;
 pub mod utf7;
@@ -44,6 +46,9 @@ const NOOP_INTERVAL: Duration = Duration::from_secs(60);
 const BACKOFF_START: Duration = Duration::from_secs(2);
 /// Longest reconnection delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(80);
+/// How long the known folders are synced without LIST after the server
+/// sent a folder list that cannot be read.
+const LIST_RETRY: Duration = Duration::from_secs(30 * 60);
 
 /// One account's engine. Lives in its own task; ends when `cancel` fires.
 pub struct Engine {
@@ -54,6 +59,11 @@ pub struct Engine {
     reporter: Reporter,
     caps: Caps,
     healthy: bool,
+    /// The UIDNEXT of INBOX at its last pass, as the server announced it.
+    inbox_next: std::sync::atomic::AtomicU32,
+    /// Until when LIST is not tried again after the server sent a folder
+    /// list that cannot be read (see [`Engine::pass`]).
+    list_unreadable_until: Option<Instant>,
 }
 
 /// Why a session ended.
@@ -92,6 +102,8 @@ impl Engine {
             reporter,
             caps: Caps::default(),
             healthy: false,
+            inbox_next: std::sync::atomic::AtomicU32::new(0),
+            list_unreadable_until: None,
         }
     }
 
@@ -253,8 +265,48 @@ impl Engine {
     /// selected, ready for IDLE.
     async fn pass(&mut self, session: &mut ImapSession, full: bool) -> Result<u32, Failure> {
         let mut samples = Vec::new();
-        let folders = if full {
-            self.sync_folder_list(session).await?
+        let list_ok = self
+            .list_unreadable_until
+            .is_none_or(|until| Instant::now() >= until);
+        let folders = if full && list_ok {
+            match self.sync_folder_list(session).await {
+                Ok(f) => {
+                    self.list_unreadable_until = None;
+                    f
+                }
+                Err(f) if command::is_unreadable(&f) => {
+                    // One name the parser refuses (invalid UTF-8, say)
+                    // fails the whole LIST and the connection with it. Do
+                    // not get stuck on it: sync the folders known so far
+                    // for a while, and try LIST again later.
+                    self.list_unreadable_until = Some(Instant::now() + LIST_RETRY);
+                    return Err(Failure::new(
+                        f.kind,
+                        format!(
+                            "{}; syncing the folders known so far, listing again in {} min",
+                            f.message,
+                            LIST_RETRY.as_secs() / 60
+                        ),
+                    ));
+                }
+                Err(f) => return Err(f),
+            }
+        } else if full {
+            let mut known: Vec<_> = self
+                .store
+                .folders(&self.id)
+                .map_err(Failure::from)?
+                .into_iter()
+                .filter(|f| f.selectable)
+                .collect();
+            if !known.iter().any(|f| f.name.eq_ignore_ascii_case("INBOX")) {
+                known.push(
+                    self.store
+                        .upsert_folder(&self.id, "INBOX", "INBOX", None, Some("inbox".into()), true)
+                        .map_err(Failure::from)?,
+                );
+            }
+            known
         } else {
             match self
                 .store
@@ -312,7 +364,11 @@ impl Engine {
         {
             let status = step("STATUS", session.status("INBOX", "(UIDNEXT)")).await?;
             drain(&mut session);
-            let known = inbox.state.map(|s| s.uidnext).unwrap_or(0);
+            let known = inbox
+                .state
+                .map(|s| s.uidnext)
+                .unwrap_or(0)
+                .max(self.inbox_next.load(std::sync::atomic::Ordering::Relaxed));
             if status.uid_next.is_some_and(|n| n > known) {
                 return Ok((session, Wake::NewData));
             }

@@ -68,8 +68,17 @@ pub async fn step_within<T>(
     }
 }
 
-/// Classify an async-imap error.
+/// Classify an async-imap error. Its text is cut to a sentence's length:
+/// some errors quote everything the server sent.
 pub fn imap_failure(what: &str, e: async_imap::error::Error) -> Failure {
+    let mut f = classify(what, e);
+    if f.message.chars().count() > 300 {
+        f.message = f.message.chars().take(300).chain("…".chars()).collect();
+    }
+    f
+}
+
+fn classify(what: &str, e: async_imap::error::Error) -> Failure {
     use async_imap::error::Error as E;
     match e {
         E::Io(io) => Failure::new(
