@@ -365,3 +365,81 @@ fn kill_rounds_during_cut_short_fetches_end_with_every_message_once() {
     });
     assert_stored(&bus, &d, &path, &msgs);
 }
+
+// ---------------------------------------------------------------------------
+// Finding 8: an endless line is bounded, and retried with backoff
+// ---------------------------------------------------------------------------
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
+    // The command name may hold spaces: fields count from after its ')'.
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0
+}
+
+#[test]
+fn an_endless_line_costs_little_cpu_and_is_retried_with_backoff() {
+    let server = ScriptedImap::start();
+    let msgs = vec![message(1, "After the endless line")];
+    server.add_message(b"INBOX", msgs[0].clone());
+    server.set_faults(Faults {
+        endless_on: Some("LIST".into()),
+        ..Faults::default()
+    });
+    let bus = Bus::start();
+    let d = facteurd(&bus);
+    let path = create(&bus, &server);
+    wait_until(DEADLINE, || (server.connections() >= 1).then_some(())).expect("facteurd connects");
+    let (pid, cpu0, conns0, t0) = (
+        d.pid(),
+        cpu_seconds(d.pid()),
+        server.connections(),
+        Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let (cpu, conns) = (cpu_seconds(pid) - cpu0, server.connections() - conns0);
+    eprintln!(
+        "{:?}: {cpu:.2} CPU-seconds, {conns} new connection(s)",
+        t0.elapsed()
+    );
+    assert!(
+        cpu < 2.0,
+        "facteurd used {cpu:.2} CPU-seconds in 10 s of an endless line\n{}",
+        tail(&d, 30)
+    );
+    assert!(
+        conns <= 4,
+        "{conns} connections in 10 s: not backing off\n{}",
+        tail(&d, 30)
+    );
+    let p = wait_account(
+        &bus,
+        &d,
+        &path,
+        "offline with a clear error",
+        DEADLINE,
+        |p| p.str("State") == "offline" && p.str("LastError").contains("line"),
+    );
+    let error = p.str("LastError");
+    assert!(error.contains("longer than"), "LastError: {error:?}");
+    assert!(
+        error.len() < 400,
+        "LastError is not a sentence: {} bytes",
+        error.len()
+    );
+    server.behave();
+    sync_until_ok(&bus, &d, &path);
+    wait_account(
+        &bus,
+        &d,
+        &path,
+        "synced after the server behaves",
+        LONG,
+        |p| p.u32("MessageCount") == 1 && p.str("LastError").is_empty(),
+    );
+    assert_stored(&bus, &d, &path, &msgs);
+}

@@ -11,7 +11,7 @@
 //! on the tagged `OK` of that command; `NO`/`BAD`, a `BYE`, the end of the
 //! stream or a stall of [`net::COMMAND_TIMEOUT`] between two responses is a
 //! [`Failure`]. The helpers below take what the sync needs out of the
-//! untagged responses (FETCH attributes, SEARCH UIDs, LIST entries).
+//! untagged responses (FETCH attributes, LIST entries).
 
 use std::borrow::Cow;
 
@@ -151,13 +151,6 @@ pub fn fetched(resp: &Response<'_>) -> Option<Fetched> {
         }
     }
     Some(f)
-}
-
-/// The UIDs of a SEARCH response.
-pub fn searched(resp: &Response<'_>, into: &mut std::collections::BTreeSet<u32>) {
-    if let Response::MailboxData(MailboxDatum::Search(uids)) = resp {
-        into.extend(uids.iter().copied());
-    }
 }
 
 /// One LIST entry.

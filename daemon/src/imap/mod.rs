@@ -10,6 +10,7 @@
 //! It owns no D-Bus code: it reports through [`crate::events::Reporter`]
 //! and answers [`Request`]s from the scheduler.
 
+pub mod bounded;
 pub mod command;
 pub mod folders;
 pub mod session;

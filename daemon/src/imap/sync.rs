@@ -3,7 +3,8 @@
 //! One pass over one folder: SELECT, a UIDVALIDITY check (a change drops
 //! the folder's local copy and fetches it again, leaving nothing stale),
 //! flag changes (CONDSTORE `CHANGEDSINCE` when offered, else a full UID and
-//! FLAGS comparison), expunges (a UID SEARCH compared with the local UIDs),
+//! FLAGS comparison), expunges (the server's UIDs, listed by a UID FETCH,
+//! compared with the local UIDs),
 //! then the messages to fetch, streamed in UID batches bounded in count and
 //! bytes: the new ones (from the folder's high-water mark on) and any the
 //! server has below it that are not stored here (a fetch cut short before,
@@ -158,7 +159,9 @@ impl Engine {
                     uidnext: known_next,
                     ..state
                 };
-                missing = self.sync_known(session, folder, state, modseq).await?;
+                missing = self
+                    .sync_known(session, folder, state, (modseq, mailbox.exists))
+                    .await?;
             }
         }
         if !missing.is_empty() {
@@ -226,7 +229,7 @@ impl Engine {
         session: &mut ImapSession,
         folder: &FolderInfo,
         state: FolderState,
-        modseq: u64,
+        (modseq, exists): (u64, u32),
     ) -> Result<Vec<u32>, Failure> {
         let mut local_uids = self.store.uids(&self.id, folder.no).map_err(local)?;
         // Below the mark, and over every stored UID (some may lie above a
@@ -237,17 +240,37 @@ impl Engine {
             .max(local_uids.keys().next_back().copied().unwrap_or(0))
             .max(1);
         let range = format!("1:{top}");
-        // Expunges: what the server still has below the known UIDNEXT. Only
-        // a complete answer counts (see `command`): a partial one would take
-        // stored messages for expunged.
+        // What the server still has there, as one FETCH response per
+        // message (a SEARCH answer is one line that grows with the mailbox,
+        // past any bound on a line; see `bounded`), with the flags unless
+        // CONDSTORE tells which changed. Only a complete answer counts (see
+        // `command`): a partial one would take stored messages for
+        // expunged.
+        let condstore = self.caps.condstore && state.highestmodseq > 0;
         let mut on_server = BTreeSet::new();
-        command::run(
-            session,
-            "UID SEARCH",
-            &format!("UID SEARCH UID {range}"),
-            |r| command::searched(r, &mut on_server),
-        )
-        .await?;
+        let mut server_flags: BTreeMap<u32, Flags> = BTreeMap::new();
+        if exists > 0 {
+            let items = if condstore { "(UID)" } else { "(UID FLAGS)" };
+            command::run(
+                session,
+                "UID FETCH",
+                &format!("UID FETCH {range} {items}"),
+                |r| {
+                    if let Some(Fetched {
+                        uid: Some(uid),
+                        flags,
+                        ..
+                    }) = command::fetched(r)
+                    {
+                        on_server.insert(uid);
+                        if !condstore {
+                            server_flags.insert(uid, flags_of(&flags));
+                        }
+                    }
+                },
+            )
+            .await?;
+        }
         on_server.retain(|u| *u <= top);
         let gone: Vec<u32> = local_uids
             .keys()
@@ -275,36 +298,33 @@ impl Engine {
             .copied()
             .filter(|u| *u < state.uidnext && !local_uids.contains_key(u))
             .collect();
-        // Flags: only what changed since the last HIGHESTMODSEQ when the
-        // server does CONDSTORE, else all of them.
-        if self.caps.condstore && state.highestmodseq > 0 && modseq == state.highestmodseq {
-            return Ok(missing);
-        }
-        let query = if self.caps.condstore && state.highestmodseq > 0 {
-            format!("(UID FLAGS) (CHANGEDSINCE {})", state.highestmodseq)
-        } else {
-            "(UID FLAGS)".to_owned()
-        };
-        let mut changes: Vec<(u32, Flags)> = Vec::new();
-        command::run(
-            session,
-            "UID FETCH FLAGS",
-            &format!("UID FETCH {range} {query}"),
-            |r| {
-                if let Some(Fetched {
-                    uid: Some(uid),
-                    flags,
-                    ..
-                }) = command::fetched(r)
-                {
-                    let flags = flags_of(&flags);
-                    if local_uids.get(&uid).is_some_and(|old| *old != flags) {
-                        changes.push((uid, flags));
+        // Flags with CONDSTORE: only what changed since the last
+        // HIGHESTMODSEQ, and nothing when it did not move.
+        if condstore && modseq != state.highestmodseq {
+            command::run(
+                session,
+                "UID FETCH FLAGS",
+                &format!(
+                    "UID FETCH {range} (UID FLAGS) (CHANGEDSINCE {})",
+                    state.highestmodseq
+                ),
+                |r| {
+                    if let Some(Fetched {
+                        uid: Some(uid),
+                        flags,
+                        ..
+                    }) = command::fetched(r)
+                    {
+                        server_flags.insert(uid, flags_of(&flags));
                     }
-                }
-            },
-        )
-        .await?;
+                },
+            )
+            .await?;
+        }
+        let changes: Vec<(u32, Flags)> = server_flags
+            .into_iter()
+            .filter(|(uid, flags)| local_uids.get(uid).is_some_and(|old| old != flags))
+            .collect();
         if !changes.is_empty() {
             self.store
                 .set_flags(&self.id, folder, &changes, None)
