@@ -139,7 +139,6 @@ fn list(bus: &Bus, path: &str, folder: &str) -> Vec<HashMap<String, OwnedValue>>
 }
 
 /// `ListFolders()`: the folder names.
-#[allow(dead_code)]
 fn folder_names(bus: &Bus, path: &str) -> Vec<String> {
     bus.call_facteur(path, names::ACCOUNT_INTERFACE, "ListFolders", &())
         .unwrap_or_else(|e| panic!("ListFolders failed: {e}"))
@@ -442,4 +441,133 @@ fn an_endless_line_costs_little_cpu_and_is_retried_with_backoff() {
         |p| p.u32("MessageCount") == 1 && p.str("LastError").is_empty(),
     );
     assert_stored(&bus, &d, &path, &msgs);
+}
+
+// ---------------------------------------------------------------------------
+// Finding 7: what a server names must not take facteurd off the bus
+// ---------------------------------------------------------------------------
+
+/// A message in `mailbox` with this raw Subject header.
+fn add_raw(server: &ScriptedImap, mailbox: &[u8], uid: u32, subject: &str) -> Message {
+    let m = message(uid, subject);
+    server.add_message(mailbox, m.clone());
+    m
+}
+
+/// ListMessages of `folder` returns exactly `expected`, byte for byte.
+fn assert_folder(bus: &Bus, path: &str, folder: &str, expected: &[&Message]) {
+    let listed = list(bus, path, folder);
+    assert_eq!(listed.len(), expected.len(), "ListMessages({folder:?})");
+    let mut got: Vec<Vec<u8>> = listed.iter().map(|m| get(bus, &field(m, "id"))).collect();
+    let mut want: Vec<Vec<u8>> = expected.iter().map(|m| m.body.clone()).collect();
+    got.sort();
+    want.sort();
+    assert!(
+        got == want,
+        "the messages of {folder:?} are not what the server sent"
+    );
+}
+
+#[test]
+fn a_nul_in_a_folder_name_or_a_subject_keeps_facteurd_on_the_bus() {
+    let server = ScriptedImap::start();
+    let inbox = add_raw(&server, b"INBOX", 1, "Plain");
+    let nul_subject = add_raw(&server, b"INBOX", 2, "=?utf-8?q?nul=00here?=");
+    server.add_mailbox(b"Bad\0Name");
+    let in_nul = add_raw(&server, b"Bad\0Name", 1, "In the NUL folder");
+    // Modified UTF-7 for U+0000, and two spellings of "Café".
+    server.add_mailbox(b"Utf7&AAA-Nul");
+    let in_utf7 = add_raw(&server, b"Utf7&AAA-Nul", 1, "In the UTF-7 NUL folder");
+    server.add_mailbox(b"Caf&AOk-");
+    let in_utf7_cafe = add_raw(&server, b"Caf&AOk-", 1, "Cafe in modified UTF-7");
+    server.add_mailbox("Café".as_bytes());
+    let in_raw_cafe = add_raw(&server, "Café".as_bytes(), 1, "Cafe in raw UTF-8");
+    let bus = Bus::start();
+    let mut d = facteurd(&bus);
+    let path = create(&bus, &server);
+    wait_account(&bus, &d, &path, "synced", DEADLINE, |p| {
+        p.str("State") == "idle" && p.u32("MessageCount") == 6
+    });
+    for round in ["before", "after"] {
+        assert!(
+            bus.name_has_owner(names::BUS_NAME),
+            "facteurd left the bus {round} a restart"
+        );
+        let names: BTreeSet<String> = folder_names(&bus, &path).into_iter().collect();
+        let expected: BTreeSet<String> = [
+            "INBOX",
+            "Bad\u{2400}Name",
+            "Utf7\u{2400}Nul",
+            "Café",
+            "Café [Caf&AOk-]",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(names, expected, "ListFolders {round} a restart");
+        assert_folder(&bus, &path, "INBOX", &[&inbox, &nul_subject]);
+        let subjects: Vec<String> = list(&bus, &path, "INBOX")
+            .iter()
+            .map(|m| field(m, "subject"))
+            .collect();
+        // mail-parser turns that NUL into a space; either way it is not
+        // sent raw (D-Bus would refuse it) and the list stays readable.
+        assert!(
+            subjects
+                .iter()
+                .any(|s| s.starts_with("nul") && s.ends_with("here")),
+            "the Subject with a NUL is not listed: {subjects:?}"
+        );
+        assert_folder(&bus, &path, "Bad\u{2400}Name", &[&in_nul]);
+        assert_folder(&bus, &path, "Utf7\u{2400}Nul", &[&in_utf7]);
+        assert_folder(&bus, &path, "Café", &[&in_raw_cafe]);
+        assert_folder(&bus, &path, "Café [Caf&AOk-]", &[&in_utf7_cafe]);
+        if round == "before" {
+            d.restart();
+            sync_until_ok(&bus, &d, &path);
+        }
+    }
+    // What facteurd asked for is the server's spelling, byte for byte.
+    let commands = server.commands();
+    assert!(
+        commands
+            .iter()
+            .any(|(_, c)| c.contains("SELECT \"Bad\0Name\"")),
+        "the NUL folder was not selected by its raw name"
+    );
+}
+
+#[test]
+fn an_invalid_utf8_folder_name_does_not_stop_the_sync() {
+    let server = ScriptedImap::start();
+    let inbox = add_raw(&server, b"INBOX", 1, "Inbox mail");
+    server.add_mailbox(b"Bad\xffName");
+    add_raw(&server, b"Bad\xffName", 1, "Behind an invalid name");
+    server.add_mailbox(b"Work");
+    let work = add_raw(&server, b"Work", 1, "Work mail");
+    let bus = Bus::start();
+    let mut d = facteurd(&bus);
+    let path = create(&bus, &server);
+    wait_account(&bus, &d, &path, "synced", DEADLINE, |p| {
+        p.str("State") == "idle" && p.u32("MessageCount") == 2 && p.str("LastError").is_empty()
+    });
+    for round in ["before", "after"] {
+        assert!(
+            bus.name_has_owner(names::BUS_NAME),
+            "facteurd left the bus {round} a restart"
+        );
+        let names: BTreeSet<String> = folder_names(&bus, &path).into_iter().collect();
+        let expected: BTreeSet<String> = ["INBOX", "Bad\u{fffd}Name", "Work"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(names, expected, "ListFolders {round} a restart");
+        assert_folder(&bus, &path, "INBOX", &[&inbox]);
+        assert_folder(&bus, &path, "Work", &[&work]);
+        assert_folder(&bus, &path, "Bad\u{fffd}Name", &[]);
+        if round == "before" {
+            d.restart();
+            assert_eq!(sync_until_ok(&bus, &d, &path), 0);
+        }
+    }
 }

@@ -9,7 +9,8 @@
 //! Display names are unique per account: two server names that decode to
 //! the same text (`&AOk-` and a raw UTF-8 `é`) both stay, the second shown
 //! with its server spelling beside it. A name that cannot be sent back in a
-//! command (CR or LF) is listed but not selected.
+//! command as the server spelled it (CR or LF; bytes that are not UTF-8,
+//! which imap-proto hands over as U+FFFD) is listed but not selected.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -138,11 +139,16 @@ impl Engine {
             }
             let raw = n.name.as_str();
             let shown = displays.get(raw).cloned().unwrap_or_else(|| raw.to_owned());
-            let sendable = !raw.contains(['\r', '\n']);
+            // A line break cannot be sent back in a command; a name that
+            // was not UTF-8 reaches us with U+FFFD in place of its bytes
+            // (imap-proto decodes lossily), so it cannot be named back
+            // exactly. Both are listed, and not opened.
+            let sendable = !raw.contains(['\r', '\n', '\u{fffd}']);
             if !sendable {
                 warn!(
-                    "Account {}: the server lists a folder whose name holds a line break \
-                     ({:?}); it cannot be opened and is skipped.",
+                    "Account {}: the server lists a folder whose name cannot be sent back \
+                     as it is spelled ({:?}: a line break, or bytes that are not UTF-8); \
+                     it is listed but not synced.",
                     self.id, shown
                 );
             }

@@ -21,9 +21,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use tracing::{debug, info, warn};
 
 use super::command::{self, Fetched};
-use super::session::{drain, step, ImapSession};
+use super::session::{drain, imap_failure, step_within, ImapSession};
 use super::Engine;
-use crate::net::{Failure, FailureKind};
+use crate::net::{self, Failure, FailureKind};
 use crate::store::{Flags, FolderInfo, FolderState, NewMessage};
 
 pub use super::folders::role_from_name;
@@ -97,10 +97,27 @@ impl Engine {
         folder: &FolderInfo,
         samples: &mut Vec<(String, String)>,
     ) -> Result<u32, Failure> {
-        let mailbox = if self.caps.condstore {
-            step("SELECT", session.select_condstore(&folder.name)).await?
-        } else {
-            step("SELECT", session.select(&folder.name)).await?
+        let selected = step_within(net::COMMAND_TIMEOUT, "SELECT", async {
+            // A NO is an answer about this folder (gone since LIST, or not
+            // for us): the other folders are still synced.
+            let r = if self.caps.condstore {
+                session.select_condstore(&folder.name).await
+            } else {
+                session.select(&folder.name).await
+            };
+            Ok(r)
+        })
+        .await?;
+        let mailbox = match selected {
+            Ok(m) => m,
+            Err(async_imap::error::Error::No(why)) => {
+                warn!(
+                    "Account {}: the server refused to open folder {:?} ({why}); skipping it this time.",
+                    self.id, folder.display
+                );
+                return Ok(0);
+            }
+            Err(e) => return Err(imap_failure("SELECT", e)),
         };
         drain(session);
         let uidvalidity = mailbox.uid_validity.ok_or_else(|| {
