@@ -16,6 +16,7 @@
 //!   body FETCH;
 //! - a body FETCH that leaves out one UID and still answers `OK`;
 //! - an endless line (bytes without CRLF) instead of an answer;
+//! - a LIST entry that no parser can read;
 //! - folder names are raw bytes, sent as literals when they are not plain
 //!   ASCII: a NUL, invalid UTF-8, two names that decode to the same text.
 //!
@@ -67,6 +68,8 @@ pub struct Faults {
     /// Answer this command (upper case, e.g. `LIST`; `GREETING` for the
     /// greeting) with an endless line.
     pub endless_on: Option<String>,
+    /// Put a LIST line no parser can read among the LIST answers.
+    pub garbage_list: bool,
 }
 
 #[derive(Debug, Default)]
@@ -362,6 +365,9 @@ impl Conn {
                     r.extend_from_slice(&astring(&name));
                     r.extend_from_slice(b"\r\n");
                     self.out.write_all(&r)?;
+                }
+                if self.lock().faults.garbage_list {
+                    self.out.write_all(b"* LIST ((( \"/\" )\r\n")?;
                 }
                 ok(&mut self.out, &cmd)?;
             }

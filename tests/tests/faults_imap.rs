@@ -382,11 +382,22 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 #[test]
 fn an_endless_line_costs_little_cpu_and_is_retried_with_backoff() {
+    endless_line_on("LIST");
+}
+
+#[test]
+fn an_endless_greeting_costs_little_cpu_and_is_retried_with_backoff() {
+    endless_line_on("GREETING");
+}
+
+/// The server answers `command` with an endless line for 10 s, then
+/// behaves.
+fn endless_line_on(command: &str) {
     let server = ScriptedImap::start();
     let msgs = vec![message(1, "After the endless line")];
     server.add_message(b"INBOX", msgs[0].clone());
     server.set_faults(Faults {
-        endless_on: Some("LIST".into()),
+        endless_on: Some(command.into()),
         ..Faults::default()
     });
     let bus = Bus::start();
@@ -570,4 +581,33 @@ fn an_invalid_utf8_folder_name_does_not_stop_the_sync() {
             assert_eq!(sync_until_ok(&bus, &d, &path), 0);
         }
     }
+}
+
+#[test]
+fn a_folder_list_that_cannot_be_read_does_not_stop_the_known_folders() {
+    let server = ScriptedImap::start();
+    let mut inbox = vec![add_raw(&server, b"INBOX", 1, "Inbox one")];
+    server.add_mailbox(b"Work");
+    let mut work = vec![add_raw(&server, b"Work", 1, "Work one")];
+    let bus = Bus::start();
+    let d = facteurd(&bus);
+    let path = create(&bus, &server);
+    wait_account(&bus, &d, &path, "synced", DEADLINE, |p| {
+        p.str("State") == "idle" && p.u32("MessageCount") == 2
+    });
+    server.set_faults(Faults {
+        garbage_list: true,
+        ..Faults::default()
+    });
+    inbox.push(add_raw(&server, b"INBOX", 2, "Inbox two"));
+    work.push(add_raw(&server, b"Work", 2, "Work two"));
+    // The first full pass meets the unreadable LIST and fails; the next
+    // ones sync the folders known so far.
+    sync_until_ok(&bus, &d, &path);
+    wait_account(&bus, &d, &path, "holding all 4", LONG, |p| {
+        p.u32("MessageCount") == 4
+    });
+    assert!(bus.name_has_owner(names::BUS_NAME));
+    assert_folder(&bus, &path, "INBOX", &inbox.iter().collect::<Vec<_>>());
+    assert_folder(&bus, &path, "Work", &work.iter().collect::<Vec<_>>());
 }

@@ -14,10 +14,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::command::{self, Listed};
-use super::{utf7, Engine};
+use super::{utf7, Engine, LIST_RETRY};
 use crate::net::Failure;
 use crate::store::FolderInfo;
 
@@ -190,6 +191,55 @@ impl Engine {
         }
         folders.sort_by_key(|f| (f.role.as_deref() != Some("inbox"), f.display.clone()));
         Ok(folders)
+    }
+
+    /// The folders of a full pass: LIST, or the folders known so far while
+    /// LIST is set aside after an answer the parser refused.
+    pub(super) async fn list_or_known(
+        &mut self,
+        session: &mut ImapSession,
+    ) -> Result<Vec<FolderInfo>, Failure> {
+        let list_ok = self
+            .list_unreadable_until
+            .is_none_or(|until| Instant::now() >= until);
+        if list_ok {
+            return match self.sync_folder_list(session).await {
+                Ok(f) => {
+                    self.list_unreadable_until = None;
+                    Ok(f)
+                }
+                Err(f) if command::is_unreadable(&f) => {
+                    // One entry the parser refuses fails the whole LIST
+                    // and the connection with it. Do not get stuck on it: sync the folders known so far
+                    // for a while, and try LIST again later.
+                    self.list_unreadable_until = Some(Instant::now() + LIST_RETRY);
+                    Err(Failure::new(
+                        f.kind,
+                        format!(
+                            "{}; syncing the folders known so far, listing again in {} min",
+                            f.message,
+                            LIST_RETRY.as_secs() / 60
+                        ),
+                    ))
+                }
+                Err(f) => Err(f),
+            };
+        }
+        let mut known: Vec<_> = self
+            .store
+            .folders(&self.id)
+            .map_err(Failure::from)?
+            .into_iter()
+            .filter(|f| f.selectable)
+            .collect();
+        if !known.iter().any(|f| f.name.eq_ignore_ascii_case("INBOX")) {
+            known.push(
+                self.store
+                    .upsert_folder(&self.id, "INBOX", "INBOX", None, Some("inbox".into()), true)
+                    .map_err(Failure::from)?,
+            );
+        }
+        Ok(known)
     }
 }
 

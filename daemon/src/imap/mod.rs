@@ -49,7 +49,7 @@ const BACKOFF_START: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(80);
 /// How long the known folders are synced without LIST after the server
 /// sent a folder list that cannot be read.
-const LIST_RETRY: Duration = Duration::from_secs(30 * 60);
+pub(crate) const LIST_RETRY: Duration = Duration::from_secs(30 * 60);
 
 /// One account's engine. Lives in its own task; ends when `cancel` fires.
 pub struct Engine {
@@ -266,48 +266,8 @@ impl Engine {
     /// selected, ready for IDLE.
     async fn pass(&mut self, session: &mut ImapSession, full: bool) -> Result<u32, Failure> {
         let mut samples = Vec::new();
-        let list_ok = self
-            .list_unreadable_until
-            .is_none_or(|until| Instant::now() >= until);
-        let folders = if full && list_ok {
-            match self.sync_folder_list(session).await {
-                Ok(f) => {
-                    self.list_unreadable_until = None;
-                    f
-                }
-                Err(f) if command::is_unreadable(&f) => {
-                    // One name the parser refuses (invalid UTF-8, say)
-                    // fails the whole LIST and the connection with it. Do
-                    // not get stuck on it: sync the folders known so far
-                    // for a while, and try LIST again later.
-                    self.list_unreadable_until = Some(Instant::now() + LIST_RETRY);
-                    return Err(Failure::new(
-                        f.kind,
-                        format!(
-                            "{}; syncing the folders known so far, listing again in {} min",
-                            f.message,
-                            LIST_RETRY.as_secs() / 60
-                        ),
-                    ));
-                }
-                Err(f) => return Err(f),
-            }
-        } else if full {
-            let mut known: Vec<_> = self
-                .store
-                .folders(&self.id)
-                .map_err(Failure::from)?
-                .into_iter()
-                .filter(|f| f.selectable)
-                .collect();
-            if !known.iter().any(|f| f.name.eq_ignore_ascii_case("INBOX")) {
-                known.push(
-                    self.store
-                        .upsert_folder(&self.id, "INBOX", "INBOX", None, Some("inbox".into()), true)
-                        .map_err(Failure::from)?,
-                );
-            }
-            known
+        let folders = if full {
+            self.list_or_known(session).await?
         } else {
             match self
                 .store
