@@ -403,7 +403,28 @@ impl Engine {
             .collect();
         let mut batches: Vec<Vec<u32>> = Vec::new();
         let (mut current, mut bytes) = (Vec::new(), 0u64);
-        for (uid, size) in listed.iter().filter(|(u, _)| !stored.contains(u)) {
+        let too_big: Vec<u32> = listed
+            .iter()
+            .filter(|(u, size)| **size > super::bounded::MAX_LITERAL && !stored.contains(u))
+            .map(|(u, _)| *u)
+            .collect();
+        if !too_big.is_empty() {
+            // The reader refuses such a literal (see `bounded`): asking for
+            // it would fail every pass. It stays on the server, and the mark
+            // stays below it.
+            warn!(
+                "Account {}: message(s) {} of {} are larger than the {} MiB facteur accepts; \
+                 they stay on the server.",
+                self.id,
+                uid_set(&too_big),
+                folder.display,
+                super::bounded::MAX_LITERAL / (1024 * 1024)
+            );
+        }
+        for (uid, size) in listed
+            .iter()
+            .filter(|(u, _)| !stored.contains(u) && !too_big.contains(u))
+        {
             if !current.is_empty()
                 && (current.len() >= BATCH_MESSAGES || bytes + size > BATCH_BYTES)
             {
