@@ -47,6 +47,7 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 pub mod dovecot;
 pub mod mta;
 pub mod notifications;
+pub mod scripted_imap;
 pub mod tls;
 pub mod xml;
 

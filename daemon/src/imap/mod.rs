@@ -10,6 +10,9 @@
 //! It owns no D-Bus code: it reports through [`crate::events::Reporter`]
 //! and answers [`Request`]s from the scheduler.
 
+pub mod bounded;
+pub mod command;
+pub mod folders;
 pub mod session;
 pub mod sync;
 pub mod utf7;
@@ -45,6 +48,9 @@ const NOOP_INTERVAL: Duration = Duration::from_secs(60);
 const BACKOFF_START: Duration = Duration::from_secs(2);
 /// Longest reconnection delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(80);
+/// How long the known folders are synced without LIST after the server
+/// sent a folder list that cannot be read.
+pub(crate) const LIST_RETRY: Duration = Duration::from_secs(30 * 60);
 
 /// One account's engine. Lives in its own task; ends when `cancel` fires.
 pub struct Engine {
@@ -55,6 +61,11 @@ pub struct Engine {
     reporter: Reporter,
     caps: Caps,
     healthy: bool,
+    /// The UIDNEXT of INBOX at its last pass, as the server announced it.
+    inbox_next: std::sync::atomic::AtomicU32,
+    /// Until when LIST is not tried again after the server sent a folder
+    /// list that cannot be read (see [`Engine::pass`]).
+    list_unreadable_until: Option<Instant>,
 }
 
 /// Why a session ended.
@@ -93,6 +104,8 @@ impl Engine {
             reporter,
             caps: Caps::default(),
             healthy: false,
+            inbox_next: std::sync::atomic::AtomicU32::new(0),
+            list_unreadable_until: None,
         }
     }
 
@@ -304,7 +317,7 @@ impl Engine {
     async fn pass(&mut self, session: &mut ImapSession, full: bool) -> Result<u32, Failure> {
         let mut samples = Vec::new();
         let folders = if full {
-            self.sync_folder_list(session).await?
+            self.list_or_known(session).await?
         } else {
             match self
                 .store
@@ -362,7 +375,11 @@ impl Engine {
         {
             let status = step("STATUS", session.status("INBOX", "(UIDNEXT)")).await?;
             drain(&mut session);
-            let known = inbox.state.map(|s| s.uidnext).unwrap_or(0);
+            let known = inbox
+                .state
+                .map(|s| s.uidnext)
+                .unwrap_or(0)
+                .max(self.inbox_next.load(std::sync::atomic::Ordering::Relaxed));
             if status.uid_next.is_some_and(|n| n > known) {
                 return Ok((session, Wake::NewData));
             }

@@ -14,11 +14,16 @@ use std::time::Duration;
 use async_imap::{Client, Session};
 use tracing::debug;
 
+use super::bounded::Bounded;
 use crate::accounts::{Security, Settings};
 use crate::net::{self, Failure, FailureKind, Stream};
 
+/// The stream under an IMAP client: response lines bounded (see
+/// [`Bounded`]).
+pub type ImapStream = Bounded<Stream>;
+
 /// A logged-in session.
-pub type ImapSession = Session<Stream>;
+pub type ImapSession = Session<ImapStream>;
 
 /// What the server can do, as far as the sync engine cares.
 #[derive(Debug, Clone, Default)]
@@ -68,8 +73,17 @@ pub async fn step_within<T>(
     }
 }
 
-/// Classify an async-imap error.
+/// Classify an async-imap error. Its text is cut to a sentence's length:
+/// some errors quote everything the server sent.
 pub fn imap_failure(what: &str, e: async_imap::error::Error) -> Failure {
+    let mut f = classify(what, e);
+    if f.message.chars().count() > 300 {
+        f.message = f.message.chars().take(300).chain("…".chars()).collect();
+    }
+    f
+}
+
+fn classify(what: &str, e: async_imap::error::Error) -> Failure {
     use async_imap::error::Error as E;
     match e {
         E::Io(io) => Failure::new(
@@ -130,7 +144,10 @@ impl async_imap::Authenticator for &Plain<'_> {
 }
 
 /// CAPABILITY on a client that is not logged in yet.
-pub async fn client_capabilities(client: &mut Client<Stream>) -> Result<Vec<String>, Failure> {
+pub async fn client_capabilities<T>(client: &mut Client<T>) -> Result<Vec<String>, Failure>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send,
+{
     // An unauthenticated Client has no capabilities() of its own: run the
     // command and collect its untagged answer from the side channel.
     let (tx, rx) = async_channel::bounded(16);
@@ -154,7 +171,7 @@ pub async fn client_capabilities(client: &mut Client<Stream>) -> Result<Vec<Stri
     Ok(all)
 }
 
-async fn capabilities(client: &mut Client<Stream>) -> Result<Caps, Failure> {
+async fn capabilities(client: &mut Client<ImapStream>) -> Result<Caps, Failure> {
     Ok(caps_from(client_capabilities(client).await?))
 }
 
@@ -175,7 +192,10 @@ fn caps_from(all: Vec<String>) -> Caps {
 /// Read the server's greeting (RFC 3501 §7.1); returns its text. A server
 /// that greets with PREAUTH or BYE, or not as IMAP, is refused. No timeout
 /// of its own: callers bound it.
-pub async fn greeting(client: &mut Client<Stream>, host: &str) -> Result<String, Failure> {
+pub async fn greeting<T>(client: &mut Client<T>, host: &str) -> Result<String, Failure>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send,
+{
     let resp = client
         .read_response()
         .await
@@ -237,7 +257,7 @@ pub async fn connect(settings: &Settings, password: &str) -> Result<(ImapSession
         insecure,
     )
     .await?;
-    let mut client = Client::new(stream);
+    let mut client = Client::new(Bounded::new(stream));
     tokio::time::timeout(net::COMMAND_TIMEOUT, greeting(&mut client, host))
         .await
         .map_err(|_| {
@@ -267,8 +287,8 @@ pub async fn connect(settings: &Settings, password: &str) -> Result<(ImapSession
         .await?;
         // into_inner() drops whatever the server sent after its OK: nothing
         // read before TLS is trusted after it (response injection).
-        let tls = net::starttls(client.into_inner(), host, insecure).await?;
-        client = Client::new(tls);
+        let tls = net::starttls(client.into_inner().into_inner(), host, insecure).await?;
+        client = Client::new(Bounded::new(tls));
         // RFC 3501 §6.2.1: capabilities learned before TLS are discarded.
         caps = capabilities(&mut client).await?;
     }

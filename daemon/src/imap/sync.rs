@@ -3,23 +3,30 @@
 //! One pass over one folder: SELECT, a UIDVALIDITY check (a change drops
 //! the folder's local copy and fetches it again, leaving nothing stale),
 //! flag changes (CONDSTORE `CHANGEDSINCE` when offered, else a full UID and
-//! FLAGS comparison), expunges (a UID SEARCH compared with the local UIDs),
-//! then new messages from the stored UIDNEXT on, streamed in UID batches
-//! bounded in count and bytes. Each batch is stored with the folder state
-//! that covers it; nothing is announced before it is durable.
+//! FLAGS comparison), expunges (the server's UIDs, listed by a UID FETCH,
+//! compared with the local UIDs),
+//! then the messages to fetch, streamed in UID batches bounded in count and
+//! bytes: the new ones (from the folder's high-water mark on) and any the
+//! server has below it that are not stored here (a fetch cut short before,
+//! a damaged message file whose record the store dropped).
 //!
-//! Also the folder list: LIST with SPECIAL-USE roles (RFC 6154), names
-//! decoded from modified UTF-7, name heuristics when the server has none.
+//! The high-water mark (the stored UIDNEXT) only ever covers UIDs that are
+//! stored or that the server no longer lists: a FETCH that ends early (BYE,
+//! a closed connection) fails the pass, and one that leaves a UID out moves
+//! the mark no further than that UID. Each batch is stored with the state
+//! that covers it; nothing is announced before it is durable.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use futures_util::TryStreamExt as _;
 use tracing::{debug, info, warn};
 
-use super::session::{drain, step, ImapSession};
-use super::{utf7, Engine};
-use crate::net::{Failure, FailureKind};
+use super::command::{self, Fetched};
+use super::session::{drain, imap_failure, step_within, ImapSession};
+use super::Engine;
+use crate::net::{self, Failure, FailureKind};
 use crate::store::{Flags, FolderInfo, FolderState, NewMessage};
+
+pub use super::folders::role_from_name;
 
 /// Most messages fetched in one FETCH.
 const BATCH_MESSAGES: usize = 250;
@@ -31,80 +38,16 @@ fn local(e: anyhow::Error) -> Failure {
     Failure::new(FailureKind::Local, format!("{e:#}"))
 }
 
-/// Role of a folder from its SPECIAL-USE attributes.
-fn special_use(attrs: &[imap_proto::NameAttribute<'_>]) -> Option<&'static str> {
-    use imap_proto::NameAttribute as A;
-    attrs.iter().find_map(|a| match a {
-        A::Sent => Some("sent"),
-        A::Drafts => Some("drafts"),
-        A::Trash => Some("trash"),
-        A::Junk => Some("spam"),
-        A::Archive => Some("archive"),
-        _ => None,
-    })
-}
-
-/// Role of a folder from its name, for servers without SPECIAL-USE.
-pub fn role_from_name(display: &str, delimiter: Option<&str>) -> Option<&'static str> {
-    let leaf = match delimiter {
-        Some(d) if !d.is_empty() => display.rsplit(d).next().unwrap_or(display),
-        _ => display,
-    };
-    let leaf = leaf.to_lowercase();
-    let table: &[(&str, &[&str])] = &[
-        (
-            "sent",
-            &[
-                "sent",
-                "sent items",
-                "sent messages",
-                "sent mail",
-                "envoyés",
-                "éléments envoyés",
-                "gesendet",
-            ],
-        ),
-        ("drafts", &["drafts", "draft", "brouillons", "entwürfe"]),
-        (
-            "trash",
-            &[
-                "trash",
-                "deleted items",
-                "deleted messages",
-                "corbeille",
-                "papierkorb",
-                "bin",
-            ],
-        ),
-        (
-            "spam",
-            &[
-                "spam",
-                "junk",
-                "junk e-mail",
-                "junk mail",
-                "courrier indésirable",
-                "indésirables",
-            ],
-        ),
-        ("archive", &["archive", "archives"]),
-    ];
-    table
-        .iter()
-        .find(|(_, names)| names.contains(&leaf.as_str()))
-        .map(|(role, _)| *role)
-}
-
-fn flags_of(fetch: &async_imap::types::Fetch) -> Flags {
-    use async_imap::types::Flag;
+/// Flag bits of the FLAGS a server sent.
+fn flags_of(flags: &[String]) -> Flags {
     let mut bits = 0;
-    for f in fetch.flags() {
-        bits |= match f {
-            Flag::Seen => Flags::SEEN,
-            Flag::Answered => Flags::ANSWERED,
-            Flag::Flagged => Flags::FLAGGED,
-            Flag::Deleted => Flags::DELETED,
-            Flag::Draft => Flags::DRAFT,
+    for f in flags {
+        bits |= match f.to_ascii_lowercase().as_str() {
+            "\\seen" => Flags::SEEN,
+            "\\answered" => Flags::ANSWERED,
+            "\\flagged" => Flags::FLAGGED,
+            "\\deleted" => Flags::DELETED,
+            "\\draft" => Flags::DRAFT,
             _ => 0,
         };
     }
@@ -135,72 +78,17 @@ pub fn uid_set(uids: &[u32]) -> String {
     out
 }
 
-impl Engine {
-    /// LIST every folder, record them, forget the ones the server dropped.
-    /// Returns the selectable folders, INBOX first.
-    pub(super) async fn sync_folder_list(
-        &self,
-        session: &mut ImapSession,
-    ) -> Result<Vec<FolderInfo>, Failure> {
-        let names: Vec<async_imap::types::Name> = step("LIST", async {
-            session.list(Some(""), Some("*")).await?.try_collect().await
-        })
-        .await?;
-        drain(session);
-        let any_special = names.iter().any(|n| special_use(n.attributes()).is_some());
-        let mut seen = BTreeSet::new();
-        let mut folders = Vec::new();
-        for n in &names {
-            let raw = n.name();
-            let display = if raw.eq_ignore_ascii_case("INBOX") {
-                "INBOX".to_owned()
-            } else {
-                utf7::decode(raw)
-            };
-            let selectable = !n
-                .attributes()
-                .iter()
-                .any(|a| matches!(a, imap_proto::NameAttribute::NoSelect));
-            let role = if raw.eq_ignore_ascii_case("INBOX") {
-                Some("inbox")
-            } else if any_special {
-                special_use(n.attributes())
-            } else {
-                role_from_name(&display, n.delimiter())
-            };
-            let info = self
-                .store
-                .upsert_folder(
-                    &self.id,
-                    raw,
-                    &display,
-                    n.delimiter().map(str::to_owned),
-                    role.map(str::to_owned),
-                    selectable,
-                )
-                .map_err(local)?;
-            seen.insert(raw.to_owned());
-            if selectable {
-                folders.push(info);
-            }
-        }
-        for old in self.store.folders(&self.id).map_err(local)? {
-            if !seen.contains(&old.name) {
-                info!(
-                    "Account {}: folder {} is gone from the server; dropping its local copy.",
-                    self.id, old.display
-                );
-                self.store
-                    .clear_folder(&self.id, &old, true)
-                    .await
-                    .map_err(local)?;
-                self.reporter.counts();
-            }
-        }
-        folders.sort_by_key(|f| (f.role.as_deref() != Some("inbox"), f.display.clone()));
-        Ok(folders)
-    }
+/// Where a folder pass stands before fetching.
+struct Mark {
+    uidvalidity: u32,
+    /// The stored high-water mark (UIDNEXT).
+    from: u32,
+    modseq: u64,
+    /// UIDNEXT from SELECT, if the server said.
+    server_next: Option<u32>,
+}
 
+impl Engine {
     /// One pass over one folder; returns the number of new messages and
     /// leaves the folder selected.
     pub(super) async fn sync_folder(
@@ -209,10 +97,27 @@ impl Engine {
         folder: &FolderInfo,
         samples: &mut Vec<(String, String)>,
     ) -> Result<u32, Failure> {
-        let mailbox = if self.caps.condstore {
-            step("SELECT", session.select_condstore(&folder.name)).await?
-        } else {
-            step("SELECT", session.select(&folder.name)).await?
+        let selected = step_within(net::COMMAND_TIMEOUT, "SELECT", async {
+            // A NO is an answer about this folder (gone since LIST, or not
+            // for us): the other folders are still synced.
+            let r = if self.caps.condstore {
+                session.select_condstore(&folder.name).await
+            } else {
+                session.select(&folder.name).await
+            };
+            Ok(r)
+        })
+        .await?;
+        let mailbox = match selected {
+            Ok(m) => m,
+            Err(async_imap::error::Error::No(why)) => {
+                warn!(
+                    "Account {}: the server refused to open folder {:?} ({why}); skipping it this time.",
+                    self.id, folder.display
+                );
+                return Ok(0);
+            }
+            Err(e) => return Err(imap_failure("SELECT", e)),
         };
         drain(session);
         let uidvalidity = mailbox.uid_validity.ok_or_else(|| {
@@ -263,36 +168,63 @@ impl Engine {
             known_next = n.max(1);
         }
 
+        // UIDs the server has below the mark that are not stored here.
+        let mut missing = Vec::new();
         if let Some(state) = known {
             if known_next > 1 {
-                self.sync_known(session, folder, state, modseq).await?;
+                let state = FolderState {
+                    uidnext: known_next,
+                    ..state
+                };
+                missing = self
+                    .sync_known(session, folder, state, (modseq, mailbox.exists))
+                    .await?;
             }
+        }
+        if !missing.is_empty() {
+            info!(
+                "Account {}: {} message(s) of {} on the server are not stored here; fetching them.",
+                self.id,
+                missing.len(),
+                folder.display
+            );
         }
 
         let nothing_new = mailbox.exists == 0 || server_next.is_some_and(|n| n <= known_next);
-        let (new, fetched_next) = if nothing_new {
-            (0, known_next)
+        let (new, next) = if nothing_new && missing.is_empty() {
+            (0, server_next.unwrap_or(known_next).max(known_next))
         } else {
+            let mark = Mark {
+                uidvalidity,
+                from: known_next,
+                modseq,
+                server_next: server_next.filter(|_| !nothing_new),
+            };
             self.fetch_new(
                 session,
                 folder,
-                (uidvalidity, known_next, modseq),
+                &mark,
+                &missing,
                 seen_before.as_ref(),
                 samples,
             )
             .await?
         };
-        // The state that covers everything seen now: UIDNEXT from SELECT,
-        // or past the last UID fetched when the server omitted it (some do).
+        if folder.name.eq_ignore_ascii_case("INBOX") {
+            // What the server announced, even where the mark stays below it
+            // (a UID it lists and never sends): STATUS before IDLE compares
+            // with this, so such a UID is retried at the next pass rather
+            // than in a loop.
+            self.inbox_next.store(
+                server_next.unwrap_or(next).max(next),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         let after = self
             .store
             .folder(&self.id, &folder.name)
             .map_err(local)?
             .and_then(|f| f.state);
-        let next = match server_next {
-            Some(n) => n.max(fetched_next),
-            None => fetched_next.max(known_next),
-        };
         let state = FolderState {
             uidvalidity,
             uidnext: next,
@@ -307,19 +239,56 @@ impl Engine {
         Ok(new)
     }
 
-    /// Flags and expunges of the messages we already have.
+    /// Flags and expunges of the messages we already have. Returns the UIDs
+    /// the server has below the mark that are not stored here.
     async fn sync_known(
         &self,
         session: &mut ImapSession,
         folder: &FolderInfo,
         state: FolderState,
-        modseq: u64,
-    ) -> Result<(), Failure> {
-        let range = format!("1:{}", state.uidnext.saturating_sub(1).max(1));
-        let local_uids = self.store.uids(&self.id, folder.no).map_err(local)?;
-        // Expunges: what the server still has below the known UIDNEXT.
-        let on_server = step("UID SEARCH", session.uid_search(format!("UID {range}"))).await?;
-        drain(session);
+        (modseq, exists): (u64, u32),
+    ) -> Result<Vec<u32>, Failure> {
+        let mut local_uids = self.store.uids(&self.id, folder.no).map_err(local)?;
+        // Below the mark, and over every stored UID (some may lie above a
+        // mark held back by a UID the server left out).
+        let top = state
+            .uidnext
+            .saturating_sub(1)
+            .max(local_uids.keys().next_back().copied().unwrap_or(0))
+            .max(1);
+        let range = format!("1:{top}");
+        // What the server still has there, as one FETCH response per
+        // message (a SEARCH answer is one line that grows with the mailbox,
+        // past any bound on a line; see `bounded`), with the flags unless
+        // CONDSTORE tells which changed. Only a complete answer counts (see
+        // `command`): a partial one would take stored messages for
+        // expunged.
+        let condstore = self.caps.condstore && state.highestmodseq > 0;
+        let mut on_server = BTreeSet::new();
+        let mut server_flags: BTreeMap<u32, Flags> = BTreeMap::new();
+        if exists > 0 {
+            let items = if condstore { "(UID)" } else { "(UID FLAGS)" };
+            command::run(
+                session,
+                "UID FETCH",
+                &format!("UID FETCH {range} {items}"),
+                |r| {
+                    if let Some(Fetched {
+                        uid: Some(uid),
+                        flags,
+                        ..
+                    }) = command::fetched(r)
+                    {
+                        on_server.insert(uid);
+                        if !condstore {
+                            server_flags.insert(uid, flags_of(&flags));
+                        }
+                    }
+                },
+            )
+            .await?;
+        }
+        on_server.retain(|u| *u <= top);
         let gone: Vec<u32> = local_uids
             .keys()
             .copied()
@@ -337,25 +306,40 @@ impl Engine {
                 .await
                 .map_err(local)?;
             self.reporter.counts();
+            for u in &gone {
+                local_uids.remove(u);
+            }
         }
-        // Flags: only what changed since the last HIGHESTMODSEQ when the
-        // server does CONDSTORE, else all of them.
-        if self.caps.condstore && state.highestmodseq > 0 && modseq == state.highestmodseq {
-            return Ok(());
-        }
-        let query = if self.caps.condstore && state.highestmodseq > 0 {
-            format!("(UID FLAGS) (CHANGEDSINCE {})", state.highestmodseq)
-        } else {
-            "(UID FLAGS)".to_owned()
-        };
-        let fetched: Vec<async_imap::types::Fetch> = step("UID FETCH FLAGS", async {
-            session.uid_fetch(&range, &query).await?.try_collect().await
-        })
-        .await?;
-        drain(session);
-        let changes: Vec<(u32, Flags)> = fetched
+        let missing: Vec<u32> = on_server
             .iter()
-            .filter_map(|f| Some((f.uid?, flags_of(f))))
+            .copied()
+            .filter(|u| *u < state.uidnext && !local_uids.contains_key(u))
+            .collect();
+        // Flags with CONDSTORE: only what changed since the last
+        // HIGHESTMODSEQ, and nothing when it did not move.
+        if condstore && modseq != state.highestmodseq {
+            command::run(
+                session,
+                "UID FETCH FLAGS",
+                &format!(
+                    "UID FETCH {range} (UID FLAGS) (CHANGEDSINCE {})",
+                    state.highestmodseq
+                ),
+                |r| {
+                    if let Some(Fetched {
+                        uid: Some(uid),
+                        flags,
+                        ..
+                    }) = command::fetched(r)
+                    {
+                        server_flags.insert(uid, flags_of(&flags));
+                    }
+                },
+            )
+            .await?;
+        }
+        let changes: Vec<(u32, Flags)> = server_flags
+            .into_iter()
             .filter(|(uid, flags)| local_uids.get(uid).is_some_and(|old| old != flags))
             .collect();
         if !changes.is_empty() {
@@ -365,40 +349,82 @@ impl Engine {
                 .map_err(local)?;
             self.reporter.counts();
         }
-        Ok(())
+        Ok(missing)
     }
 
-    /// Fetch messages from `from` on, in batches; returns how many were new
-    /// and the UID after the last one seen.
+    /// Fetch the messages from the mark on and the `missing` ones below it,
+    /// in batches; returns how many were new and the high-water mark after
+    /// the pass.
     async fn fetch_new(
         &self,
         session: &mut ImapSession,
         folder: &FolderInfo,
-        (uidvalidity, from, modseq): (u32, u32, u64),
+        mark: &Mark,
+        missing: &[u32],
         seen_before: Option<&HashSet<String>>,
         samples: &mut Vec<(String, String)>,
     ) -> Result<(u32, u32), Failure> {
+        let from = mark.from;
         // Sizes first (a few bytes per message), so bodies can be fetched in
         // batches whose memory is bounded.
-        let sizes: Vec<async_imap::types::Fetch> = step("UID FETCH RFC822.SIZE", async {
-            session
-                .uid_fetch(format!("{from}:*"), "(UID RFC822.SIZE)")
-                .await?
-                .try_collect()
-                .await
-        })
+        let mut set = uid_set(missing);
+        if !set.is_empty() {
+            set.push(',');
+        }
+        set.push_str(&format!("{from}:*"));
+        let mut listed: BTreeMap<u32, u64> = BTreeMap::new();
+        command::run(
+            session,
+            "UID FETCH RFC822.SIZE",
+            &format!("UID FETCH {set} (UID RFC822.SIZE)"),
+            |r| {
+                if let Some(Fetched {
+                    uid: Some(uid),
+                    size,
+                    ..
+                }) = command::fetched(r)
+                {
+                    listed.insert(uid, u64::from(size.unwrap_or(0)));
+                }
+            },
+        )
         .await?;
-        drain(session);
         // "n:*" also returns the last message when n is past it (RFC 3501
-        // §6.4.8), so keep only UIDs really at or after `from`.
-        let sizes: BTreeMap<u32, u64> = sizes
-            .iter()
-            .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
-            .filter(|(uid, _)| *uid >= from)
+        // §6.4.8), so keep only UIDs really at or after `from`, or asked for.
+        let missing_set: BTreeSet<u32> = missing.iter().copied().collect();
+        listed.retain(|uid, _| *uid >= from || missing_set.contains(uid));
+        // What is stored already is not fetched again (a mark held back by a
+        // UID the server left out covers UIDs stored after it).
+        let mut stored: BTreeSet<u32> = self
+            .store
+            .uids(&self.id, folder.no)
+            .map_err(local)?
+            .into_keys()
             .collect();
         let mut batches: Vec<Vec<u32>> = Vec::new();
         let (mut current, mut bytes) = (Vec::new(), 0u64);
-        for (uid, size) in &sizes {
+        let too_big: Vec<u32> = listed
+            .iter()
+            .filter(|(u, size)| **size > super::bounded::MAX_LITERAL && !stored.contains(u))
+            .map(|(u, _)| *u)
+            .collect();
+        if !too_big.is_empty() {
+            // The reader refuses such a literal (see `bounded`): asking for
+            // it would fail every pass. It stays on the server, and the mark
+            // stays below it.
+            warn!(
+                "Account {}: message(s) {} of {} are larger than the {} MiB facteur accepts; \
+                 they stay on the server.",
+                self.id,
+                uid_set(&too_big),
+                folder.display,
+                super::bounded::MAX_LITERAL / (1024 * 1024)
+            );
+        }
+        for (uid, size) in listed
+            .iter()
+            .filter(|(u, _)| !stored.contains(u) && !too_big.contains(u))
+        {
             if !current.is_empty()
                 && (current.len() >= BATCH_MESSAGES || bytes + size > BATCH_BYTES)
             {
@@ -411,55 +437,70 @@ impl Engine {
         if !current.is_empty() {
             batches.push(current);
         }
+        // The mark covers a UID once it is stored; UIDs the server did not
+        // list are gone and may be passed over.
+        let upper: Vec<u32> = listed.keys().copied().filter(|u| *u >= from).collect();
+        let mark_after = |stored: &BTreeSet<u32>| match upper.iter().find(|u| !stored.contains(u)) {
+            Some(first_missing) => *first_missing,
+            None => upper
+                .last()
+                .map(|u| u.saturating_add(1))
+                .unwrap_or(from)
+                .max(from),
+        };
         let mut total = 0u32;
         for batch in batches {
-            let set = uid_set(&batch);
-            let mut stream_result = Vec::with_capacity(batch.len());
-            {
-                let fetch = step(
-                    "UID FETCH",
-                    session.uid_fetch(&set, "(UID FLAGS INTERNALDATE BODY.PEEK[])"),
-                )
-                .await?;
-                let mut fetch = std::pin::pin!(fetch);
-                loop {
-                    let next = tokio::time::timeout(crate::net::COMMAND_TIMEOUT, fetch.try_next())
-                        .await
-                        .map_err(|_| {
-                            Failure::new(
-                                FailureKind::Timeout,
-                                "The server stalled while sending messages",
-                            )
-                        })?
-                        .map_err(|e| super::session::imap_failure("UID FETCH", e))?;
-                    let Some(f) = next else { break };
-                    let (Some(uid), Some(body)) = (f.uid, f.body()) else {
-                        continue;
+            let wanted: BTreeSet<u32> = batch.iter().copied().collect();
+            let mut received: Vec<NewMessage> = Vec::with_capacity(batch.len());
+            let answer = command::run(
+                session,
+                "UID FETCH",
+                &format!(
+                    "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
+                    uid_set(&batch)
+                ),
+                |r| {
+                    let Some(f) = command::fetched(r) else {
+                        return;
                     };
-                    if !batch.contains(&uid) {
-                        continue;
+                    let (Some(uid), Some(raw)) = (f.uid, f.body) else {
+                        return;
+                    };
+                    if wanted.contains(&uid) && !received.iter().any(|m| m.uid == uid) {
+                        received.push(NewMessage {
+                            uid,
+                            flags: flags_of(&f.flags),
+                            raw,
+                            internal_date: f.internal_date.unwrap_or(0),
+                        });
                     }
-                    stream_result.push(NewMessage {
-                        uid,
-                        flags: flags_of(&f),
-                        raw: body.to_vec(),
-                        internal_date: f.internal_date().map(|d| d.timestamp()).unwrap_or(0),
-                    });
-                }
+                },
+            )
+            .await;
+            if received.len() < batch.len() && answer.is_ok() {
+                let got: BTreeSet<u32> = received.iter().map(|m| m.uid).collect();
+                let left_out: Vec<u32> =
+                    batch.iter().copied().filter(|u| !got.contains(u)).collect();
+                warn!(
+                    "Account {}: the server listed but did not send message(s) {} of {}; \
+                     they will be asked for again at the next pass.",
+                    self.id,
+                    uid_set(&left_out),
+                    folder.display
+                );
             }
-            drain(session);
-            let max_uid = batch.iter().copied().max().unwrap_or(from);
-            // The state after this batch: every UID up to max_uid is now
-            // stored (or was expunged meanwhile), so a crash re-fetches only
+            stored.extend(received.iter().map(|m| m.uid));
+            // The state after this batch: every UID below the mark is now
+            // stored (or gone from the server), so a crash re-fetches only
             // what follows.
             let state = FolderState {
-                uidvalidity,
-                uidnext: max_uid.saturating_add(1),
-                highestmodseq: modseq,
+                uidvalidity: mark.uidvalidity,
+                uidnext: mark_after(&stored),
+                highestmodseq: mark.modseq,
             };
             let ids = self
                 .store
-                .store_batch(&self.id, folder, stream_result, Some(state))
+                .store_batch(&self.id, folder, received, Some(state))
                 .await
                 .map_err(local)?;
             if !ids.is_empty() {
@@ -479,13 +520,19 @@ impl Engine {
                     .new_messages(&folder.display, ids.iter().map(|i| i.to_string()).collect());
                 self.reporter.counts();
             }
+            // A FETCH cut short fails the pass, but what did arrive is
+            // stored first (above), so a flaky server still lets each try
+            // get further.
+            answer?;
         }
-        let next = sizes
-            .keys()
-            .next_back()
-            .map(|u| u.saturating_add(1))
-            .unwrap_or(from)
-            .max(from);
+        let mut next = mark_after(&stored);
+        // Everything listed is stored: what SELECT announced is covered too
+        // (UIDs below it that were not listed are gone).
+        if upper.iter().all(|u| stored.contains(u)) {
+            if let Some(n) = mark.server_next {
+                next = next.max(n);
+            }
+        }
         Ok((total, next))
     }
 }
@@ -502,9 +549,12 @@ mod tests {
     }
 
     #[test]
-    fn roles_from_names() {
-        assert_eq!(role_from_name("INBOX/Sent Items", Some("/")), Some("sent"));
-        assert_eq!(role_from_name("Corbeille", Some(".")), Some("trash"));
-        assert_eq!(role_from_name("Work", Some("/")), None);
+    fn flags_from_names() {
+        let f = flags_of(&[
+            "\\Seen".to_owned(),
+            "\\FLAGGED".to_owned(),
+            "$Junk".to_owned(),
+        ]);
+        assert!(f.has(Flags::SEEN) && f.has(Flags::FLAGGED) && !f.has(Flags::DRAFT));
     }
 }

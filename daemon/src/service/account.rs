@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{OwnedValue, Value};
 
+use super::text::{clean_dict, dbus_string, dbus_text};
 use super::{change_error, failure_error, internal, secret_error, summary_dict, Dict};
 use crate::accounts::{Account, Settings};
 use crate::Daemon;
@@ -36,10 +37,10 @@ fn folders(s: &Settings, detected: &HashMap<String, String>) -> HashMap<String, 
     let mut map: HashMap<String, String> = detected
         .iter()
         .filter(|(role, _)| FOLDER_ROLES.iter().any(|(r, _)| r == role))
-        .map(|(role, folder)| (role.clone(), folder.clone()))
+        .map(|(role, folder)| (role.clone(), dbus_string(folder.clone())))
         .collect();
     for (role, folder) in &s.folders {
-        map.insert(role.clone(), folder.clone());
+        map.insert(role.clone(), dbus_string(folder.clone()));
     }
     map
 }
@@ -88,7 +89,7 @@ pub async fn emit_status(emitter: &SignalEmitter<'_>, account: &Account, changed
         .filter_map(|&name| {
             let v = match name {
                 "State" => Value::from(status.state.clone()),
-                "LastError" => Value::from(status.last_error.clone()),
+                "LastError" => Value::from(dbus_string(status.last_error.clone())),
                 "LastSync" => Value::from(status.last_sync),
                 "MessageCount" => Value::from(status.message_count),
                 "UnreadCount" => Value::from(status.unread_count),
@@ -203,9 +204,11 @@ impl AccountObject {
             .filter(|p| !p.is_empty());
         let incoming = incoming.as_deref().map(String::as_str);
         let smtp = smtp.as_deref().map(String::as_str).or(incoming);
-        Ok(crate::verify::verify(&settings, incoming, smtp)
-            .await
-            .to_dict())
+        Ok(clean_dict(
+            crate::verify::verify(&settings, incoming, smtp)
+                .await
+                .to_dict(),
+        ))
     }
 
     /// Run one sync pass now.
@@ -247,11 +250,14 @@ impl AccountObject {
         limit: u32,
     ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
         let id = &self.account.id;
+        // Folders are named as ListFolders shows them (escaped for D-Bus).
         let info = self
             .daemon
             .store
-            .folder_by_display(id, folder)
+            .folders(id)
             .map_err(internal)?
+            .into_iter()
+            .find(|f| dbus_text(&f.display) == folder)
             .ok_or_else(|| Error::NotFound(format!("Account {id} has no folder {folder:?}")))?;
         let list = self
             .daemon
@@ -416,7 +422,7 @@ impl AccountObject {
     /// The last error, empty when none.
     #[zbus(property)]
     fn last_error(&self) -> String {
-        self.account.status().last_error
+        dbus_string(self.account.status().last_error)
     }
 
     /// Unix seconds of the last successful sync, 0 if never.

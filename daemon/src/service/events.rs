@@ -123,6 +123,7 @@ pub async fn run(
                     continue;
                 };
                 let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let folder = super::text::dbus_text(&folder);
                 if let Err(e) =
                     super::manager::Manager::new_messages(&root, account_path, &folder, &ids).await
                 {
@@ -131,6 +132,16 @@ pub async fn run(
             }
             Event::Notify { count, samples, .. } => {
                 let name = account.settings().name().to_owned();
+                // Sent over the bus too (org.freedesktop.Notifications).
+                let samples: Vec<(String, String)> = samples
+                    .into_iter()
+                    .map(|(from, subject)| {
+                        (
+                            super::text::dbus_string(from),
+                            super::text::dbus_string(subject),
+                        )
+                    })
+                    .collect();
                 tokio::spawn(async move { crate::notify::new_mail(&name, count, &samples).await });
             }
         }

@@ -123,9 +123,11 @@ impl Manager {
             .map(String::as_str)
             .filter(|p| !p.is_empty())
             .or(incoming);
-        Ok(crate::verify::verify(&settings, incoming, smtp)
-            .await
-            .to_dict())
+        Ok(super::text::clean_dict(
+            crate::verify::verify(&settings, incoming, smtp)
+                .await
+                .to_dict(),
+        ))
     }
 
     /// Candidate settings for an address, best first.
@@ -140,7 +142,7 @@ impl Manager {
             .discover(address)
             .await
             .iter()
-            .map(|c| c.to_dict(address))
+            .map(|c| super::text::clean_dict(c.to_dict(address)))
             .collect())
     }
 

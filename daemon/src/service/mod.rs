@@ -9,6 +9,7 @@
 pub mod account;
 pub mod events;
 pub mod manager;
+pub mod text;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,7 +58,7 @@ pub fn change_error(e: Change) -> Error {
 /// `Internal` carrying the chain.
 pub fn internal(e: anyhow::Error) -> Error {
     error!("Request failed: {e:#}");
-    Error::Internal(format!("{e:#}"))
+    Error::Internal(text::dbus_string(format!("{e:#}")))
 }
 
 /// Map a secret store failure.
@@ -81,6 +82,11 @@ pub fn not_yet(what: &str) -> Error {
 
 /// Map an engine failure to the error a client branches on.
 pub fn failure_error(f: Failure) -> Error {
+    // The message may quote a server.
+    let f = Failure {
+        message: text::dbus_string(f.message),
+        ..f
+    };
     match f.kind {
         FailureKind::Connection | FailureKind::Protocol => Error::ConnectionFailed(f.message),
         FailureKind::Tls => Error::TlsFailed(f.message),
@@ -103,8 +109,10 @@ impl Dict {
 
     /// Add one entry. Values that cannot be owned (file descriptors) are
     /// never put here, so a failure is only logged.
+    /// Strings are passed through [`text::dbus_text`]: much of what is
+    /// put here comes from servers and messages.
     pub fn put<'a>(&mut self, key: &str, value: impl Into<Value<'a>>) {
-        match OwnedValue::try_from(value.into()) {
+        match OwnedValue::try_from(text::clean_value(value.into())) {
             Ok(v) => {
                 self.0.insert(key.to_owned(), v);
             }

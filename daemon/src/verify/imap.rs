@@ -12,6 +12,7 @@ use async_imap::Client;
 
 use super::steps::{self, clean, StepKind, Steps, AUTH_TIMEOUT, REPLY_TIMEOUT};
 use crate::accounts::{Security, Settings};
+use crate::imap::bounded::Bounded;
 use crate::imap::session::imap_failure;
 use crate::net::{self, Failure, FailureKind, Transport};
 
@@ -42,7 +43,7 @@ pub async fn check(
     } else {
         Transport::Plain(tcp)
     };
-    let mut client = Client::new(steps::timed(transport));
+    let mut client = Client::new(Bounded::new(steps::timed(transport)));
     steps
         .run(StepKind::Greeting, REPLY_TIMEOUT, async {
             let text = crate::imap::session::greeting(&mut client, host).await?;
@@ -72,7 +73,7 @@ pub async fn check(
                 // into_inner() drops whatever the server sent after its OK:
                 // nothing read before TLS is trusted after it (response
                 // injection).
-                let Transport::Plain(tcp) = client.into_inner().into_inner() else {
+                let Transport::Plain(tcp) = client.into_inner().into_inner().into_inner() else {
                     return Err(Failure::new(FailureKind::Protocol, "STARTTLS on TLS"));
                 };
                 let transport = net::upgrade(tcp, host, insecure).await?;
@@ -80,7 +81,7 @@ pub async fn check(
                     "STARTTLS offered and accepted; {}",
                     steps::tls_summary(&transport, insecure)
                 );
-                Ok((Client::new(steps::timed(transport)), detail))
+                Ok((Client::new(Bounded::new(steps::timed(transport))), detail))
             })
             .await?;
     }

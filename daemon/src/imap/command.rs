@@ -1,0 +1,252 @@
+//! # IMAP commands whose answer must be complete
+//!
+//! async-imap's streams for FETCH, SEARCH and LIST end on the first tagged
+//! response whatever its status, and also when the connection closes: a
+//! FETCH cut short by `* BYE` or a TCP close, or a `NO` to UID SEARCH,
+//! looks like a complete answer. Taken at its word, that records mail as
+//! fetched that never arrived, or takes messages (or whole folders) the
+//! server still has for expunged.
+//!
+//! [`run`] sends a command and reads its responses itself: it succeeds only
+//! on the tagged `OK` of that command; `NO`/`BAD`, a `BYE`, the end of the
+//! stream or a stall of [`net::COMMAND_TIMEOUT`] between two responses is a
+//! [`Failure`]. The helpers below take what the sync needs out of the
+//! untagged responses (FETCH attributes, LIST entries).
+
+use std::borrow::Cow;
+
+use imap_proto::{AttributeValue, MailboxDatum, Response, Status};
+
+use super::session::{imap_failure, ImapSession};
+use crate::net::{self, Failure, FailureKind};
+
+/// Run `command` (`what` names it in errors) and hand every untagged
+/// response to `each`. Returns whether the server announced new or removed
+/// mail on the way (EXISTS, EXPUNGE, RECENT).
+pub async fn run(
+    session: &mut ImapSession,
+    what: &str,
+    command: &str,
+    mut each: impl FnMut(&Response<'_>),
+) -> Result<bool, Failure> {
+    let tag = tokio::time::timeout(net::COMMAND_TIMEOUT, session.run_command(command))
+        .await
+        .map_err(|_| timeout(what))?
+        .map_err(|e| imap_failure(what, e))?;
+    let mut bye: Option<String> = None;
+    let mut changed = false;
+    loop {
+        let next = tokio::time::timeout(net::COMMAND_TIMEOUT, session.read_response())
+            .await
+            .map_err(|_| timeout(what))?
+            .map_err(|e| read_failure(what, e))?;
+        let Some(resp) = next else {
+            let why = bye.map(|b| format!(": {b}")).unwrap_or_default();
+            return Err(Failure::new(
+                FailureKind::Connection,
+                format!("The server closed the connection in the middle of {what}{why}"),
+            ));
+        };
+        match resp.parsed() {
+            Response::Done {
+                tag: t,
+                status,
+                outcome,
+            } if *t == tag => {
+                let text = outcome.information.as_deref().unwrap_or_default();
+                return match status {
+                    Status::Ok => Ok(changed),
+                    _ => Err(Failure::new(
+                        FailureKind::Protocol,
+                        format!("The server refused {what}: {status:?} {text}"),
+                    )),
+                };
+            }
+            Response::Data {
+                status: Status::Bye,
+                outcome,
+            } => {
+                bye = Some(outcome.information.as_deref().unwrap_or("BYE").to_owned());
+            }
+            Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_))
+            | Response::Expunge(_) => changed = true,
+            other => each(other),
+        }
+    }
+}
+
+/// How a failure from a response the parser refused begins.
+const UNREADABLE: &str = "The server sent a response facteur cannot read";
+
+/// Whether `f` is a response the parser refused (the connection is of no
+/// further use: async-imap reads nothing after it).
+pub fn is_unreadable(f: &Failure) -> bool {
+    f.message.starts_with(UNREADABLE)
+}
+
+/// A failed read; async-imap's parse errors quote the whole buffer, so
+/// only its start is kept.
+fn read_failure(what: &str, e: std::io::Error) -> Failure {
+    let text = e.to_string();
+    if e.kind() == std::io::ErrorKind::Other && text.contains(" during parsing of ") {
+        let quoted: String = text
+            .split_once(" during parsing of ")
+            .map(|(_, q)| q)
+            .unwrap_or(&text)
+            .chars()
+            .take(120)
+            .collect();
+        return Failure::new(
+            FailureKind::Protocol,
+            format!("{UNREADABLE} during {what}: {quoted}…"),
+        );
+    }
+    imap_failure(what, async_imap::error::Error::Io(e))
+}
+
+fn timeout(what: &str) -> Failure {
+    Failure::new(
+        FailureKind::Timeout,
+        format!(
+            "The server stalled for {} s during {what}",
+            net::COMMAND_TIMEOUT.as_secs()
+        ),
+    )
+}
+
+/// What a FETCH response said about one message.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// UID.
+    pub uid: Option<u32>,
+    /// RFC822.SIZE.
+    pub size: Option<u32>,
+    /// FLAGS, as sent.
+    pub flags: Vec<String>,
+    /// INTERNALDATE as unix seconds.
+    pub internal_date: Option<i64>,
+    /// `BODY[]`.
+    pub body: Option<Vec<u8>>,
+}
+
+/// The attributes of a FETCH response, or `None` for another response.
+pub fn fetched(resp: &Response<'_>) -> Option<Fetched> {
+    let Response::Fetch(_, attrs) = resp else {
+        return None;
+    };
+    let mut f = Fetched::default();
+    for a in attrs {
+        match a {
+            AttributeValue::Uid(u) => f.uid = Some(*u),
+            AttributeValue::Rfc822Size(s) => f.size = Some(*s),
+            AttributeValue::Flags(flags) => f.flags = flags.iter().map(|c| c.to_string()).collect(),
+            AttributeValue::InternalDate(d) => f.internal_date = internal_date(d),
+            AttributeValue::BodySection {
+                section: None,
+                data: Some(data),
+                ..
+            }
+            | AttributeValue::Rfc822(Some(data)) => f.body = Some(data.to_vec()),
+            _ => {}
+        }
+    }
+    Some(f)
+}
+
+/// One LIST entry.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The raw name.
+    pub name: String,
+    /// The hierarchy delimiter.
+    pub delimiter: Option<String>,
+    /// `\Noselect` or `\NonExistent`.
+    pub noselect: bool,
+    /// A SPECIAL-USE role.
+    pub role: Option<&'static str>,
+}
+
+/// The entry of a LIST response, or `None` for another response.
+pub fn listed(resp: &Response<'_>) -> Option<Listed> {
+    use imap_proto::NameAttribute as A;
+    let Response::MailboxData(MailboxDatum::List(l)) = resp else {
+        return None;
+    };
+    let role = l.name_attributes.iter().find_map(|a| match a {
+        A::Sent => Some("sent"),
+        A::Drafts => Some("drafts"),
+        A::Trash => Some("trash"),
+        A::Junk => Some("spam"),
+        A::Archive => Some("archive"),
+        _ => None,
+    });
+    let noselect = l.name_attributes.iter().any(|a| match a {
+        A::NoSelect => true,
+        A::Extension(e) => e.eq_ignore_ascii_case("\\NonExistent"),
+        _ => false,
+    });
+    Some(Listed {
+        name: Cow::to_string(&l.name),
+        delimiter: l.delimiter.as_deref().map(str::to_owned),
+        noselect,
+        role,
+    })
+}
+
+/// `dd-Mon-yyyy hh:mm:ss +zzzz` (RFC 3501 date-time) as unix seconds.
+pub fn internal_date(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, rest) = s.split_once(' ')?;
+    let (time, zone) = rest.trim().split_once(' ')?;
+    let mut d = date.trim().split('-');
+    let day: i64 = d.next()?.trim().parse().ok()?;
+    let month = d.next()?;
+    let year: i64 = d.next()?.parse().ok()?;
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as i64 + 1;
+    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
+    let (sign, digits) = match zone.as_bytes().first()? {
+        b'+' => (1, &zone[1..]),
+        b'-' => (-1, &zone[1..]),
+        _ => return None,
+    };
+    if digits.len() != 4 {
+        return None;
+    }
+    let zh: i64 = digits[..2].parse().ok()?;
+    let zm: i64 = digits[2..].parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + sec - sign * (zh * 3600 + zm * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_dates() {
+        assert_eq!(
+            internal_date("01-Jan-2026 00:00:00 +0000"),
+            Some(1_767_225_600)
+        );
+        assert_eq!(
+            internal_date(" 1-Jan-2026 02:00:00 +0200"),
+            Some(1_767_225_600)
+        );
+        assert_eq!(
+            internal_date("29-Feb-2024 12:30:15 -0130"),
+            Some(1_709_209_815 + 5400)
+        );
+        assert_eq!(internal_date("garbage"), None);
+    }
+}
