@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional as _;
 
+use super::manifest::Line;
 use super::{blobs, Store};
 use crate::mail::Meta;
 
@@ -287,7 +288,8 @@ pub(super) fn add_ref(refs: &TransactionalTree, hash: &str, delta: i64) -> TxRes
 impl Store {
     /// Every folder of an account, by raw name.
     pub fn folders(&self, account: &str) -> Result<Vec<FolderInfo>> {
-        self.trees
+        let o = self.handle()?;
+        o.trees
             .folders
             .scan_prefix(prefix(account))
             .map(|kv| from_json(&kv?.1))
@@ -296,7 +298,8 @@ impl Store {
 
     /// One folder by raw name.
     pub fn folder(&self, account: &str, name: &str) -> Result<Option<FolderInfo>> {
-        self.trees
+        let o = self.handle()?;
+        o.trees
             .folders
             .get(folder_key(account, name))?
             .map(|v| from_json(&v))
@@ -322,6 +325,7 @@ impl Store {
         selectable: bool,
     ) -> Result<FolderInfo> {
         let existing = self.folder(account, name)?;
+        let o = self.handle()?;
         let info = match existing {
             Some(mut f) => {
                 f.display = display.to_owned();
@@ -331,7 +335,7 @@ impl Store {
                 f
             }
             None => FolderInfo {
-                no: self.db.generate_id()?,
+                no: o.db.generate_id().map_err(|e| self.failed(e.into()))?,
                 name: name.to_owned(),
                 display: display.to_owned(),
                 delimiter,
@@ -340,9 +344,10 @@ impl Store {
                 state: None,
             },
         };
-        self.trees
+        o.trees
             .folders
-            .insert(folder_key(account, name), to_json(&info)?)?;
+            .insert(folder_key(account, name), to_json(&info)?)
+            .map_err(|e| self.failed(e.into()))?;
         Ok(info)
     }
 
@@ -351,7 +356,8 @@ impl Store {
         let mut p = prefix(account);
         p.extend_from_slice(&folder.to_be_bytes());
         let mut out = BTreeMap::new();
-        for kv in self.trees.messages.scan_prefix(p) {
+        let o = self.handle()?;
+        for kv in o.trees.messages.scan_prefix(p) {
             let (_, v) = kv?;
             let r: Record = from_json(&v)?;
             out.insert(r.uid, r.flags);
@@ -363,7 +369,8 @@ impl Store {
     pub fn hashes(&self, account: &str, folder: u64) -> Result<std::collections::HashSet<String>> {
         let mut p = prefix(account);
         p.extend_from_slice(&folder.to_be_bytes());
-        self.trees
+        let o = self.handle()?;
+        o.trees
             .messages
             .scan_prefix(p)
             .map(|kv| Ok(from_json::<Record>(&kv?.1)?.hash))
@@ -403,9 +410,25 @@ impl Store {
         // Files first, durable, then the index that points at them.
         let mut dirs = BTreeSet::new();
         let mut records = Vec::with_capacity(messages.len());
+        let mut lines = Vec::with_capacity(messages.len());
         for m in messages {
             let hash = blobs::hash(&m.raw);
-            dirs.extend(blobs::write(&self.messages, &hash, &m.raw)?);
+            dirs.extend(
+                blobs::write(&self.shared.messages, &hash, &m.raw).map_err(|e| self.failed(e))?,
+            );
+            lines.push(Line::Add {
+                folder: folder.name.clone(),
+                display: folder.display.clone(),
+                no: folder.no,
+                role: folder.role.clone(),
+                uidvalidity,
+                uid: m.uid,
+                flags: m.flags.0,
+                hash: hash.clone(),
+                date: m.internal_date,
+                uidl: None,
+                first_seen: 0,
+            });
             records.push(Record {
                 uid: m.uid,
                 uidvalidity,
@@ -415,8 +438,13 @@ impl Store {
                 hash,
             });
         }
-        blobs::sync(&self.messages, &dirs)?;
-        let t = &self.trees;
+        // The manifest lines go with the files: the syncfs below makes both
+        // durable.
+        self.manifest_append(account, &lines, false)
+            .map_err(|e| self.failed(e))?;
+        blobs::sync(&self.shared.messages, &dirs).map_err(|e| self.failed(e))?;
+        let o = self.handle()?;
+        let t = &o.trees;
         let fkey = folder_key(account, &folder.name);
         let encoded: Vec<_> = records
             .iter()
@@ -446,7 +474,7 @@ impl Store {
                 }
                 Ok(new)
             })
-            .map_err(tx_error)?;
+            .map_err(|e| self.failed(tx_error(e)))?;
         Ok(new_uids
             .into_iter()
             .map(|uid| MessageId {
@@ -469,9 +497,12 @@ impl Store {
             .folder(account, &folder.name)?
             .unwrap_or_else(|| folder.clone());
         info.state = Some(state);
-        self.trees
+        let o = self.handle()?;
+        o.trees
             .folders
-            .insert(folder_key(account, &folder.name), to_json(&info)?)?;
+            .insert(folder_key(account, &folder.name), to_json(&info)?)
+            .map_err(|e| self.failed(e.into()))?;
+        drop(o);
         self.flush().await
     }
 
@@ -483,7 +514,8 @@ impl Store {
         changes: &[(u32, Flags)],
         state: Option<FolderState>,
     ) -> Result<usize> {
-        let t = &self.trees;
+        let o = self.handle()?;
+        let t = &o.trees;
         let fkey = folder_key(account, &folder.name);
         let changed = (&t.messages, &t.folders)
             .transaction(|(msgs, folders)| {
@@ -508,7 +540,7 @@ impl Store {
                 }
                 Ok(changed)
             })
-            .map_err(tx_error)?;
+            .map_err(|e| self.failed(tx_error(e)))?;
         self.flush().await?;
         Ok(changed)
     }
@@ -519,10 +551,11 @@ impl Store {
         if uids.is_empty() {
             return Ok(0);
         }
-        let t = &self.trees;
+        let o = self.handle()?;
+        let t = &o.trees;
         let (removed, orphans) = (&t.messages, &t.by_date, &t.unified, &t.refs)
             .transaction(|(msgs, by_date, unified, refs)| {
-                let mut removed = 0;
+                let mut removed = Vec::new();
                 let mut orphans = Vec::new();
                 for uid in uids {
                     let key = msg_key(account, folder, *uid);
@@ -533,14 +566,35 @@ impl Store {
                     if add_ref(refs, &r.hash, -1)? == 0 {
                         orphans.push(r.hash);
                     }
-                    removed += 1;
+                    removed.push((r.uid, r.uidvalidity));
                 }
                 Ok((removed, orphans))
             })
-            .map_err(tx_error)?;
+            .map_err(|e| self.failed(tx_error(e)))?;
+        drop(o);
+        if !removed.is_empty() {
+            let name = self
+                .folders(account)?
+                .into_iter()
+                .find(|f| f.no == folder)
+                .map(|f| f.name);
+            if let Some(name) = name {
+                let lines: Vec<Line> = removed
+                    .iter()
+                    .map(|(uid, uidvalidity)| Line::Remove {
+                        folder: name.clone(),
+                        uidvalidity: *uidvalidity,
+                        uid: *uid,
+                    })
+                    .collect();
+                self.manifest_append(account, &lines, true)
+                    .map_err(|e| self.failed(e))?;
+            }
+        }
+        let removed = removed.len();
         self.flush().await?;
         for hash in orphans {
-            if let Err(e) = blobs::remove(&self.messages, &hash) {
+            if let Err(e) = blobs::remove(&self.shared.messages, &hash) {
                 tracing::warn!("Cannot remove the message file {hash}: {e:#}");
             }
         }
@@ -560,11 +614,12 @@ impl Store {
             self.remove_uids(account, folder.no, chunk).await?;
         }
         let key = folder_key(account, &folder.name);
+        let o = self.handle()?;
         if forget {
-            self.trees.folders.remove(key)?;
+            o.trees.folders.remove(key)?;
         } else if let Some(mut info) = self.folder(account, &folder.name)? {
             info.state = None;
-            self.trees.folders.insert(key, to_json(&info)?)?;
+            o.trees.folders.insert(key, to_json(&info)?)?;
         }
         self.flush().await
     }
@@ -575,16 +630,18 @@ impl Store {
             self.clear_folder(account, &folder, true).await?;
         }
         let mut batch = sled::Batch::default();
-        for kv in self.trees.pop3.scan_prefix(prefix(account)) {
+        let o = self.handle()?;
+        for kv in o.trees.pop3.scan_prefix(prefix(account)) {
             batch.remove(kv?.0);
         }
-        self.trees.pop3.apply_batch(batch)?;
+        o.trees.pop3.apply_batch(batch)?;
         self.flush().await
     }
 
     /// The record of a message.
     pub fn record(&self, id: &MessageId) -> Result<Option<Record>> {
         let Some(v) = self
+            .handle()?
             .trees
             .messages
             .get(msg_key(&id.account, id.folder, id.uid))?
@@ -603,11 +660,6 @@ impl Store {
             .find(|f| f.no == id.folder))
     }
 
-    /// The raw bytes of a message, exactly as fetched.
-    pub fn raw(&self, record: &Record) -> Result<Vec<u8>> {
-        blobs::read(&self.messages, &record.hash, MAX_MESSAGE_BYTES)
-    }
-
     /// Messages of one folder, newest first.
     pub fn list_folder(
         &self,
@@ -619,14 +671,15 @@ impl Store {
         let mut p = prefix(account);
         p.extend_from_slice(&folder.no.to_be_bytes());
         let mut out = Vec::new();
-        for kv in self.trees.by_date.scan_prefix(&p).skip(offset).take(limit) {
+        let o = self.handle()?;
+        for kv in o.trees.by_date.scan_prefix(&p).skip(offset).take(limit) {
             let (k, _) = kv?;
             let uid = k
                 .get(k.len().saturating_sub(4)..)
                 .and_then(|b| <[u8; 4]>::try_from(b).ok())
                 .map(u32::from_be_bytes)
                 .ok_or_else(|| anyhow!("Damaged date index key"))?;
-            if let Some(v) = self.trees.messages.get(msg_key(account, folder.no, uid))? {
+            if let Some(v) = o.trees.messages.get(msg_key(account, folder.no, uid))? {
                 let record: Record = from_json(&v)?;
                 out.push(Summary {
                     id: MessageId {
@@ -653,7 +706,8 @@ impl Store {
         let mut out = Vec::new();
         let mut skipped = 0;
         let mut names: BTreeMap<(String, u64), String> = BTreeMap::new();
-        for kv in self.trees.unified.iter() {
+        let o = self.handle()?;
+        for kv in o.trees.unified.iter() {
             if out.len() >= limit {
                 break;
             }
@@ -668,7 +722,7 @@ impl Store {
                 skipped += 1;
                 continue;
             }
-            let Some(v) = self.trees.messages.get(msg_key(&account, folder, uid))? else {
+            let Some(v) = o.trees.messages.get(msg_key(&account, folder, uid))? else {
                 continue;
             };
             let record: Record = from_json(&v)?;
@@ -701,7 +755,8 @@ impl Store {
             p.extend_from_slice(&f.to_be_bytes());
         }
         let (mut total, mut unread) = (0u32, 0u32);
-        for kv in self.trees.messages.scan_prefix(p) {
+        let o = self.handle()?;
+        for kv in o.trees.messages.scan_prefix(p) {
             let (_, v) = kv?;
             let r: Record = from_json(&v)?;
             total = total.saturating_add(1);
