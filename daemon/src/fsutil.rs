@@ -81,9 +81,8 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| {
-            format!("Cannot make {} private (mode 0700)", dir.display())
-        })?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("Cannot make {} private (mode 0700)", dir.display()))?;
         tracing::warn!(
             "{} was readable by others (mode {:o}); it is now private to you (mode 700).",
             dir.display(),

@@ -76,14 +76,8 @@ impl std::error::Error for Unavailable {}
 impl Unavailable {
     fn new(condition: DiskCondition, data_dir: &Path, cause: &anyhow::Error) -> Self {
         let (what, kind) = match condition {
-            DiskCondition::Full => (
-                "the disk is full",
-                std::io::ErrorKind::StorageFull,
-            ),
-            DiskCondition::Unusable => (
-                "the disk cannot be written",
-                std::io::ErrorKind::Other,
-            ),
+            DiskCondition::Full => ("the disk is full", std::io::ErrorKind::StorageFull),
+            DiskCondition::Unusable => ("the disk cannot be written", std::io::ErrorKind::Other),
         };
         Unavailable {
             condition,
@@ -285,7 +279,10 @@ impl Store {
         let prefix = format!("account/{account}/");
         for name in open.db.tree_names() {
             if name.starts_with(prefix.as_bytes()) {
-                let r = open.db.drop_tree(&name).context("Cannot drop an index tree");
+                let r = open
+                    .db
+                    .drop_tree(&name)
+                    .context("Cannot drop an index tree");
                 self.note(r)?;
             }
         }

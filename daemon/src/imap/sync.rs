@@ -28,7 +28,8 @@ const BATCH_MESSAGES: usize = 250;
 const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 
 fn local(e: anyhow::Error) -> Failure {
-    Failure::new(FailureKind::Local, format!("{e:#}"))
+    // Classifies a full disk as `DiskFull`, anything else as `Local`.
+    Failure::from(e)
 }
 
 /// Role of a folder from its SPECIAL-USE attributes.

@@ -153,7 +153,9 @@ pub fn read(root: &Path, hash: &str, limit: usize) -> Result<Vec<u8>> {
                 "The message {hash} is larger than {limit} bytes"
             ),
             Err(e) => {
-                return Err(quarantine(root, &path, &format!("it cannot be decompressed: {e}")).into())
+                return Err(
+                    quarantine(root, &path, &format!("it cannot be decompressed: {e}")).into(),
+                )
             }
         }
         out
@@ -255,7 +257,9 @@ mod tests {
         let mut bytes = std::fs::read(&eml)?;
         bytes[100] ^= 0x10;
         std::fs::write(&eml, &bytes)?;
-        let err = read(&root, &hp, 1 << 20).err().context("a flipped bit is refused")?;
+        let err = read(&root, &hp, 1 << 20)
+            .err()
+            .context("a flipped bit is refused")?;
         let d = err.downcast_ref::<Damaged>().context("typed error")?;
         assert_eq!(d.path, eml);
         assert!(!eml.exists(), "moved aside");
@@ -265,12 +269,17 @@ mod tests {
         // The compressed file swapped for another message's.
         let other = zstd::bulk::compress(b"another message", 3)?;
         std::fs::write(&zst, other)?;
-        let err = read(&root, &ht, 1 << 20).err().context("a swapped file is refused")?;
+        let err = read(&root, &ht, 1 << 20)
+            .err()
+            .context("a swapped file is refused")?;
         assert!(err.to_string().contains(&format!("{ht}.zst")), "{err}");
         assert!(err.downcast_ref::<Damaged>().is_some_and(|d| !d.missing));
         // Now both are gone from their place: missing.
         let err = read(&root, &ht, 1 << 20).err().context("missing")?;
-        assert!(err.downcast_ref::<Damaged>().is_some_and(|d| d.missing), "{err}");
+        assert!(
+            err.downcast_ref::<Damaged>().is_some_and(|d| d.missing),
+            "{err}"
+        );
         assert!(err.to_string().contains(&ht), "{err}");
         Ok(())
     }

@@ -186,7 +186,8 @@ fn encode(lines: &[Line]) -> Result<Vec<u8>> {
 /// Read a manifest; a line that does not parse (the torn end of a write cut
 /// short) is skipped with a warning.
 fn read_fold(path: &Path) -> Result<Fold> {
-    let file = std::fs::File::open(path).with_context(|| format!("Cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("Cannot open {}", path.display()))?;
     let mut fold = Fold::default();
     let mut bad = 0usize;
     for line in std::io::BufReader::new(file).split(b'\n') {
@@ -404,7 +405,11 @@ impl Store {
                 {
                     continue;
                 }
-                match blobs::read(&self.shared.messages, hash, super::messages::MAX_MESSAGE_BYTES) {
+                match blobs::read(
+                    &self.shared.messages,
+                    hash,
+                    super::messages::MAX_MESSAGE_BYTES,
+                ) {
                     Ok(raw) => records.push(Record {
                         uid: *uid,
                         uidvalidity: *uidvalidity,

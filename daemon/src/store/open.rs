@@ -71,9 +71,9 @@ pub(super) fn open_index(data_dir: &Path, index: &Path) -> Result<Opened> {
             info!("Created a new index at {}.", index.display());
             return Ok(Opened { db, fresh: true });
         }
-        Ok((_, None)) => anyhow!(
-            "it held data but sled found nothing in it (truncated or damaged)"
-        ),
+        Ok((_, None)) => {
+            anyhow!("it held data but sled found nothing in it (truncated or damaged)")
+        }
         Err(e) if disk_condition(&e).is_some() => return Err(e),
         Err(e) => e,
     };
@@ -107,14 +107,11 @@ fn try_sled(index: &Path) -> Result<(sled::Db, Option<u32>)> {
             .mode(sled::Mode::LowSpace)
             .open()
             .with_context(|| format!("Cannot open sled at {}", index.display()))?;
-        let version = db
-            .open_tree(META_TREE)?
-            .get(SCHEMA_KEY)?
-            .map(|v| {
-                <[u8; 4]>::try_from(v.as_ref())
-                    .map(u32::from_be_bytes)
-                    .unwrap_or(u32::MAX)
-            });
+        let version = db.open_tree(META_TREE)?.get(SCHEMA_KEY)?.map(|v| {
+            <[u8; 4]>::try_from(v.as_ref())
+                .map(u32::from_be_bytes)
+                .unwrap_or(u32::MAX)
+        });
         Ok((db, version))
     }));
     match opened {

@@ -17,11 +17,11 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use sled::Transactional as _;
 
+use super::manifest::Line;
 use super::messages::{
     abort, add_ref, date_key, folder_key, from_json, msg_key, prefix, to_json, tx_error,
     unified_key, FolderInfo, FolderState, MessageId, NewMessage, Record,
 };
-use super::manifest::Line;
 use super::{blobs, Store};
 
 /// The UIDVALIDITY of a POP3 account's INBOX: local UIDs never restart.

@@ -76,7 +76,9 @@ impl fmt::Display for Damaged {
                 write!(f, "; it was moved to {}", q.display())?;
             }
         }
-        f.write_str("; the message will be fetched again at the next sync if the server still has it")
+        f.write_str(
+            "; the message will be fetched again at the next sync if the server still has it",
+        )
     }
 }
 

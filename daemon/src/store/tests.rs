@@ -20,7 +20,10 @@ async fn filled(dir: &Path) -> Result<Vec<(MessageId, Vec<u8>)>> {
         .pop3_store(
             "p",
             &inbox,
-            vec![("u1".into(), pop3_message(1)), ("u2".into(), pop3_message(2))],
+            vec![
+                ("u1".into(), pop3_message(1)),
+                ("u2".into(), pop3_message(2)),
+            ],
         )
         .await?;
     let f = store.upsert_folder("i", "Work", "Work", None, None, true)?;
@@ -36,7 +39,10 @@ async fn filled(dir: &Path) -> Result<Vec<(MessageId, Vec<u8>)>> {
         highestmodseq: 42,
     };
     let mut all = Vec::new();
-    for id in ids.iter().chain(&store.store_batch("i", &f, vec![imap], Some(state)).await?) {
+    for id in ids
+        .iter()
+        .chain(&store.store_batch("i", &f, vec![imap], Some(state)).await?)
+    {
         let rec = store.record(id)?.context("record")?;
         all.push((id.clone(), store.raw(&rec)?));
     }
@@ -47,7 +53,11 @@ async fn filled(dir: &Path) -> Result<Vec<(MessageId, Vec<u8>)>> {
 fn asides(dir: &Path) -> Result<usize> {
     Ok(std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("index.unreadable-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("index.unreadable-")
+        })
         .count())
 }
 
@@ -75,7 +85,10 @@ async fn assert_rebuilt(dir: &Path, before: &[(MessageId, Vec<u8>)]) -> Result<(
     assert_eq!(new.first().map(|i| i.uid), Some(3), "UIDs continue");
     let work = store.folder("i", "Work")?.context("imap folder")?;
     let state = work.state.context("state")?;
-    assert_eq!((state.uidvalidity, state.uidnext, state.highestmodseq), (3, 8, 0));
+    assert_eq!(
+        (state.uidvalidity, state.uidnext, state.highestmodseq),
+        (3, 8, 0)
+    );
     Ok(())
 }
 
@@ -88,7 +101,10 @@ async fn reopen_keeps_data_and_drops_accounts() -> Result<()> {
     assert!(dir.path().join("manifests/p.log").exists());
     store.remove_account("p").await?;
     assert_eq!(store.counts("p", None)?.0, 0);
-    assert!(!dir.path().join("manifests/p.log").exists(), "manifest removed");
+    assert!(
+        !dir.path().join("manifests/p.log").exists(),
+        "manifest removed"
+    );
     assert_eq!(store.counts("i", None)?.0, 1);
     assert_eq!(asides(dir.path())?, 0);
     drop(store);
@@ -178,7 +194,10 @@ async fn damaged_file_marks_for_refetch() -> Result<()> {
     let damaged = err.downcast_ref::<Damaged>().context("typed")?;
     assert_eq!(damaged.path, file.path());
     assert!(store.record(id)?.is_none(), "record removed for refetch");
-    assert!(!store.pop3_entries("p")?.contains_key("u1"), "UIDL forgotten");
+    assert!(
+        !store.pop3_entries("p")?.contains_key("u1"),
+        "UIDL forgotten"
+    );
     assert!(store.pop3_entries("p")?.contains_key("u2"));
     // The next download stores it again, right.
     let inbox = store.folder("p", "INBOX")?.context("inbox")?;
