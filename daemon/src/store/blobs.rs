@@ -197,7 +197,7 @@ fn quarantine(root: &Path, path: &Path, why: &str) -> Damaged {
             .map(|m| format!("; moved it to {}", m.display()))
             .unwrap_or_else(|| "; it could not be moved aside".to_owned())
     );
-    Damaged::damaged(path.to_owned(), why, moved)
+    Damaged::corrupt(path.to_owned(), why, moved)
 }
 
 /// Remove a blob (both possible names).

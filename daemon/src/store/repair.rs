@@ -42,7 +42,7 @@ impl Damaged {
         }
     }
 
-    pub(super) fn damaged(path: PathBuf, why: &str, quarantined: Option<PathBuf>) -> Self {
+    pub(super) fn corrupt(path: PathBuf, why: &str, quarantined: Option<PathBuf>) -> Self {
         Damaged {
             path,
             other: None,
