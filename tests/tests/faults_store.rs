@@ -634,3 +634,49 @@ fn full_disk_during_a_sync_recovers_without_restart() {
     drop(d);
     drop(mount);
 }
+
+#[test]
+fn damaged_imap_message_is_fetched_again() {
+    let user = "imapfix@example.test";
+    let dovecot = dovecot(&[user]);
+    let bus = Bus::start();
+    let d = daemon(&bus, |_| {});
+    let settings = Settings::new()
+        .s("name", "IMAP")
+        .s("email", user)
+        .s("incoming-protocol", "imap")
+        .s("incoming-host", LOOPBACK)
+        .q("incoming-port", dovecot.imap_port())
+        .s("incoming-security", "none")
+        .s("incoming-login", user)
+        .s("incoming-password", PASSWORD);
+    let path = bus
+        .create_account(&settings)
+        .unwrap_or_else(|e| panic!("CreateAccount: {e}\n{}", d.log()));
+    let sent: Vec<Vec<u8>> = (1..=3).map(|n| message("imap", n, 50)).collect();
+    for raw in &sent {
+        dovecot.deliver(user, raw);
+    }
+    wait_until(DEADLINE, || (inbox(&bus, &path).len() == 3).then_some(()))
+        .unwrap_or_else(|| panic!("3 messages not synced\n{}", d.log()));
+    let ids: HashMap<String, String> = inbox(&bus, &path)
+        .into_iter()
+        .map(|(id, s)| (s, id))
+        .collect();
+    let victim = &sent[0];
+    let file = message_file(&d.data_dir(), victim);
+    let mut bytes = fs::read(&file).expect("read");
+    bytes[10] ^= 0x01;
+    fs::write(&file, &bytes).expect("flip a bit");
+    let id = &ids[&subject_of(victim)];
+    let err = get_message(&bus, id).expect_err("a damaged file is not served");
+    assert_eq!(err.short_name(), "NotFound", "{err}");
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+    assert!(err.to_string().contains(&name.unwrap_or_default()), "{err}");
+    sync_ok(&bus, &d, &path);
+    let now = served(&bus, &path);
+    assert_eq!(now.len(), 3, "{}", d.log());
+    for raw in &sent {
+        assert_eq!(now.get(&subject_of(raw)), Some(raw), "{}", subject_of(raw));
+    }
+}

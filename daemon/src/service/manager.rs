@@ -164,7 +164,12 @@ impl Manager {
     #[zbus(out_args("message"))]
     async fn get_message(&self, id: &str) -> Result<Vec<u8>, Error> {
         let (mid, record) = self.find(id)?;
-        match self.daemon.store.message(&mid, &record).await {
+        let imap = self
+            .daemon
+            .accounts
+            .get(&mid.account)
+            .is_some_and(|a| a.settings().incoming_protocol == crate::accounts::Protocol::Imap);
+        match self.daemon.store.message(&mid, &record, imap).await {
             Ok(raw) => Ok(raw),
             Err(e) => match e.downcast_ref::<crate::store::Damaged>() {
                 Some(d) => Err(Error::NotFound(format!("Message {id}: {d}"))),

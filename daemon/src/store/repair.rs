@@ -5,8 +5,9 @@
 //! names the file actually read, `.zst` or `.eml`), the file goes to
 //! quarantine (see [`super::blobs`]), and the message is marked for
 //! refetch: its record is removed, and for POP3 its unique-id is forgotten,
-//! so the next pass where the server still has it downloads it again (IMAP
-//! notices a UID below its high-water mark that is missing locally).
+//! so the next pass where the server still has it downloads it again; for
+//! IMAP the folder's UIDNEXT is lowered to the message's UID, so the next
+//! pass fetches from there (what is still stored is not stored twice).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -93,14 +94,15 @@ impl Store {
     }
 
     /// The raw bytes of message `id`; a missing or damaged file is refused
-    /// with [`Damaged`] and the message is marked for refetch.
-    pub async fn message(&self, id: &MessageId, record: &Record) -> Result<Vec<u8>> {
+    /// with [`Damaged`] and the message is marked for refetch (`imap`: the
+    /// account syncs over IMAP, see [`Store::refetch`]).
+    pub async fn message(&self, id: &MessageId, record: &Record, imap: bool) -> Result<Vec<u8>> {
         let this = self.clone();
         let rec = record.clone();
         let read = tokio::task::spawn_blocking(move || this.raw(&rec)).await?;
         match read {
             Err(e) if e.downcast_ref::<Damaged>().is_some() => {
-                if let Err(f) = self.refetch(id).await {
+                if let Err(f) = self.refetch(id, imap).await {
                     tracing::warn!("Cannot mark message {id} for refetch: {f:#}");
                 }
                 Err(e)
@@ -110,8 +112,10 @@ impl Store {
     }
 
     /// Mark a message for download again: forget its POP3 unique-id (if it
-    /// has one) and remove its record.
-    pub async fn refetch(&self, id: &MessageId) -> Result<()> {
+    /// has one) and remove its record; for IMAP (`imap`) lower the folder's
+    /// UIDNEXT to its UID. Never for POP3, whose local UIDs come from UIDNEXT
+    /// and must not be given twice.
+    pub async fn refetch(&self, id: &MessageId, imap: bool) -> Result<()> {
         let uidls: Vec<String> = self
             .pop3_entries(&id.account)?
             .into_iter()
@@ -120,6 +124,14 @@ impl Store {
             .collect();
         self.pop3_forget(&id.account, &uidls).await?;
         self.remove_uids(&id.account, id.folder, &[id.uid]).await?;
+        if imap {
+            if let Some(folder) = self.folder_of(id)? {
+                if let Some(mut state) = folder.state.filter(|s| s.uidvalidity == id.uidvalidity) {
+                    state.uidnext = state.uidnext.min(id.uid);
+                    self.set_folder_state(&id.account, &folder, state).await?;
+                }
+            }
+        }
         tracing::info!("Message {id} will be fetched again.");
         Ok(())
     }

@@ -74,7 +74,7 @@ async fn assert_rebuilt(dir: &Path, before: &[(MessageId, Vec<u8>)]) -> Result<(
             .iter()
             .find(|s| s.id.uid == id.uid)
             .context("message listed after the rebuild")?;
-        assert_eq!(&store.message(&found.id, &found.record).await?, raw);
+        assert_eq!(&store.message(&found.id, &found.record, false).await?, raw);
     }
     let uidls = store.pop3_entries("p")?;
     assert_eq!(uidls.keys().collect::<Vec<_>>(), vec!["u1", "u2"]);
@@ -190,7 +190,11 @@ async fn damaged_file_marks_for_refetch() -> Result<()> {
     let last = bytes.len() - 3;
     bytes[last] ^= 1;
     std::fs::write(file.path(), &bytes)?;
-    let err = store.message(id, &rec).await.err().context("refused")?;
+    let err = store
+        .message(id, &rec, false)
+        .await
+        .err()
+        .context("refused")?;
     let damaged = err.downcast_ref::<Damaged>().context("typed")?;
     assert_eq!(damaged.path, file.path());
     assert!(store.record(id)?.is_none(), "record removed for refetch");
@@ -205,7 +209,23 @@ async fn damaged_file_marks_for_refetch() -> Result<()> {
         .pop3_store("p", &inbox, vec![("u1".into(), pop3_message(1))])
         .await?;
     let rec = store.record(&again[0])?.context("record")?;
-    assert_eq!(&store.message(&again[0], &rec).await?, raw);
+    assert_eq!(&store.message(&again[0], &rec, false).await?, raw);
+    assert_eq!(again[0].uid, 3, "POP3 UIDs are never given twice");
+    // IMAP: the folder's UIDNEXT goes back to the damaged UID.
+    let (iid, _) = &before[2];
+    let irec = store.record(iid)?.context("imap record")?;
+    std::fs::remove_file(
+        dir.path()
+            .join("messages")
+            .join(&irec.hash[..2])
+            .join(format!("{}.eml", irec.hash)),
+    )?;
+    assert!(store.message(iid, &irec, true).await.is_err());
+    let work = store
+        .folder("i", "Work")?
+        .and_then(|f| f.state)
+        .context("state")?;
+    assert_eq!(work.uidnext, iid.uid);
     Ok(())
 }
 
