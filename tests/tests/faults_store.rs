@@ -167,6 +167,16 @@ fn wait_props(bus: &Bus, d: &Facteurd<'_>, path: &str, what: &str, pred: impl Fn
     }
 }
 
+/// Sync until the INBOX lists `n` messages (the first poll after
+/// CreateAccount may already have stored some).
+fn synced(bus: &Bus, d: &Facteurd<'_>, path: &str, n: usize) {
+    let got = wait_until(DEADLINE, || {
+        sync_ok(bus, d, path);
+        (inbox(bus, path).len() == n).then_some(())
+    });
+    got.unwrap_or_else(|| panic!("{path}: not {n} messages\n{}", d.log()));
+}
+
 fn asides(data: &Path) -> Vec<PathBuf> {
     fs::read_dir(data)
         .map(|r| {
@@ -241,14 +251,14 @@ fn index_damage_keeps_pop3_mail(how: IndexDamage) {
     let dovecot = dovecot(&[user]);
     let bus = Bus::start();
     let mut d = daemon(&bus, |_| {});
-    let path = bus
-        .create_account(&pop3(&dovecot, user, false))
-        .unwrap_or_else(|e| panic!("CreateAccount: {e}\n{}", d.log()));
     let sent: Vec<Vec<u8>> = (0..5).map(|n| message("kept", n, 40)).collect();
     for raw in &sent {
         dovecot.deliver(user, raw);
     }
-    assert_eq!(sync_ok(&bus, &d, &path), 5);
+    let path = bus
+        .create_account(&pop3(&dovecot, user, false))
+        .unwrap_or_else(|e| panic!("CreateAccount: {e}\n{}", d.log()));
+    synced(&bus, &d, &path, 5);
     assert!(
         dovecot.list_uids(user, "INBOX").is_empty(),
         "the server kept mail"
@@ -321,9 +331,6 @@ fn damaged_message_files_are_refused_and_fetched_again() {
     let dovecot = dovecot(&[user]);
     let bus = Bus::start();
     let d = daemon(&bus, |_| {});
-    let path = bus
-        .create_account(&pop3(&dovecot, user, true))
-        .unwrap_or_else(|e| panic!("CreateAccount: {e}\n{}", d.log()));
     // Big ones are compressed (.zst), tiny random-looking ones are not.
     let sent: Vec<Vec<u8>> = vec![
         message("flip", 1, 50),
@@ -334,7 +341,10 @@ fn damaged_message_files_are_refused_and_fetched_again() {
     for raw in &sent {
         dovecot.deliver(user, raw);
     }
-    assert_eq!(sync_ok(&bus, &d, &path), 4);
+    let path = bus
+        .create_account(&pop3(&dovecot, user, true))
+        .unwrap_or_else(|e| panic!("CreateAccount: {e}\n{}", d.log()));
+    synced(&bus, &d, &path, 4);
     let data = d.data_dir();
     let ids: HashMap<String, String> = inbox(&bus, &path)
         .into_iter()
@@ -536,13 +546,13 @@ fn full_disk_at_start_keeps_the_index_and_recovers() {
     let dovecot = dovecot(&[user]);
     let bus = Bus::start();
     let mut d = daemon(&bus, |_| {});
-    let path = bus
-        .create_account(&pop3(&dovecot, user, true))
-        .unwrap_or_else(|e| panic!("CreateAccount: {e}\n{}", d.log()));
     for n in 0..3 {
         dovecot.deliver(user, &message("early", n, 20));
     }
-    assert_eq!(sync_ok(&bus, &d, &path), 3);
+    let path = bus
+        .create_account(&pop3(&dovecot, user, true))
+        .unwrap_or_else(|e| panic!("CreateAccount: {e}\n{}", d.log()));
+    synced(&bus, &d, &path, 3);
     assert!(d.stop().success());
 
     // The same data, now on a small file system filled to the brim.
@@ -605,11 +615,11 @@ fn full_disk_during_a_sync_recovers_without_restart() {
         .env("FACTEUR_STORE_RETRY_MS", RETRY_MS);
     setup.launch();
     let d = setup;
+    dovecot.deliver(user, &message("first", 1, 20));
     let path = bus
         .create_account(&pop3(&dovecot, user, true))
         .unwrap_or_else(|e| panic!("CreateAccount: {e}\n{}", d.log()));
-    dovecot.deliver(user, &message("first", 1, 20));
-    assert_eq!(sync_ok(&bus, &d, &path), 1);
+    synced(&bus, &d, &path, 1);
 
     let filler = mount.fill();
     for n in 2..5 {
