@@ -208,6 +208,8 @@ pub struct Status {
     pub state: String,
     /// The last error, empty when none.
     pub last_error: String,
+    /// The stable code of the last error (`disk-full`, …), empty when none.
+    pub last_error_code: String,
     /// Unix seconds of the last successful sync.
     pub last_sync: u64,
     /// Messages stored.
@@ -223,6 +225,7 @@ impl Default for Status {
         Status {
             state: state::IDLE.to_owned(),
             last_error: String::new(),
+            last_error_code: String::new(),
             last_sync: 0,
             message_count: 0,
             unread_count: 0,
@@ -288,6 +291,9 @@ impl Account {
         }
         if before.last_error != after.last_error {
             changed.push("LastError");
+        }
+        if before.last_error_code != after.last_error_code {
+            changed.push("LastErrorCode");
         }
         if before.last_sync != after.last_sync {
             changed.push("LastSync");

@@ -18,6 +18,8 @@ pub enum Event {
         state: &'static str,
         /// The error a person can act on, or empty.
         error: String,
+        /// The stable `LastErrorCode`, empty when healthy.
+        code: &'static str,
     },
     /// A sync pass finished successfully at this unix time.
     Synced {
@@ -79,6 +81,17 @@ impl Reporter {
             account: self.account.clone(),
             state,
             error: error.into(),
+            code: "",
+        });
+    }
+
+    /// Report a failure: the state, its sentence and its code.
+    pub fn failure(&self, state: &'static str, failure: &crate::net::Failure) {
+        self.send(Event::State {
+            account: self.account.clone(),
+            state,
+            error: failure.message.clone(),
+            code: failure.code(),
         });
     }
 

@@ -23,7 +23,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?
         .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = dir.join(temp_name(&name));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -66,14 +66,109 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("Cannot sync directory {}", dir.display()))
 }
 
-/// Create a directory (and its parents) readable by the user only.
+/// Create a directory (and its parents) readable by the user only. An
+/// existing directory that others can read or enter is tightened to 0700,
+/// and the log says so.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("Cannot create directory {}", dir.display()))
+        .with_context(|| format!("Cannot create directory {}", dir.display()))?;
+    let mode = fs::metadata(dir)
+        .with_context(|| format!("Cannot read the permissions of {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("Cannot make {} private (mode 0700)", dir.display()))?;
+        tracing::warn!(
+            "{} was readable by others (mode {:o}); it is now private to you (mode 700).",
+            dir.display(),
+            mode & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// A temporary file name for `name` that no other writer in this or any
+/// other process picks: `.{name}.{pid}.{counter}.{random}.tmp`. Files named
+/// `.*.tmp` are what [`is_temp_name`] recognises as leftovers.
+pub fn temp_name(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        ".{name}.{}.{n}.{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    )
+}
+
+/// Whether a file name is one of [`temp_name`]'s (a leftover after a crash
+/// when found at start).
+pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name.starts_with(b".") && name.ends_with(b".tmp")
+}
+
+/// What an I/O failure says about the disk, for errors and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskCondition {
+    /// No space left (ENOSPC) or over quota (EDQUOT).
+    Full,
+    /// Read-only file system, permission refused, an I/O error of the
+    /// device, or the index locked by another process: the environment,
+    /// not the data, is at fault, and it may come back.
+    Unusable,
+}
+
+/// The disk condition an error chain holds, if any: an `io::Error` (also
+/// inside sled's error) of a kind that says the environment is at fault.
+/// Corruption, parse errors and the like give `None`.
+pub fn disk_condition(e: &anyhow::Error) -> Option<DiskCondition> {
+    e.chain().find_map(|cause| {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io_condition(io);
+        }
+        if let Some(sled::Error::Io(io)) = cause.downcast_ref::<sled::Error>() {
+            return io_condition(io);
+        }
+        None
+    })
+}
+
+/// [`disk_condition`] of one `io::Error`.
+pub fn io_condition(e: &std::io::Error) -> Option<DiskCondition> {
+    use std::io::ErrorKind as K;
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    const EIO: i32 = 5;
+    const EROFS: i32 = 30;
+    match e.raw_os_error() {
+        Some(ENOSPC | EDQUOT) => return Some(DiskCondition::Full),
+        Some(EIO | EROFS) => return Some(DiskCondition::Unusable),
+        _ => {}
+    }
+    match e.kind() {
+        K::StorageFull | K::QuotaExceeded => return Some(DiskCondition::Full),
+        K::ReadOnlyFilesystem | K::PermissionDenied => return Some(DiskCondition::Unusable),
+        _ => {}
+    }
+    // sled copies I/O errors it keeps into new ones that hold only the kind
+    // and the debug text of the original.
+    let text = format!("{e:?}");
+    if text.contains("StorageFull") || text.contains("No space left") {
+        Some(DiskCondition::Full)
+    } else if text.contains("Input/output error")
+        || text.contains("code: 5,")
+        || text.contains("could not acquire lock")
+    {
+        Some(DiskCondition::Unusable)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -95,5 +190,47 @@ mod tests {
         remove_durably(&path)?;
         assert!(!path.exists());
         Ok(())
+    }
+
+    #[test]
+    fn temp_names_differ_and_are_recognised() {
+        let a = temp_name("x");
+        let b = temp_name("x");
+        assert_ne!(a, b);
+        assert!(is_temp_name(std::ffi::OsStr::new(&a)));
+        assert!(!is_temp_name(std::ffi::OsStr::new("x.eml")));
+    }
+
+    #[test]
+    fn open_private_dir_is_tightened() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path().join("data");
+        fs::create_dir(&d)?;
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755))?;
+        create_private_dir(&d)?;
+        assert_eq!(fs::metadata(&d)?.permissions().mode() & 0o777, 0o700);
+        let fresh = dir.path().join("new/sub");
+        create_private_dir(&fresh)?;
+        assert_eq!(fs::metadata(&fresh)?.permissions().mode() & 0o777, 0o700);
+        Ok(())
+    }
+
+    #[test]
+    fn disk_conditions_are_classified() {
+        let full = anyhow::Error::new(std::io::Error::from_raw_os_error(28)).context("write");
+        assert_eq!(disk_condition(&full), Some(DiskCondition::Full));
+        // sled's copy of a stored error keeps only the kind and the text.
+        let copied = std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "Os { code: 28, kind: StorageFull }",
+        );
+        let sled_full = anyhow::Error::new(sled::Error::Io(copied)).context("Index write failed");
+        assert_eq!(disk_condition(&sled_full), Some(DiskCondition::Full));
+        let eio = anyhow::Error::new(std::io::Error::from_raw_os_error(5));
+        assert_eq!(disk_condition(&eio), Some(DiskCondition::Unusable));
+        let corrupt = anyhow::Error::new(sled::Error::Unsupported("bad".into()));
+        assert_eq!(disk_condition(&corrupt), None);
+        let eof = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert_eq!(disk_condition(&eof), None);
     }
 }

@@ -52,7 +52,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _};
 use facteur_dbus::names;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Command-line options of `facteurd`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -277,6 +277,7 @@ pub async fn run_with(
     }
     daemon.refresh_credentials().await;
     daemon.load_status();
+    daemon.report_store();
 
     service::serve(&conn, &daemon)
         .await
@@ -292,6 +293,7 @@ pub async fn run_with(
     for account in daemon.accounts.all() {
         daemon.start_engine(&account).await;
     }
+    let store_watch = tokio::spawn(watch_store(daemon.clone()));
 
     let refused = match conn.request_name(names::BUS_NAME).await {
         Ok(()) => None,
@@ -316,6 +318,7 @@ pub async fn run_with(
     shutdown.await;
 
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    store_watch.abort();
     daemon.scheduler.shutdown().await;
     events.abort();
     if let Err(e) = conn.release_name(names::BUS_NAME).await {
@@ -326,6 +329,48 @@ pub async fn run_with(
     }
     info!("facteurd stopped.");
     Ok(())
+}
+
+/// How often an unavailable store is tried again: [`store::RETRY_INTERVAL`],
+/// or `FACTEUR_STORE_RETRY_MS` (for tests).
+fn store_retry_interval() -> std::time::Duration {
+    std::env::var("FACTEUR_STORE_RETRY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_millis)
+        .unwrap_or(store::RETRY_INTERVAL)
+}
+
+/// Try an unavailable store again every retry interval; once it opens,
+/// refresh every account and run a sync pass at once (engines waiting out
+/// a backoff start right away).
+async fn watch_store(daemon: Arc<Daemon>) {
+    let every = store_retry_interval();
+    loop {
+        tokio::time::sleep(every).await;
+        if daemon.store.unavailable().is_none() {
+            continue;
+        }
+        let store = daemon.store.clone();
+        let recovered = tokio::task::spawn_blocking(move || store.recover())
+            .await
+            .unwrap_or(false);
+        if !recovered {
+            continue;
+        }
+        daemon.load_status();
+        for account in daemon.accounts.all() {
+            let d = daemon.clone();
+            tokio::spawn(async move {
+                if let Err(f) = d.scheduler.sync(&account.id).await {
+                    debug!(
+                        "Account {}: the pass after the store came back: {f}",
+                        account.id
+                    );
+                }
+            });
+        }
+    }
 }
 
 fn already_running() -> anyhow::Error {
@@ -355,6 +400,24 @@ impl Daemon {
                     s.unread_count = unread;
                 }
                 s.detected_folders = folders;
+            });
+        }
+    }
+
+    /// While the store is unavailable, show why on every account: state
+    /// `error`, the sentence, and `disk-full` when the disk is full.
+    pub fn report_store(&self) {
+        let Some(why) = self.store.unavailable() else {
+            return;
+        };
+        warn!("Every account waits for the message index: {why}.");
+        for account in self.accounts.all() {
+            account.set_status(|s| {
+                if s.state != facteur_dbus::state::NEEDS_CREDENTIALS {
+                    s.state = facteur_dbus::state::ERROR.to_owned();
+                }
+                s.last_error = why.message.clone();
+                s.last_error_code = if why.is_disk_full() { "disk-full" } else { "" }.to_owned();
             });
         }
     }

@@ -57,6 +57,8 @@ pub enum FailureKind {
     NotSupported,
     /// Local failure (store, disk).
     Local,
+    /// The disk holding the store is full (ENOSPC, EDQUOT); retried.
+    DiskFull,
 }
 
 /// A failure a person can act on: what kind, and a sentence.
@@ -85,7 +87,23 @@ impl Failure {
                 | FailureKind::Timeout
                 | FailureKind::Protocol
                 | FailureKind::Local
+                | FailureKind::DiskFull
         )
+    }
+
+    /// The stable `LastErrorCode` of this failure ('' for none of the
+    /// listed causes).
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            FailureKind::Auth => "auth-failed",
+            FailureKind::Tls => "tls-failed",
+            FailureKind::Connection => "connection-failed",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Protocol | FailureKind::NotSupported => "protocol",
+            FailureKind::Credentials => "keyring-locked",
+            FailureKind::DiskFull => "disk-full",
+            FailureKind::Local => "",
+        }
     }
 }
 
@@ -101,7 +119,21 @@ impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         match e.downcast::<Failure>() {
             Ok(f) => f,
-            Err(e) => Failure::new(FailureKind::Local, format!("{e:#}")),
+            Err(e) => {
+                let full = e
+                    .downcast_ref::<crate::store::Unavailable>()
+                    .map(|u| u.is_disk_full())
+                    .unwrap_or(
+                        crate::fsutil::disk_condition(&e)
+                            == Some(crate::fsutil::DiskCondition::Full),
+                    );
+                let kind = if full {
+                    FailureKind::DiskFull
+                } else {
+                    FailureKind::Local
+                };
+                Failure::new(kind, format!("{e:#}"))
+            }
         }
     }
 }

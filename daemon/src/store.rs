@@ -5,190 +5,303 @@
 //! the directory of raw message files under `<data-dir>/messages/`. Keys are
 //! big-endian so sled's order is the order queries want.
 //!
-//! The index is derived data: if sled cannot open it, the directory is moved
-//! aside (never deleted) and a fresh one is built; the servers and the
-//! message files fill it again. A schema version is kept in the `meta` tree
-//! so later versions can migrate.
+//! The index is derived data. What only this machine holds (a POP3 message
+//! the server deleted) is also written to a per-account manifest
+//! ([`manifest`]), so that a lost index is rebuilt from the message files
+//! and the manifests, and the servers fill in the rest.
+//!
+//! Faults of the disk and of the index are told apart ([`open`]):
+//!
+//! - an index that cannot be parsed (garbage, a panic inside sled, a wrong
+//!   schema version, a truncated file that comes up empty) is moved aside
+//!   (never deleted), a fresh one is built from the manifests, and the log
+//!   says so;
+//! - a disk that is full, read-only, refuses access or fails with EIO is
+//!   not the index's fault: the store stays *unavailable* (every call
+//!   answers [`Unavailable`]), the daemon keeps running, and
+//!   [`Store::recover`] (called every [`RETRY_INTERVAL`]) opens it again
+//!   once the disk works. The same happens when sled fails with such an
+//!   error while running: sled 0.34 keeps returning a stored I/O error until
+//!   its `Db` is dropped, so the store drops it and reopens.
+//!
+//! Every sled handle comes from the one indirection in [`Store`]: nothing
+//! outside this module keeps a `Db` or a `Tree`, so dropping it really
+//! closes the files (and releases sled's lock) for the reopen.
 //!
 //! The store never talks to the network or to D-Bus.
 
 mod blobs;
+mod listing;
+mod manifest;
 mod messages;
+mod open;
 mod pop3;
+mod repair;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
-
-pub use messages::{Flags, FolderInfo, FolderState, MessageId, NewMessage, Record, Summary};
+use anyhow::{Context as _, Result};
 use tracing::{info, warn};
+
+use crate::fsutil::{disk_condition, DiskCondition};
+pub use messages::{Flags, FolderInfo, FolderState, MessageId, NewMessage, Record, Summary};
+pub use repair::Damaged;
 
 /// Version of the index layout written by this daemon.
 pub const SCHEMA_VERSION: u32 = 1;
-const META_TREE: &str = "meta";
-const SCHEMA_KEY: &[u8] = b"schema-version";
-/// sled's default page cache is 1 GiB; a desktop daemon must stay small,
-/// and the index (no message bodies) is small too.
-const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// How often an unavailable store is tried again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The open index and the message directory. Cheap to clone: sled handles
-/// are shared.
-#[derive(Clone)]
-pub struct Store {
+/// The store cannot be used now (the disk is full, read-only, refuses
+/// access or fails); it is tried again every [`RETRY_INTERVAL`].
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    /// What is wrong with the disk.
+    pub condition: DiskCondition,
+    /// A sentence a person can act on.
+    pub message: String,
+    /// The I/O error, kept as a source so that error chains classify.
+    kind: std::io::ErrorKind,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+impl Unavailable {
+    fn new(condition: DiskCondition, data_dir: &Path, cause: &anyhow::Error) -> Self {
+        let (what, kind) = match condition {
+            DiskCondition::Full => ("the disk is full", std::io::ErrorKind::StorageFull),
+            DiskCondition::Unusable => ("the disk cannot be written", std::io::ErrorKind::Other),
+        };
+        Unavailable {
+            condition,
+            message: format!(
+                "The message index is unavailable: {what} at {} ({cause:#}); \
+                 facteur tries again every {} s",
+                data_dir.display(),
+                RETRY_INTERVAL.as_secs()
+            ),
+            kind,
+        }
+    }
+
+    /// Whether the disk is full (the `disk-full` error code).
+    pub fn is_disk_full(&self) -> bool {
+        self.condition == DiskCondition::Full
+    }
+
+    /// The error as an `io::Error` of the matching kind.
+    pub fn io_error(&self) -> std::io::Error {
+        std::io::Error::new(self.kind, self.message.clone())
+    }
+}
+
+/// The open index: the one place sled handles live.
+pub(crate) struct Open {
     db: sled::Db,
-    messages: PathBuf,
     trees: messages::Trees,
 }
 
+struct Shared {
+    data_dir: PathBuf,
+    index: PathBuf,
+    messages: PathBuf,
+    manifests: PathBuf,
+    open: RwLock<Option<Arc<Open>>>,
+    down: Mutex<Option<Unavailable>>,
+    /// Serializes manifest appends and rewrites.
+    manifest_lock: Mutex<()>,
+    /// Serializes opening.
+    opening: Mutex<()>,
+}
+
+/// The index and the message directory. Cheap to clone: every clone shares
+/// the one open index.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
 impl Store {
-    /// Open (or create) the store under `data_dir`.
+    /// Open (or create) the store under `data_dir`. A damaged index is moved
+    /// aside and rebuilt; a disk that does not work gives a store that is
+    /// unavailable (see [`Store::unavailable`]) and recovers later. Fails only
+    /// when the data directory itself cannot be made.
     pub fn open(data_dir: &Path) -> Result<Self> {
         crate::fsutil::create_private_dir(data_dir)?;
-        let index = data_dir.join("index");
-        let messages = data_dir.join("messages");
-        crate::fsutil::create_private_dir(&messages)?;
-        let db = match open_db(&index) {
-            Ok(db) => db,
-            Err(e) => {
-                let aside = data_dir.join(format!(
-                    "index.unreadable-{}",
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0)
-                ));
-                warn!(
-                    "The index at {} cannot be opened ({e:#}); moving it to {} and rebuilding from the servers.",
-                    index.display(),
-                    aside.display()
-                );
-                std::fs::rename(&index, &aside).with_context(|| {
-                    format!(
-                        "Cannot move the unreadable index aside to {}",
-                        aside.display()
-                    )
-                })?;
-                open_db(&index)?
-            }
+        let store = Store {
+            shared: Arc::new(Shared {
+                data_dir: data_dir.to_owned(),
+                index: data_dir.join("index"),
+                messages: data_dir.join("messages"),
+                manifests: data_dir.join("manifests"),
+                open: RwLock::new(None),
+                down: Mutex::new(None),
+                manifest_lock: Mutex::new(()),
+                opening: Mutex::new(()),
+            }),
         };
-        if db.was_recovered() {
-            info!("Opened the index at {}.", index.display());
-        } else {
-            info!("Created a new index at {}.", index.display());
+        if let Err(e) = store.try_open() {
+            store.mark_down(&e)?;
         }
-        let trees = messages::Trees::open(&db)?;
-        Ok(Store {
-            db,
-            messages,
-            trees,
-        })
+        Ok(store)
+    }
+
+    /// Open the index now; `Err` with the cause when the disk fails.
+    fn try_open(&self) -> Result<()> {
+        let _opening = lock(&self.shared.opening);
+        let s = &self.shared;
+        crate::fsutil::create_private_dir(&s.messages)?;
+        crate::fsutil::create_private_dir(&s.manifests)?;
+        open::probe_space(&s.data_dir)?;
+        blobs::remove_leftovers(&s.messages);
+        let opened = open::open_index(&s.data_dir, &s.index)?;
+        let open = Arc::new(Open {
+            trees: messages::Trees::open(&opened.db)?,
+            db: opened.db,
+        });
+        *write(&s.open) = Some(open);
+        *lock(&s.down) = None;
+        if let Err(e) = self.replay_manifests() {
+            if disk_condition(&e).is_some() {
+                return Err(e);
+            }
+            warn!("Cannot replay the message manifests into the index: {e:#}");
+        }
+        if opened.fresh {
+            info!("The index at {} is ready.", s.index.display());
+        }
+        Ok(())
+    }
+
+    /// Record why the store cannot be used; errors that are no fault of the
+    /// disk are returned.
+    fn mark_down(&self, e: &anyhow::Error) -> Result<()> {
+        let Some(condition) = disk_condition(e) else {
+            return Err(anyhow::anyhow!("{e:#}"));
+        };
+        let why = Unavailable::new(condition, &self.shared.data_dir, e);
+        warn!("{why}.");
+        *write(&self.shared.open) = None;
+        *lock(&self.shared.down) = Some(why);
+        Ok(())
+    }
+
+    /// Why the store cannot be used now, if it cannot.
+    pub fn unavailable(&self) -> Option<Unavailable> {
+        lock(&self.shared.down).clone()
+    }
+
+    /// Try again to open an unavailable store. Returns `true` when it was
+    /// unavailable and is open now (the caller then restarts what waited).
+    pub fn recover(&self) -> bool {
+        if self.unavailable().is_none() {
+            return false;
+        }
+        match self.try_open() {
+            Ok(()) => {
+                info!(
+                    "The message index at {} is available again.",
+                    self.shared.index.display()
+                );
+                true
+            }
+            Err(e) => {
+                if let Err(e) = self.mark_down(&e) {
+                    warn!("The message index still cannot be opened: {e:#}");
+                }
+                false
+            }
+        }
+    }
+
+    /// The open index, or [`Unavailable`].
+    fn handle(&self) -> Result<Arc<Open>> {
+        if let Some(open) = read(&self.shared.open).clone() {
+            return Ok(open);
+        }
+        let why = self.unavailable().unwrap_or_else(|| {
+            Unavailable::new(
+                DiskCondition::Unusable,
+                &self.shared.data_dir,
+                &anyhow::anyhow!("not open"),
+            )
+        });
+        Err(anyhow::Error::new(why))
+    }
+
+    /// Look at the error of a store operation: a disk fault (sled's or a
+    /// message file's) makes the store unavailable until [`Store::recover`]
+    /// finds the disk working again, dropping sled's handle, whose stored
+    /// error would otherwise never go away.
+    fn note<T>(&self, r: Result<T>) -> Result<T> {
+        r.map_err(|e| self.failed(e))
+    }
+
+    /// [`Store::note`] for an error alone.
+    fn failed(&self, e: anyhow::Error) -> anyhow::Error {
+        if e.downcast_ref::<Unavailable>().is_none() && disk_condition(&e).is_some() {
+            let _ = self.mark_down(&e);
+        }
+        e
     }
 
     /// The directory of raw message files.
     pub fn messages_dir(&self) -> &Path {
-        &self.messages
+        &self.shared.messages
     }
 
     /// Make every write so far durable (fsync). Call before any
     /// acknowledgement that depends on them.
     pub async fn flush(&self) -> Result<()> {
-        self.db
+        let open = self.handle()?;
+        let r = open
+            .db
             .flush_async()
             .await
-            .context("Cannot flush the index")?;
-        Ok(())
-    }
-
-    /// The tree of one account's data (named `account/<id>/<what>`).
-    pub fn account_tree(&self, account: &str, what: &str) -> Result<sled::Tree> {
-        self.db
-            .open_tree(format!("account/{account}/{what}"))
-            .context("Cannot open an index tree")
+            .map(|_| ())
+            .context("Cannot flush the index");
+        self.note(r)
     }
 
     /// Drop everything of an account: its messages (and the message files
-    /// no other account refers to), folders and per-account trees.
+    /// no other account refers to), folders, POP3 state and manifest.
     pub async fn remove_account(&self, account: &str) -> Result<()> {
         self.remove_account_messages(account).await?;
+        self.remove_manifest(account)?;
+        let open = self.handle()?;
         let prefix = format!("account/{account}/");
-        for name in self.db.tree_names() {
+        for name in open.db.tree_names() {
             if name.starts_with(prefix.as_bytes()) {
-                self.db
+                let r = open
+                    .db
                     .drop_tree(&name)
-                    .context("Cannot drop an index tree")?;
+                    .context("Cannot drop an index tree");
+                self.note(r)?;
             }
         }
         self.flush().await
     }
 }
 
-fn open_db(path: &Path) -> Result<sled::Db> {
-    let db = sled::Config::new()
-        .path(path)
-        .cache_capacity(CACHE_BYTES)
-        .mode(sled::Mode::LowSpace)
-        .open()
-        .with_context(|| format!("Cannot open sled at {}", path.display()))?;
-    let meta = db.open_tree(META_TREE)?;
-    match meta.get(SCHEMA_KEY)? {
-        None => {
-            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-            db.flush()?;
-        }
-        Some(v) => {
-            let version = <[u8; 4]>::try_from(v.as_ref())
-                .map(u32::from_be_bytes)
-                .unwrap_or(u32::MAX);
-            if version != SCHEMA_VERSION {
-                bail!("index schema version {version}, this daemon reads {SCHEMA_VERSION}");
-            }
-        }
-    }
-    Ok(db)
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn reopen_keeps_data_and_drops_accounts() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        {
-            let store = Store::open(dir.path())?;
-            store.account_tree("a", "messages")?.insert(b"k", b"v")?;
-            store.account_tree("b", "messages")?.insert(b"k", b"v")?;
-            store.flush().await?;
-        }
-        let store = Store::open(dir.path())?;
-        assert!(store.account_tree("a", "messages")?.get(b"k")?.is_some());
-        store.remove_account("a").await?;
-        assert!(store.account_tree("a", "messages")?.is_empty());
-        assert!(store.account_tree("b", "messages")?.get(b"k")?.is_some());
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn unreadable_index_is_moved_aside() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        {
-            let store = Store::open(dir.path())?;
-            store
-                .db
-                .open_tree(META_TREE)?
-                .insert(SCHEMA_KEY, &99u32.to_be_bytes())?;
-            store.flush().await?;
-        }
-        let _store = Store::open(dir.path())?;
-        let aside: Vec<_> = std::fs::read_dir(dir.path())?
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("index.unreadable-")
-            })
-            .collect();
-        assert_eq!(aside.len(), 1);
-        Ok(())
-    }
-}
+mod tests;

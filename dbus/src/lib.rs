@@ -56,6 +56,7 @@ pub mod names {
         "Folders",
         "State",
         "LastError",
+        "LastErrorCode",
         "LastSync",
         "MessageCount",
         "UnreadCount",

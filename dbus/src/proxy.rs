@@ -147,6 +147,9 @@ pub trait Account {
     /// The last error, empty when none.
     #[zbus(property)]
     fn last_error(&self) -> zbus::Result<String>;
+    /// The stable code of the last error, empty when healthy.
+    #[zbus(property)]
+    fn last_error_code(&self) -> zbus::Result<String>;
     /// Unix seconds of the last successful sync, 0 if never.
     #[zbus(property)]
     fn last_sync(&self) -> zbus::Result<u64>;

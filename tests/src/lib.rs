@@ -960,6 +960,7 @@ impl Settings {
 pub const STATUS_PROPERTIES: &[&str] = &[
     "State",
     "LastError",
+    "LastErrorCode",
     "LastSync",
     "MessageCount",
     "UnreadCount",

@@ -130,7 +130,10 @@ impl Engine {
                 backoff = BACKOFF_START;
             }
             let state = match failure.kind {
-                FailureKind::Auth | FailureKind::Tls | FailureKind::NotSupported => state::ERROR,
+                FailureKind::Auth
+                | FailureKind::Tls
+                | FailureKind::NotSupported
+                | FailureKind::DiskFull => state::ERROR,
                 FailureKind::Credentials => state::NEEDS_CREDENTIALS,
                 _ => state::OFFLINE,
             };
@@ -140,7 +143,7 @@ impl Engine {
                 failure,
                 backoff.as_secs()
             );
-            self.reporter.state(state, failure.message.clone());
+            self.reporter.failure(state, &failure);
             // A wrong password or a refused certificate will not fix itself:
             // wait the longest delay, never retry in a tight loop.
             let delay = if failure.is_transient() {

@@ -35,7 +35,8 @@ const BATCH_MESSAGES: usize = 250;
 const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 
 fn local(e: anyhow::Error) -> Failure {
-    Failure::new(FailureKind::Local, format!("{e:#}"))
+    // Classifies a full disk as `DiskFull`, anything else as `Local`.
+    Failure::from(e)
 }
 
 /// Flag bits of the FLAGS a server sent.

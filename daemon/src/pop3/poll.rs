@@ -188,12 +188,13 @@ impl Poller {
                 }
                 Err(f) => {
                     let st = match f.kind {
-                        FailureKind::Auth | FailureKind::Tls | FailureKind::NotSupported => {
-                            state::ERROR
-                        }
+                        FailureKind::Auth
+                        | FailureKind::Tls
+                        | FailureKind::NotSupported
+                        | FailureKind::DiskFull => state::ERROR,
                         _ => state::OFFLINE,
                     };
-                    self.reporter.state(st, f.message.clone());
+                    self.reporter.failure(st, f);
                     if f.is_transient() {
                         let delay = retry.min(interval);
                         warn!(

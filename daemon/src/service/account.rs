@@ -90,6 +90,7 @@ pub async fn emit_status(emitter: &SignalEmitter<'_>, account: &Account, changed
             let v = match name {
                 "State" => Value::from(status.state.clone()),
                 "LastError" => Value::from(dbus_string(status.last_error.clone())),
+                "LastErrorCode" => Value::from(status.last_error_code.clone()),
                 "LastSync" => Value::from(status.last_sync),
                 "MessageCount" => Value::from(status.message_count),
                 "UnreadCount" => Value::from(status.unread_count),
@@ -423,6 +424,13 @@ impl AccountObject {
     #[zbus(property)]
     fn last_error(&self) -> String {
         dbus_string(self.account.status().last_error)
+    }
+
+    /// The stable code of the last error (`auth-failed`, `disk-full`, …),
+    /// empty when healthy.
+    #[zbus(property)]
+    fn last_error_code(&self) -> String {
+        self.account.status().last_error_code
     }
 
     /// Unix seconds of the last successful sync, 0 if never.

@@ -77,7 +77,9 @@ pub async fn run(
             continue;
         };
         match event {
-            Event::State { state, error, .. } => {
+            Event::State {
+                state, error, code, ..
+            } => {
                 if stale.remove(&account_id) {
                     recount(&daemon, &emitter, &account).await;
                     counted.insert(account_id.clone(), Instant::now());
@@ -85,6 +87,7 @@ pub async fn run(
                 let changed = account.set_status(|s| {
                     s.state = state.to_owned();
                     s.last_error = error;
+                    s.last_error_code = code.to_owned();
                 });
                 emit_status(&emitter, &account, &changed).await;
             }

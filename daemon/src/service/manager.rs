@@ -177,15 +177,20 @@ impl Manager {
         Ok(list.iter().map(super::summary_dict).collect())
     }
 
-    /// The raw bytes of a message.
+    /// The raw bytes of a message. A message file that is missing or does
+    /// not match its hash is never served: `NotFound` names the file, and
+    /// the message is fetched again at the next sync where the server still
+    /// has it (until then its id is gone, as `NotFound` says).
     #[zbus(out_args("message"))]
     async fn get_message(&self, id: &str) -> Result<Vec<u8>, Error> {
-        let (_, record) = self.find(id)?;
-        let store = self.daemon.store.clone();
-        tokio::task::spawn_blocking(move || store.raw(&record))
-            .await
-            .map_err(|e| internal(e.into()))?
-            .map_err(internal)
+        let (mid, record) = self.find(id)?;
+        match self.daemon.store.message(&mid, &record).await {
+            Ok(raw) => Ok(raw),
+            Err(e) => match e.downcast_ref::<crate::store::Damaged>() {
+                Some(d) => Err(Error::NotFound(format!("Message {id}: {d}"))),
+                None => Err(internal(e)),
+            },
+        }
     }
 
     /// Delete a message locally (and on the server where the account says so).

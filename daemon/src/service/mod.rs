@@ -93,7 +93,7 @@ pub fn failure_error(f: Failure) -> Error {
         FailureKind::Timeout => Error::Timeout(f.message),
         FailureKind::Auth | FailureKind::Credentials => Error::AuthenticationFailed(f.message),
         FailureKind::NotSupported => Error::NotSupported(f.message),
-        FailureKind::Local => Error::Internal(f.message),
+        FailureKind::Local | FailureKind::DiskFull => Error::Internal(f.message),
     }
 }
 

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional as _;
 
+use super::manifest::Line;
 use super::{blobs, Store};
 use crate::mail::Meta;
 
@@ -236,7 +237,7 @@ pub(super) fn unified_key(account: &str, folder: u64, date: i64, uid: u32) -> Ve
 }
 
 /// Split a unified key back into (account, folder, uid).
-fn parse_unified_key(k: &[u8]) -> Option<(String, u64, u32)> {
+pub(super) fn parse_unified_key(k: &[u8]) -> Option<(String, u64, u32)> {
     let rest = k.get(8..)?;
     let nul = rest.iter().position(|b| *b == 0)?;
     let account = std::str::from_utf8(&rest[..nul]).ok()?.to_owned();
@@ -287,7 +288,8 @@ pub(super) fn add_ref(refs: &TransactionalTree, hash: &str, delta: i64) -> TxRes
 impl Store {
     /// Every folder of an account, by raw name.
     pub fn folders(&self, account: &str) -> Result<Vec<FolderInfo>> {
-        self.trees
+        let o = self.handle()?;
+        o.trees
             .folders
             .scan_prefix(prefix(account))
             .map(|kv| from_json(&kv?.1))
@@ -296,7 +298,8 @@ impl Store {
 
     /// One folder by raw name.
     pub fn folder(&self, account: &str, name: &str) -> Result<Option<FolderInfo>> {
-        self.trees
+        let o = self.handle()?;
+        o.trees
             .folders
             .get(folder_key(account, name))?
             .map(|v| from_json(&v))
@@ -322,6 +325,7 @@ impl Store {
         selectable: bool,
     ) -> Result<FolderInfo> {
         let existing = self.folder(account, name)?;
+        let o = self.handle()?;
         let info = match existing {
             Some(mut f) => {
                 f.display = display.to_owned();
@@ -331,7 +335,7 @@ impl Store {
                 f
             }
             None => FolderInfo {
-                no: self.db.generate_id()?,
+                no: o.db.generate_id().map_err(|e| self.failed(e.into()))?,
                 name: name.to_owned(),
                 display: display.to_owned(),
                 delimiter,
@@ -340,9 +344,10 @@ impl Store {
                 state: None,
             },
         };
-        self.trees
+        o.trees
             .folders
-            .insert(folder_key(account, name), to_json(&info)?)?;
+            .insert(folder_key(account, name), to_json(&info)?)
+            .map_err(|e| self.failed(e.into()))?;
         Ok(info)
     }
 
@@ -351,7 +356,8 @@ impl Store {
         let mut p = prefix(account);
         p.extend_from_slice(&folder.to_be_bytes());
         let mut out = BTreeMap::new();
-        for kv in self.trees.messages.scan_prefix(p) {
+        let o = self.handle()?;
+        for kv in o.trees.messages.scan_prefix(p) {
             let (_, v) = kv?;
             let r: Record = from_json(&v)?;
             out.insert(r.uid, r.flags);
@@ -363,7 +369,8 @@ impl Store {
     pub fn hashes(&self, account: &str, folder: u64) -> Result<std::collections::HashSet<String>> {
         let mut p = prefix(account);
         p.extend_from_slice(&folder.to_be_bytes());
-        self.trees
+        let o = self.handle()?;
+        o.trees
             .messages
             .scan_prefix(p)
             .map(|kv| Ok(from_json::<Record>(&kv?.1)?.hash))
@@ -403,9 +410,25 @@ impl Store {
         // Files first, durable, then the index that points at them.
         let mut dirs = BTreeSet::new();
         let mut records = Vec::with_capacity(messages.len());
+        let mut lines = Vec::with_capacity(messages.len());
         for m in messages {
             let hash = blobs::hash(&m.raw);
-            dirs.extend(blobs::write(&self.messages, &hash, &m.raw)?);
+            dirs.extend(
+                blobs::write(&self.shared.messages, &hash, &m.raw).map_err(|e| self.failed(e))?,
+            );
+            lines.push(Line::Add {
+                folder: folder.name.clone(),
+                display: folder.display.clone(),
+                no: folder.no,
+                role: folder.role.clone(),
+                uidvalidity,
+                uid: m.uid,
+                flags: m.flags.0,
+                hash: hash.clone(),
+                date: m.internal_date,
+                uidl: None,
+                first_seen: 0,
+            });
             records.push(Record {
                 uid: m.uid,
                 uidvalidity,
@@ -415,8 +438,13 @@ impl Store {
                 hash,
             });
         }
-        blobs::sync(&self.messages, &dirs)?;
-        let t = &self.trees;
+        // The manifest lines go with the files: the syncfs below makes both
+        // durable.
+        self.manifest_append(account, &lines, false)
+            .map_err(|e| self.failed(e))?;
+        blobs::sync(&self.shared.messages, &dirs).map_err(|e| self.failed(e))?;
+        let o = self.handle()?;
+        let t = &o.trees;
         let fkey = folder_key(account, &folder.name);
         let encoded: Vec<_> = records
             .iter()
@@ -446,7 +474,7 @@ impl Store {
                 }
                 Ok(new)
             })
-            .map_err(tx_error)?;
+            .map_err(|e| self.failed(tx_error(e)))?;
         Ok(new_uids
             .into_iter()
             .map(|uid| MessageId {
@@ -469,9 +497,12 @@ impl Store {
             .folder(account, &folder.name)?
             .unwrap_or_else(|| folder.clone());
         info.state = Some(state);
-        self.trees
+        let o = self.handle()?;
+        o.trees
             .folders
-            .insert(folder_key(account, &folder.name), to_json(&info)?)?;
+            .insert(folder_key(account, &folder.name), to_json(&info)?)
+            .map_err(|e| self.failed(e.into()))?;
+        drop(o);
         self.flush().await
     }
 
@@ -483,7 +514,8 @@ impl Store {
         changes: &[(u32, Flags)],
         state: Option<FolderState>,
     ) -> Result<usize> {
-        let t = &self.trees;
+        let o = self.handle()?;
+        let t = &o.trees;
         let fkey = folder_key(account, &folder.name);
         let changed = (&t.messages, &t.folders)
             .transaction(|(msgs, folders)| {
@@ -508,7 +540,7 @@ impl Store {
                 }
                 Ok(changed)
             })
-            .map_err(tx_error)?;
+            .map_err(|e| self.failed(tx_error(e)))?;
         self.flush().await?;
         Ok(changed)
     }
@@ -519,10 +551,11 @@ impl Store {
         if uids.is_empty() {
             return Ok(0);
         }
-        let t = &self.trees;
+        let o = self.handle()?;
+        let t = &o.trees;
         let (removed, orphans) = (&t.messages, &t.by_date, &t.unified, &t.refs)
             .transaction(|(msgs, by_date, unified, refs)| {
-                let mut removed = 0;
+                let mut removed = Vec::new();
                 let mut orphans = Vec::new();
                 for uid in uids {
                     let key = msg_key(account, folder, *uid);
@@ -533,14 +566,35 @@ impl Store {
                     if add_ref(refs, &r.hash, -1)? == 0 {
                         orphans.push(r.hash);
                     }
-                    removed += 1;
+                    removed.push((r.uid, r.uidvalidity));
                 }
                 Ok((removed, orphans))
             })
-            .map_err(tx_error)?;
+            .map_err(|e| self.failed(tx_error(e)))?;
+        drop(o);
+        if !removed.is_empty() {
+            let name = self
+                .folders(account)?
+                .into_iter()
+                .find(|f| f.no == folder)
+                .map(|f| f.name);
+            if let Some(name) = name {
+                let lines: Vec<Line> = removed
+                    .iter()
+                    .map(|(uid, uidvalidity)| Line::Remove {
+                        folder: name.clone(),
+                        uidvalidity: *uidvalidity,
+                        uid: *uid,
+                    })
+                    .collect();
+                self.manifest_append(account, &lines, true)
+                    .map_err(|e| self.failed(e))?;
+            }
+        }
+        let removed = removed.len();
         self.flush().await?;
         for hash in orphans {
-            if let Err(e) = blobs::remove(&self.messages, &hash) {
+            if let Err(e) = blobs::remove(&self.shared.messages, &hash) {
                 tracing::warn!("Cannot remove the message file {hash}: {e:#}");
             }
         }
@@ -560,11 +614,12 @@ impl Store {
             self.remove_uids(account, folder.no, chunk).await?;
         }
         let key = folder_key(account, &folder.name);
+        let o = self.handle()?;
         if forget {
-            self.trees.folders.remove(key)?;
+            o.trees.folders.remove(key)?;
         } else if let Some(mut info) = self.folder(account, &folder.name)? {
             info.state = None;
-            self.trees.folders.insert(key, to_json(&info)?)?;
+            o.trees.folders.insert(key, to_json(&info)?)?;
         }
         self.flush().await
     }
@@ -575,16 +630,18 @@ impl Store {
             self.clear_folder(account, &folder, true).await?;
         }
         let mut batch = sled::Batch::default();
-        for kv in self.trees.pop3.scan_prefix(prefix(account)) {
+        let o = self.handle()?;
+        for kv in o.trees.pop3.scan_prefix(prefix(account)) {
             batch.remove(kv?.0);
         }
-        self.trees.pop3.apply_batch(batch)?;
+        o.trees.pop3.apply_batch(batch)?;
         self.flush().await
     }
 
     /// The record of a message.
     pub fn record(&self, id: &MessageId) -> Result<Option<Record>> {
         let Some(v) = self
+            .handle()?
             .trees
             .messages
             .get(msg_key(&id.account, id.folder, id.uid))?
@@ -602,234 +659,7 @@ impl Store {
             .into_iter()
             .find(|f| f.no == id.folder))
     }
-
-    /// The raw bytes of a message, exactly as fetched.
-    pub fn raw(&self, record: &Record) -> Result<Vec<u8>> {
-        blobs::read(&self.messages, &record.hash, MAX_MESSAGE_BYTES)
-    }
-
-    /// Messages of one folder, newest first.
-    pub fn list_folder(
-        &self,
-        account: &str,
-        folder: &FolderInfo,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<Summary>> {
-        let mut p = prefix(account);
-        p.extend_from_slice(&folder.no.to_be_bytes());
-        let mut out = Vec::new();
-        for kv in self.trees.by_date.scan_prefix(&p).skip(offset).take(limit) {
-            let (k, _) = kv?;
-            let uid = k
-                .get(k.len().saturating_sub(4)..)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(u32::from_be_bytes)
-                .ok_or_else(|| anyhow!("Damaged date index key"))?;
-            if let Some(v) = self.trees.messages.get(msg_key(account, folder.no, uid))? {
-                let record: Record = from_json(&v)?;
-                out.push(Summary {
-                    id: MessageId {
-                        account: account.to_owned(),
-                        folder: folder.no,
-                        uidvalidity: record.uidvalidity,
-                        uid,
-                    },
-                    folder: folder.display.clone(),
-                    record,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// The unified index, newest first, over the accounts `include` admits.
-    pub fn list_unified(
-        &self,
-        include: impl Fn(&str) -> bool,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<Summary>> {
-        let mut out = Vec::new();
-        let mut skipped = 0;
-        let mut names: BTreeMap<(String, u64), String> = BTreeMap::new();
-        for kv in self.trees.unified.iter() {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, _) = kv?;
-            let Some((account, folder, uid)) = parse_unified_key(&k) else {
-                continue;
-            };
-            if !include(&account) {
-                continue;
-            }
-            if skipped < offset {
-                skipped += 1;
-                continue;
-            }
-            let Some(v) = self.trees.messages.get(msg_key(&account, folder, uid))? else {
-                continue;
-            };
-            let record: Record = from_json(&v)?;
-            if !names.contains_key(&(account.clone(), folder)) {
-                for f in self.folders(&account)? {
-                    names.insert((account.clone(), f.no), f.display);
-                }
-            }
-            out.push(Summary {
-                folder: names
-                    .get(&(account.clone(), folder))
-                    .cloned()
-                    .unwrap_or_default(),
-                id: MessageId {
-                    account,
-                    folder,
-                    uidvalidity: record.uidvalidity,
-                    uid,
-                },
-                record,
-            });
-        }
-        Ok(out)
-    }
-
-    /// (messages, unread) of one folder, or of every folder of the account.
-    pub fn counts(&self, account: &str, folder: Option<u64>) -> Result<(u32, u32)> {
-        let mut p = prefix(account);
-        if let Some(f) = folder {
-            p.extend_from_slice(&f.to_be_bytes());
-        }
-        let (mut total, mut unread) = (0u32, 0u32);
-        for kv in self.trees.messages.scan_prefix(p) {
-            let (_, v) = kv?;
-            let r: Record = from_json(&v)?;
-            total = total.saturating_add(1);
-            if !r.flags.has(Flags::SEEN) {
-                unread = unread.saturating_add(1);
-            }
-        }
-        Ok((total, unread))
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(uid: u32, date: &str, seen: bool) -> NewMessage {
-        NewMessage {
-            uid,
-            flags: Flags(if seen { Flags::SEEN } else { 0 }),
-            raw: format!(
-                "Date: {date}\r\nSubject: m{uid}\r\nFrom: a@example.org\r\n\r\nbody {uid}\r\n"
-            )
-            .into_bytes(),
-            internal_date: 0,
-        }
-    }
-
-    #[test]
-    fn ids_round_trip() {
-        let id = MessageId {
-            account: "a_b".into(),
-            folder: 7,
-            uidvalidity: 9,
-            uid: 42,
-        };
-        assert_eq!(id.to_string(), "a_b.7.9.42");
-        assert_eq!("a_b.7.9.42".parse::<MessageId>(), Ok(id));
-        for bad in ["", "a.b.c", "A.1.2.3", "a.1.2", "a.x.2.3", "a/b.1.2.3"] {
-            assert!(bad.parse::<MessageId>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn inverted_dates_sort_newest_first() {
-        let mut d = [5i64, -3, 0, 1_700_000_000, i64::MIN, i64::MAX];
-        let mut keys: Vec<_> = d.iter().map(|x| inverted(*x)).collect();
-        keys.sort();
-        d.sort_by(|a, b| b.cmp(a));
-        assert_eq!(keys, d.iter().map(|x| inverted(*x)).collect::<Vec<_>>());
-    }
-
-    #[tokio::test]
-    async fn batch_list_flags_remove() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let store = Store::open(dir.path())?;
-        let f = store.upsert_folder("a", "INBOX", "INBOX", Some("/".into()), None, true)?;
-        let state = FolderState {
-            uidvalidity: 7,
-            uidnext: 4,
-            highestmodseq: 0,
-        };
-        let ids = store
-            .store_batch(
-                "a",
-                &f,
-                vec![
-                    msg(1, "Mon, 1 Jan 2024 00:00:00 +0000", true),
-                    msg(2, "Mon, 1 Jan 2024 00:00:00 +0000", false),
-                    msg(3, "Tue, 2 Jan 2024 00:00:00 +0000", false),
-                ],
-                Some(state),
-            )
-            .await?;
-        assert_eq!(ids.len(), 3);
-        // A second copy of the same batch is not stored twice.
-        let again = store
-            .store_batch(
-                "a",
-                &f,
-                vec![msg(3, "Tue, 2 Jan 2024 00:00:00 +0000", false)],
-                None,
-            )
-            .await?;
-        assert!(again.is_empty());
-        assert_eq!(
-            store.folder("a", "INBOX")?.and_then(|f| f.state),
-            Some(state)
-        );
-        assert_eq!(store.counts("a", None)?, (3, 2));
-        let listed = store.list_folder("a", &f, 0, 10)?;
-        assert_eq!(listed.first().map(|s| s.id.uid), Some(3), "newest first");
-        let unified = store.list_unified(|_| true, 1, 1)?;
-        assert_eq!(unified.len(), 1);
-        assert!(store.list_unified(|_| false, 0, 10)?.is_empty());
-
-        let id = &ids[0];
-        let rec = store.record(id)?.context("record")?;
-        assert!(store.raw(&rec)?.starts_with(b"Date: Mon, 1 Jan 2024"));
-        store
-            .set_flags("a", &f, &[(2, Flags(Flags::SEEN))], None)
-            .await?;
-        assert_eq!(store.counts("a", None)?, (3, 1));
-        assert_eq!(store.remove_uids("a", f.no, &[1, 99]).await?, 1);
-        assert!(store.record(id)?.is_none());
-        assert!(
-            store.raw(&rec).is_err(),
-            "the file of a removed message goes too"
-        );
-        store.clear_folder("a", &f, false).await?;
-        assert_eq!(store.counts("a", None)?, (0, 0));
-        assert_eq!(store.folder("a", "INBOX")?.and_then(|f| f.state), None);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn shared_files_survive_one_owner() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let store = Store::open(dir.path())?;
-        let fa = store.upsert_folder("a", "INBOX", "INBOX", None, None, true)?;
-        let fb = store.upsert_folder("b", "INBOX", "INBOX", None, None, true)?;
-        let same = || msg(1, "Mon, 1 Jan 2024 00:00:00 +0000", false);
-        let ia = store.store_batch("a", &fa, vec![same()], None).await?;
-        store.store_batch("b", &fb, vec![same()], None).await?;
-        let rec = store.record(&ia[0])?.context("record")?;
-        store.remove_account("b").await?;
-        assert!(store.raw(&rec).is_ok(), "still used by account a");
-        store.remove_account("a").await?;
-        assert!(store.raw(&rec).is_err());
-        Ok(())
-    }
-}
+mod tests;

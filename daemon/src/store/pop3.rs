@@ -17,6 +17,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use sled::Transactional as _;
 
+use super::manifest::Line;
 use super::messages::{
     abort, add_ref, date_key, folder_key, from_json, msg_key, prefix, to_json, tx_error,
     unified_key, FolderInfo, FolderState, MessageId, NewMessage, Record,
@@ -37,7 +38,7 @@ pub struct UidlEntry {
     pub pending_delete: bool,
 }
 
-fn uidl_key(account: &str, uidl: &str) -> Vec<u8> {
+pub(super) fn uidl_key(account: &str, uidl: &str) -> Vec<u8> {
     let mut k = prefix(account);
     k.extend_from_slice(uidl.as_bytes());
     k
@@ -48,7 +49,8 @@ impl Store {
     pub fn pop3_entries(&self, account: &str) -> Result<BTreeMap<String, UidlEntry>> {
         let p = prefix(account);
         let mut out = BTreeMap::new();
-        for kv in self.trees.pop3.scan_prefix(&p) {
+        let o = self.handle()?;
+        for kv in o.trees.pop3.scan_prefix(&p) {
             let (k, v) = kv?;
             let uidl = String::from_utf8_lossy(k.get(p.len()..).unwrap_or_default()).into_owned();
             out.insert(uidl, from_json(&v)?);
@@ -65,7 +67,17 @@ impl Store {
         for u in uidls {
             batch.remove(uidl_key(account, u));
         }
-        self.trees.pop3.apply_batch(batch)?;
+        self.handle()?
+            .trees
+            .pop3
+            .apply_batch(batch)
+            .map_err(|e| self.failed(e.into()))?;
+        let lines: Vec<Line> = uidls
+            .iter()
+            .map(|u| Line::ForgetUidl { uidl: u.clone() })
+            .collect();
+        self.manifest_append(account, &lines, false)
+            .map_err(|e| self.failed(e))?;
         self.flush().await
     }
 
@@ -102,13 +114,51 @@ impl Store {
         let mut prepared = Vec::with_capacity(messages.len());
         for (uidl, m) in messages {
             let hash = blobs::hash(&m.raw);
-            dirs.extend(blobs::write(&self.messages, &hash, &m.raw)?);
+            dirs.extend(
+                blobs::write(&self.shared.messages, &hash, &m.raw).map_err(|e| self.failed(e))?,
+            );
             let meta = crate::mail::meta(&m.raw, m.internal_date);
-            prepared.push((uidl, m.raw.len() as u64, hash, meta));
+            prepared.push((uidl, m.raw.len() as u64, hash, meta, m.internal_date));
         }
-        blobs::sync(&self.messages, &dirs)?;
-        let t = &self.trees;
+        let o = self.handle()?;
+        let t = &o.trees;
         let fkey = folder_key(account, &inbox.name);
+        // The UIDs are planned before the transaction (one poller per
+        // account writes here), so that the manifest lines can be written
+        // with the files, before the syncfs that makes both durable.
+        let current: FolderInfo = match t.folders.get(&fkey)? {
+            Some(v) => from_json(&v)?,
+            None => inbox.clone(),
+        };
+        let mut next = current.state.map(|s| s.uidnext).unwrap_or(1);
+        let mut planned = Vec::with_capacity(prepared.len());
+        let mut lines = Vec::with_capacity(prepared.len());
+        let mut planned_uidls = BTreeSet::new();
+        for (uidl, size, hash, meta, date) in &prepared {
+            if t.pop3.contains_key(uidl_key(account, uidl))? || !planned_uidls.insert(uidl.clone())
+            {
+                continue;
+            }
+            let uid = next;
+            next = next.saturating_add(1);
+            lines.push(Line::Add {
+                folder: inbox.name.clone(),
+                display: inbox.display.clone(),
+                no: inbox.no,
+                role: inbox.role.clone(),
+                uidvalidity: POP3_UIDVALIDITY,
+                uid,
+                flags: 0,
+                hash: hash.clone(),
+                date: *date,
+                uidl: Some(uidl.clone()),
+                first_seen: now,
+            });
+            planned.push((uid, uidl.clone(), *size, hash.clone(), meta.clone()));
+        }
+        self.manifest_append(account, &lines, false)
+            .map_err(|e| self.failed(e))?;
+        blobs::sync(&self.shared.messages, &dirs).map_err(|e| self.failed(e))?;
         let uids = (
             &t.messages,
             &t.by_date,
@@ -128,13 +178,18 @@ impl Store {
                     highestmodseq: 0,
                 });
                 let mut uids = Vec::new();
-                for (uidl, size, hash, meta) in &prepared {
+                for (uid, uidl, size, hash, meta) in &planned {
+                    let uid = *uid;
                     let ukey = uidl_key(account, uidl);
                     if pop3.get(&ukey)?.is_some() {
                         continue;
                     }
-                    let uid = state.uidnext;
-                    state.uidnext = uid.saturating_add(1);
+                    if msgs.get(msg_key(account, info.no, uid))?.is_some() {
+                        return Err(abort(anyhow::anyhow!(
+                            "POP3 message {uidl} was to be stored as UID {uid}, which is taken"
+                        )));
+                    }
+                    state.uidnext = state.uidnext.max(uid.saturating_add(1));
                     let record = Record {
                         uid,
                         uidvalidity: POP3_UIDVALIDITY,
@@ -162,7 +217,7 @@ impl Store {
                 folders.insert(fkey.as_slice(), to_json(&info).map_err(abort)?)?;
                 Ok(uids)
             })
-            .map_err(tx_error)?;
+            .map_err(|e| self.failed(tx_error(e)))?;
         Ok(uids
             .into_iter()
             .map(|uid| MessageId {
@@ -185,9 +240,17 @@ impl Store {
             return Ok(false);
         };
         entry.pending_delete = true;
-        self.trees
+        self.handle()?
+            .trees
             .pop3
-            .insert(uidl_key(account, &uidl), to_json(&entry)?)?;
+            .insert(uidl_key(account, &uidl), to_json(&entry)?)
+            .map_err(|e| self.failed(e.into()))?;
+        let line = Line::Uidl {
+            uidl: uidl.clone(),
+            entry: entry.clone(),
+        };
+        self.manifest_append(account, &[line], true)
+            .map_err(|e| self.failed(e))?;
         self.flush().await?;
         Ok(true)
     }
