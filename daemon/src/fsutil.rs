@@ -23,7 +23,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?
         .to_string_lossy();
-    let tmp = dir.join(temp_name(&name));
+    // One atomic write at a time in this process, so `.{name}.{pid}.tmp`
+    // is never shared: settings and secrets are small and rarely written,
+    // and a predictable name lets a crash test stop us exactly at the rename.
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = WRITING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -93,7 +100,8 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// A temporary file name for `name` that no other writer in this or any
-/// other process picks: `.{name}.{pid}.{counter}.{random}.tmp`. Files named
+/// other process picks: `.{name}.{pid}.{counter}.{random}.tmp` (message
+/// files, written by several accounts at once). Files named
 /// `.*.tmp` are what [`is_temp_name`] recognises as leftovers.
 pub fn temp_name(name: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
