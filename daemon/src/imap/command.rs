@@ -195,38 +195,11 @@ pub fn listed(resp: &Response<'_>) -> Option<Listed> {
 
 /// `dd-Mon-yyyy hh:mm:ss +zzzz` (RFC 3501 date-time) as unix seconds.
 pub fn internal_date(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (date, rest) = s.split_once(' ')?;
-    let (time, zone) = rest.trim().split_once(' ')?;
-    let mut d = date.trim().split('-');
-    let day: i64 = d.next()?.trim().parse().ok()?;
-    let month = d.next()?;
-    let year: i64 = d.next()?.parse().ok()?;
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as i64 + 1;
-    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
-    let (sign, digits) = match zone.as_bytes().first()? {
-        b'+' => (1, &zone[1..]),
-        b'-' => (-1, &zone[1..]),
-        _ => return None,
-    };
-    if digits.len() != 4 {
-        return None;
-    }
-    let zh: i64 = digits[..2].parse().ok()?;
-    let zm: i64 = digits[2..].parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec - sign * (zh * 3600 + zm * 60))
+    // RFC 3501 pads the day with a space (`date-day-fixed`): trimmed, chrono
+    // reads one or two digits.
+    chrono::DateTime::parse_from_str(s.trim(), "%d-%b-%Y %H:%M:%S %z")
+        .ok()
+        .map(|d| d.timestamp())
 }
 
 #[cfg(test)]
