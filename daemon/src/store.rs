@@ -118,6 +118,11 @@ struct Shared {
     down: Mutex<Option<Unavailable>>,
     /// Serializes manifest appends and rewrites.
     manifest_lock: Mutex<()>,
+    /// Held from a batch's file writes to its index commit, and while
+    /// orphaned files are deleted: a file one account is about to delete
+    /// (its last reference just went) is never reused by another account's
+    /// batch meanwhile.
+    files_lock: Mutex<()>,
     /// Serializes opening.
     opening: Mutex<()>,
 }
@@ -145,6 +150,7 @@ impl Store {
                 open: RwLock::new(None),
                 down: Mutex::new(None),
                 manifest_lock: Mutex::new(()),
+                files_lock: Mutex::new(()),
                 opening: Mutex::new(()),
             }),
         };

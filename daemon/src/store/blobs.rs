@@ -50,13 +50,21 @@ fn paths(root: &Path, hash: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Write `raw` unless a file with the same content exists. Returns the
-/// directory written to, which the caller must sync (see [`sync`]).
-pub fn write(root: &Path, hash: &str, raw: &[u8]) -> Result<Option<PathBuf>> {
+/// directory of the file, which the caller must sync (see [`sync`]) even
+/// when the file was already there: another account may have renamed it
+/// into place a moment ago, not yet synced. An existing file is checked
+/// against its hash first (a crash between rename and sync can leave it
+/// torn); a damaged one goes to quarantine and is written again.
+pub fn write(root: &Path, hash: &str, raw: &[u8]) -> Result<PathBuf> {
     let (zst, eml) = paths(root, hash);
-    if zst.exists() || eml.exists() {
-        return Ok(None);
-    }
     let dir = dir_of(root, hash);
+    if zst.exists() || eml.exists() {
+        match read(root, hash, raw.len()) {
+            Ok(_) => return Ok(dir),
+            Err(e) if e.downcast_ref::<Damaged>().is_some() => {}
+            Err(e) => return Err(e),
+        }
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("Cannot create {}", dir.display()))?;
     let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL).context("Cannot compress a message")?;
     let (target, bytes) = if compressed.len() * 10 <= raw.len() * 9 {
@@ -77,7 +85,7 @@ pub fn write(root: &Path, hash: &str, raw: &[u8]) -> Result<Option<PathBuf>> {
         let _ = std::fs::remove_file(&tmp);
     }
     written?;
-    Ok(Some(dir))
+    Ok(dir)
 }
 
 /// Remove temporary files a crash left in the message directory; returns
@@ -221,12 +229,11 @@ mod tests {
         let mut dirs = BTreeSet::new();
         for raw in [&text[..], &random[..], b""] {
             let h = hash(raw);
-            dirs.extend(write(dir.path(), &h, raw)?);
-            assert_eq!(
-                write(dir.path(), &h, raw)?,
-                None,
-                "content-addressed: written once"
-            );
+            dirs.insert(write(dir.path(), &h, raw)?);
+            let files = || std::fs::read_dir(dir_of(dir.path(), &h)).map(|d| d.count());
+            let before = files()?;
+            write(dir.path(), &h, raw)?;
+            assert_eq!(files()?, before, "content-addressed: written once");
             assert_eq!(read(dir.path(), &h, 1 << 20)?, raw);
         }
         sync(dir.path(), &dirs)?;

@@ -407,13 +407,15 @@ impl Store {
         state: Option<FolderState>,
     ) -> Result<Vec<MessageId>> {
         let uidvalidity = state.or(folder.state).map(|s| s.uidvalidity).unwrap_or(0);
+        // From the files to the index commit: see `files_lock`.
+        let _files = super::lock(&self.shared.files_lock);
         // Files first, durable, then the index that points at them.
         let mut dirs = BTreeSet::new();
         let mut records = Vec::with_capacity(messages.len());
         let mut lines = Vec::with_capacity(messages.len());
         for m in messages {
             let hash = blobs::hash(&m.raw);
-            dirs.extend(
+            dirs.insert(
                 blobs::write(&self.shared.messages, &hash, &m.raw).map_err(|e| self.failed(e))?,
             );
             lines.push(Line::Add {
@@ -546,11 +548,36 @@ impl Store {
     }
 
     /// Remove messages of a folder from the index; message files no record
-    /// points at any more are deleted once the index is flushed.
+    /// points at any more are deleted once the index is flushed. The file
+    /// and index work runs off the async threads.
     pub async fn remove_uids(&self, account: &str, folder: u64, uids: &[u32]) -> Result<usize> {
         if uids.is_empty() {
             return Ok(0);
         }
+        let this = self.clone();
+        let (account, uids) = (account.to_owned(), uids.to_vec());
+        let (removed, orphans) =
+            tokio::task::spawn_blocking(move || this.remove_uids_blocking(&account, folder, &uids))
+                .await
+                .context("The store task failed")??;
+        self.flush().await?;
+        if !orphans.is_empty() {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.remove_orphans_blocking(&orphans))
+                .await
+                .context("The store task failed")?;
+        }
+        Ok(removed)
+    }
+
+    /// The index part of [`Store::remove_uids`]: (how many removed, the
+    /// hashes whose last reference went).
+    fn remove_uids_blocking(
+        &self,
+        account: &str,
+        folder: u64,
+        uids: &[u32],
+    ) -> Result<(usize, Vec<String>)> {
         let o = self.handle()?;
         let t = &o.trees;
         let (removed, orphans) = (&t.messages, &t.by_date, &t.unified, &t.refs)
@@ -591,14 +618,28 @@ impl Store {
                     .map_err(|e| self.failed(e))?;
             }
         }
-        let removed = removed.len();
-        self.flush().await?;
-        for hash in orphans {
-            if let Err(e) = blobs::remove(&self.shared.messages, &hash) {
+        Ok((removed.len(), orphans))
+    }
+
+    /// Delete the files of `hashes` that still no record points at. Under
+    /// `files_lock`, so a batch of another account that stored the same
+    /// content since (its reference is then back) keeps its file.
+    fn remove_orphans_blocking(&self, hashes: &[String]) {
+        let _files = super::lock(&self.shared.files_lock);
+        let Ok(o) = self.handle() else { return };
+        for hash in hashes {
+            match o.trees.refs.get(hash.as_bytes()) {
+                Ok(None) => {}
+                Ok(Some(_)) => continue,
+                Err(e) => {
+                    tracing::warn!("Cannot check the references of message file {hash}: {e}");
+                    continue;
+                }
+            }
+            if let Err(e) = blobs::remove(&self.shared.messages, hash) {
                 tracing::warn!("Cannot remove the message file {hash}: {e:#}");
             }
         }
-        Ok(removed)
     }
 
     /// Drop a folder's messages and state (UIDVALIDITY changed, or the

@@ -110,11 +110,13 @@ impl Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        // From the files to the index commit: see `files_lock`.
+        let _files = super::lock(&self.shared.files_lock);
         let mut dirs = BTreeSet::new();
         let mut prepared = Vec::with_capacity(messages.len());
         for (uidl, m) in messages {
             let hash = blobs::hash(&m.raw);
-            dirs.extend(
+            dirs.insert(
                 blobs::write(&self.shared.messages, &hash, &m.raw).map_err(|e| self.failed(e))?,
             );
             let meta = crate::mail::meta(&m.raw, m.internal_date);
@@ -249,7 +251,11 @@ impl Store {
             uidl: uidl.clone(),
             entry: entry.clone(),
         };
-        self.manifest_append(account, &[line], true)
+        // One small fsync on a user's delete; not on an async worker.
+        let (this, owner) = (self.clone(), account.to_owned());
+        tokio::task::spawn_blocking(move || this.manifest_append(&owner, &[line], true))
+            .await
+            .context("The store task failed")?
             .map_err(|e| self.failed(e))?;
         self.flush().await?;
         Ok(true)

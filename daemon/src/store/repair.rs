@@ -88,9 +88,10 @@ impl std::error::Error for Damaged {}
 impl Store {
     /// The raw bytes of a message, exactly as fetched and checked against
     /// their address. Blocking: call it off the async threads.
+    /// A read error (EIO on one bad sector, EACCES on one file) concerns
+    /// that message only: it never marks the whole store unavailable.
     pub fn raw(&self, record: &Record) -> Result<Vec<u8>> {
-        let r = blobs::read(&self.shared.messages, &record.hash, MAX_MESSAGE_BYTES);
-        self.note(r)
+        blobs::read(&self.shared.messages, &record.hash, MAX_MESSAGE_BYTES)
     }
 
     /// The raw bytes of message `id`; a missing or damaged file is refused

@@ -117,3 +117,52 @@ async fn shared_files_survive_one_owner() -> Result<()> {
     assert!(store.raw(&rec).is_err());
     Ok(())
 }
+
+/// A file whose last reference went is not deleted when another account
+/// stored the same content before the deletion ran (the window between
+/// one account's index commit and its file removal).
+#[tokio::test]
+async fn an_orphan_taken_again_meanwhile_keeps_its_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let fa = store.upsert_folder("a", "INBOX", "INBOX", None, None, true)?;
+    let fb = store.upsert_folder("b", "INBOX", "INBOX", None, None, true)?;
+    let same = || msg(1, "Mon, 1 Jan 2024 00:00:00 +0000", false);
+    store.store_batch("a", &fa, vec![same()], None).await?;
+    // Account a's removal commits: the file is now an orphan…
+    let (removed, orphans) = store.remove_uids_blocking("a", fa.no, &[1])?;
+    assert_eq!((removed, orphans.len()), (1, 1));
+    // …when account b stores the same content, reusing the file…
+    let ib = store.store_batch("b", &fb, vec![same()], None).await?;
+    // …and only then a's deletion of orphans runs.
+    store.remove_orphans_blocking(&orphans);
+    let rec = store.record(&ib[0])?.context("record of b")?;
+    assert_eq!(store.raw(&rec)?, same().raw, "b's message is still served");
+    Ok(())
+}
+
+/// A file left torn under its final name (a crash between rename and
+/// sync) is not taken as the stored copy of the same content: it is
+/// quarantined and written again.
+#[tokio::test]
+async fn a_torn_file_is_written_again_not_reused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let f = store.upsert_folder("a", "INBOX", "INBOX", None, None, true)?;
+    let m = msg(1, "Mon, 1 Jan 2024 00:00:00 +0000", false);
+    let hash = blobs::hash(&m.raw);
+    let sub = dir.path().join("messages").join(&hash[..2]);
+    std::fs::create_dir_all(&sub)?;
+    std::fs::write(sub.join(format!("{hash}.eml")), &m.raw[..10])?;
+    let ids = store.store_batch("a", &f, vec![m], None).await?;
+    let rec = store.record(&ids[0])?.context("record")?;
+    assert_eq!(
+        store.raw(&rec)?,
+        msg(1, "Mon, 1 Jan 2024 00:00:00 +0000", false).raw
+    );
+    assert!(
+        dir.path().join("quarantine").read_dir()?.count() >= 1,
+        "the torn file is kept in quarantine"
+    );
+    Ok(())
+}
