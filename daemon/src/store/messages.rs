@@ -407,17 +407,13 @@ impl Store {
         state: Option<FolderState>,
     ) -> Result<Vec<MessageId>> {
         let uidvalidity = state.or(folder.state).map(|s| s.uidvalidity).unwrap_or(0);
-        // From the files to the index commit: see `files_lock`.
-        let _files = super::lock(&self.shared.files_lock);
-        // Files first, durable, then the index that points at them.
-        let mut dirs = BTreeSet::new();
+        // Hashes and headers first, outside the files lock, so that several
+        // accounts' batches parse in parallel.
         let mut records = Vec::with_capacity(messages.len());
         let mut lines = Vec::with_capacity(messages.len());
+        let mut raws = Vec::with_capacity(messages.len());
         for m in messages {
             let hash = blobs::hash(&m.raw);
-            dirs.insert(
-                blobs::write(&self.shared.messages, &hash, &m.raw).map_err(|e| self.failed(e))?,
-            );
             lines.push(Line::Add {
                 folder: folder.name.clone(),
                 display: folder.display.clone(),
@@ -437,9 +433,20 @@ impl Store {
                 flags: m.flags,
                 size: m.raw.len() as u64,
                 meta: crate::mail::meta(&m.raw, m.internal_date),
-                hash,
+                hash: hash.clone(),
             });
+            raws.push((hash, m.raw));
         }
+        // From the files to the index commit: see `files_lock`. Files first,
+        // durable, then the index that points at them.
+        let _files = super::lock(&self.shared.files_lock);
+        let mut dirs = BTreeSet::new();
+        for (hash, raw) in &raws {
+            dirs.insert(
+                blobs::write(&self.shared.messages, hash, raw).map_err(|e| self.failed(e))?,
+            );
+        }
+        drop(raws);
         // The manifest lines go with the files: the syncfs below makes both
         // durable.
         self.manifest_append(account, &lines, false)

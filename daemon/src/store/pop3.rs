@@ -110,18 +110,30 @@ impl Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        // Hashes and headers outside the files lock (see store_batch).
+        let mut prepared = Vec::with_capacity(messages.len());
+        let mut raws = Vec::with_capacity(messages.len());
+        for (uidl, m) in messages {
+            let hash = blobs::hash(&m.raw);
+            let meta = crate::mail::meta(&m.raw, m.internal_date);
+            prepared.push((
+                uidl,
+                m.raw.len() as u64,
+                hash.clone(),
+                meta,
+                m.internal_date,
+            ));
+            raws.push((hash, m.raw));
+        }
         // From the files to the index commit: see `files_lock`.
         let _files = super::lock(&self.shared.files_lock);
         let mut dirs = BTreeSet::new();
-        let mut prepared = Vec::with_capacity(messages.len());
-        for (uidl, m) in messages {
-            let hash = blobs::hash(&m.raw);
+        for (hash, raw) in &raws {
             dirs.insert(
-                blobs::write(&self.shared.messages, &hash, &m.raw).map_err(|e| self.failed(e))?,
+                blobs::write(&self.shared.messages, hash, raw).map_err(|e| self.failed(e))?,
             );
-            let meta = crate::mail::meta(&m.raw, m.internal_date);
-            prepared.push((uidl, m.raw.len() as u64, hash, meta, m.internal_date));
         }
+        drop(raws);
         let o = self.handle()?;
         let t = &o.trees;
         let fkey = folder_key(account, &inbox.name);
