@@ -173,14 +173,17 @@ impl Store {
             trees: messages::Trees::open(&opened.db)?,
             db: opened.db,
         });
-        *write(&s.open) = Some(open);
-        *lock(&s.down) = None;
-        if let Err(e) = self.replay_manifests() {
+        // Replay through the local handle and publish it only afterwards: no
+        // engine writes (or appends to a manifest) while the replay folds and
+        // rewrites the manifests.
+        if let Err(e) = self.replay_manifests(&open) {
             if disk_condition(&e).is_some() {
                 return Err(e);
             }
             warn!("Cannot replay the message manifests into the index: {e:#}");
         }
+        *write(&s.open) = Some(open);
+        *lock(&s.down) = None;
         if opened.fresh {
             info!("The index at {} is ready.", s.index.display());
         }

@@ -21,10 +21,13 @@
 //! ([`Store::replay_manifests`]): a message whose file is present and right
 //! but whose record is missing (a new, rebuilt or truncated index) is
 //! restored with its folder and unique-id; a folder restored so gets the
-//! state `uidnext = max uid + 1` and `highestmodseq = 0`, so the next IMAP
-//! pass checks flags and expunges again. Then each manifest is rewritten
-//! from the fold (compaction). IMAP mail without a manifest line is simply
-//! fetched again; the server has it.
+//! state `uidnext = highest uid + 1` (the highest of every `add` and
+//! `remove` line, so a local UID is never given twice) and
+//! `highestmodseq = 0`, so the next IMAP pass checks flags and expunges
+//! again. Then each manifest is rewritten from the fold (compaction), under
+//! the manifest lock from read to rewrite; compaction keeps the `remove` line
+//! of a folder's highest UID when no `add` line carries it. IMAP mail
+//! without a manifest line is simply fetched again; the server has it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, Write as _};
@@ -108,6 +111,8 @@ struct Fold {
     /// (folder, uidvalidity, uid) → the `add` line.
     adds: BTreeMap<(String, u32, u32), Line>,
     uidls: BTreeMap<String, UidlEntry>,
+    /// (folder, uidvalidity) → the highest UID of any `add` or `remove`.
+    highest: BTreeMap<(String, u32), u32>,
     lines: usize,
 }
 
@@ -133,6 +138,7 @@ impl Fold {
                         },
                     );
                 }
+                self.note_uid(folder, uidvalidity, uid);
                 self.adds.insert((folder.clone(), uidvalidity, uid), line);
             }
             Line::Remove {
@@ -140,6 +146,7 @@ impl Fold {
                 uidvalidity,
                 uid,
             } => {
+                self.note_uid(&folder, uidvalidity, uid);
                 self.adds.remove(&(folder, uidvalidity, uid));
             }
             Line::Uidl { uidl, entry } => {
@@ -151,19 +158,67 @@ impl Fold {
         }
     }
 
+    fn note_uid(&mut self, folder: &str, uidvalidity: u32, uid: u32) {
+        let highest = self
+            .highest
+            .entry((folder.to_owned(), uidvalidity))
+            .or_default();
+        *highest = (*highest).max(uid);
+    }
+
+    /// At most as many lines as [`Fold::compacted`] gives, without making
+    /// them.
+    fn compacted_bound(&self) -> usize {
+        self.adds.len() + self.uidls.len() + self.highest.len()
+    }
+
     /// The lines that give this state again.
     fn compacted(&self) -> Vec<Line> {
-        let mut out: Vec<Line> = self.adds.values().cloned().collect();
-        let carried: BTreeSet<String> = out
-            .iter()
-            .filter_map(|l| match l {
-                Line::Add { uidl: Some(u), .. } => Some(u.clone()),
-                _ => None,
-            })
-            .collect();
+        let mut out = Vec::new();
+        // The highest UID of a folder no `add` carries any more stays as its
+        // `remove` line, so that UIDs are never given twice.
+        for ((folder, uidvalidity), uid) in &self.highest {
+            if !self
+                .adds
+                .contains_key(&(folder.clone(), *uidvalidity, *uid))
+            {
+                out.push(Line::Remove {
+                    folder: folder.clone(),
+                    uidvalidity: *uidvalidity,
+                    uid: *uid,
+                });
+            }
+        }
+        // An `add` keeps its unique-id only when that is still known as the
+        // `add` would set it; otherwise a forgotten unique-id would come back.
+        let mut carried = BTreeSet::new();
+        for line in self.adds.values() {
+            let mut line = line.clone();
+            if let Line::Add {
+                uid,
+                uidl,
+                first_seen,
+                ..
+            } = &mut line
+            {
+                if let Some(u) = uidl.take() {
+                    let same = UidlEntry {
+                        first_seen: *first_seen,
+                        uid: *uid,
+                        pending_delete: false,
+                    };
+                    if self.uidls.get(&u) == Some(&same) {
+                        carried.insert(u.clone());
+                        *uidl = Some(u);
+                    } else {
+                        *first_seen = 0;
+                    }
+                }
+            }
+            out.push(line);
+        }
         for (uidl, entry) in &self.uidls {
-            let same_as_add = carried.contains(uidl) && !entry.pending_delete;
-            if !same_as_add {
+            if !carried.contains(uidl) {
                 out.push(Line::Uidl {
                     uidl: uidl.clone(),
                     entry: entry.clone(),
@@ -245,8 +300,7 @@ impl Store {
     /// Fold every manifest, restore what the index lacks, and rewrite each
     /// manifest compacted. Accounts in the index without a manifest (an
     /// index older than manifests) get one written from the index.
-    pub(super) fn replay_manifests(&self) -> Result<()> {
-        let open = self.handle()?;
+    pub(super) fn replay_manifests(&self, open: &Open) -> Result<()> {
         let mut seen = BTreeSet::new();
         let dir = &self.shared.manifests;
         let entries =
@@ -260,8 +314,10 @@ impl Store {
                 continue;
             }
             seen.insert(account.to_owned());
+            // Held from read to rewrite: no line appended meanwhile is lost.
+            let _guard = lock(&self.shared.manifest_lock);
             let fold = read_fold(&entry.path())?;
-            let (restored, missing) = self.restore(&open, account, &fold)?;
+            let (restored, missing) = self.restore(open, account, &fold)?;
             if restored > 0 || missing > 0 {
                 warn!(
                     "Account {account}: restored {restored} message(s) to the index from its manifest{}.",
@@ -272,17 +328,16 @@ impl Store {
                     }
                 );
             }
-            let live = fold.compacted();
-            if fold.lines > live.len() + live.len() / 2 + 16 {
-                let _guard = lock(&self.shared.manifest_lock);
-                crate::fsutil::write_atomic(&entry.path(), &encode(&live)?, 0o600)?;
+            let bound = fold.compacted_bound();
+            if fold.lines > bound + bound / 2 + 16 {
+                crate::fsutil::write_atomic(&entry.path(), &encode(&fold.compacted())?, 0o600)?;
             }
         }
-        for account in index_accounts(&open)? {
+        for account in index_accounts(open)? {
             if !seen.contains(&account) {
-                let lines = self.lines_from_index(&open, &account)?;
-                if !lines.is_empty() {
-                    let _guard = lock(&self.shared.manifest_lock);
+                let _guard = lock(&self.shared.manifest_lock);
+                let lines = self.lines_from_index(open, &account)?;
+                if !lines.is_empty() && !self.manifest_path(&account).exists() {
                     crate::fsutil::write_atomic(
                         &self.manifest_path(&account),
                         &encode(&lines)?,
@@ -425,15 +480,11 @@ impl Store {
                     }
                 }
             }
-            let max_uid = lines
-                .iter()
-                .filter_map(|l| match l {
-                    Line::Add {
-                        uid, uidvalidity, ..
-                    } if *uidvalidity == newest => Some(*uid),
-                    _ => None,
-                })
-                .max()
+            // Removed UIDs count too: they are never given again.
+            let max_uid = fold
+                .highest
+                .get(&(name.to_owned(), newest))
+                .copied()
                 .unwrap_or(0);
             restored += records.len();
             self.restore_folder(open, account, &info, &records, newest, max_uid)?;
@@ -549,9 +600,8 @@ fn index_accounts(open: &Open) -> Result<BTreeSet<String>> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fold_applies_removals_and_compacts() -> Result<()> {
-        let add = |uid: u32, uidl: Option<&str>| Line::Add {
+    fn add(uid: u32, uidl: Option<&str>) -> Line {
+        Line::Add {
             folder: "INBOX".into(),
             display: "INBOX".into(),
             no: 4,
@@ -563,7 +613,27 @@ mod tests {
             date: 0,
             uidl: uidl.map(str::to_owned),
             first_seen: 5,
-        };
+        }
+    }
+
+    fn remove(uid: u32) -> Line {
+        Line::Remove {
+            folder: "INBOX".into(),
+            uidvalidity: 1,
+            uid,
+        }
+    }
+
+    fn fold(lines: impl IntoIterator<Item = Line>) -> Fold {
+        let mut fold = Fold::default();
+        for l in lines {
+            fold.apply(l);
+        }
+        fold
+    }
+
+    #[test]
+    fn fold_applies_removals_and_compacts() -> Result<()> {
         let mut fold = Fold::default();
         for l in [
             add(1, Some("a")),
@@ -583,5 +653,33 @@ mod tests {
         assert_eq!(fold.uidls.keys().collect::<Vec<_>>(), vec!["b"]);
         assert_eq!(fold.compacted(), vec![add(2, Some("b"))]);
         Ok(())
+    }
+
+    /// A unique-id forgotten while its message stays is not brought back by
+    /// compaction.
+    #[test]
+    fn compaction_keeps_forgotten_uidls_forgotten() {
+        let before = fold([
+            add(1, Some("u")),
+            add(2, Some("v")),
+            Line::ForgetUidl { uidl: "u".into() },
+        ]);
+        let live = before.compacted();
+        assert!(live.len() <= before.compacted_bound());
+        let after = fold(live);
+        assert_eq!(after.uidls.keys().collect::<Vec<_>>(), vec!["v"]);
+        assert_eq!(after.adds.len(), 2);
+        assert_eq!(after.compacted(), before.compacted());
+    }
+
+    /// The highest UID of a folder survives compaction when its message was
+    /// removed, so a rebuilt folder's uidnext is past it.
+    #[test]
+    fn compaction_keeps_the_highest_removed_uid() {
+        let before = fold([add(1, None), add(2, None), add(3, None), remove(3)]);
+        let after = fold(before.compacted());
+        assert_eq!(after.adds.len(), 2);
+        assert_eq!(after.highest.get(&("INBOX".to_owned(), 1)), Some(&3));
+        assert_eq!(after.compacted(), before.compacted());
     }
 }

@@ -230,6 +230,55 @@ async fn damaged_file_marks_for_refetch() -> Result<()> {
     Ok(())
 }
 
+/// The manifest rewritten at open keeps everything: messages, the unique-ids
+/// still known (not the forgotten ones) and the highest UID given, across a
+/// reopen and a rebuild from the manifest alone.
+#[tokio::test]
+async fn compaction_at_open_keeps_everything() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("manifests/p.log");
+    let store = Store::open(dir.path())?;
+    let inbox = store.upsert_folder("p", "INBOX", "INBOX", None, Some("inbox".into()), true)?;
+    let batch = (1..=20)
+        .map(|n| (format!("u{n}"), pop3_message(n)))
+        .collect();
+    let ids = store.pop3_store("p", &inbox, batch).await?;
+    assert_eq!(ids.len(), 20);
+    let inbox = store.folder("p", "INBOX")?.context("inbox")?;
+    store
+        .remove_uids("p", inbox.no, &(3..=20).collect::<Vec<_>>())
+        .await?;
+    // u2 is forgotten while its message stays.
+    let forget: Vec<String> = (2..=20).map(|n| format!("u{n}")).collect();
+    store.pop3_forget("p", &forget).await?;
+    let lines = |p: &Path| -> Result<usize> { Ok(std::fs::read_to_string(p)?.lines().count()) };
+    let long = lines(&log)?;
+    drop(store);
+    for rebuild in [false, true] {
+        if rebuild {
+            std::fs::remove_dir_all(dir.path().join("index"))?;
+        }
+        let store = Store::open(dir.path())?;
+        assert!(lines(&log)? < long, "compacted");
+        assert_eq!(store.counts("p", None)?.0, 2);
+        for id in &ids[..2] {
+            let rec = store.record(id)?.context("record kept")?;
+            store.message(id, &rec).await?;
+        }
+        assert_eq!(
+            store.pop3_entries("p")?.keys().collect::<Vec<_>>(),
+            vec!["u1"]
+        );
+        let inbox = store.folder("p", "INBOX")?.context("inbox")?;
+        assert_eq!(
+            inbox.state.map(|s| s.uidnext),
+            Some(21),
+            "UIDs not given again"
+        );
+    }
+    Ok(())
+}
+
 /// Finding 2: a disk fault is never taken for corruption.
 #[test]
 fn disk_faults_are_not_corruption() {
