@@ -223,9 +223,59 @@ enum IndexDamage {
     GarbageAtStart,
     GarbageInTheMiddle,
     Truncated,
+    /// Damage that makes sled 0.34.7 panic inside its own open (`tried to
+    /// serialize Uninitialized`): an index of several segments, reopened a
+    /// few times, without its `snap.*` file, one changed byte at the start
+    /// of `db`.
+    SledPanics,
+}
+
+/// Pad the (closed) index with sled itself to several segments, reopen it
+/// a few times, then remove its snapshot and change the first byte.
+fn damage_so_sled_panics(index: &Path) {
+    let config = || {
+        sled::Config::new()
+            .path(index)
+            .cache_capacity(8 * 1024 * 1024)
+            .mode(sled::Mode::LowSpace)
+    };
+    {
+        let db = config().open().expect("open the index with sled");
+        let padding = db.open_tree("test-padding").expect("tree");
+        for i in 0..9000u32 {
+            let value = vec![b'x'; 20 + (i as usize % 97)];
+            padding.insert(i.to_be_bytes(), value).expect("insert");
+            if i % 300 == 0 {
+                db.flush().expect("flush");
+            }
+        }
+        db.flush().expect("flush");
+    }
+    for round in 0..3u32 {
+        let db = config().open().expect("reopen the index with sled");
+        let padding = db.open_tree("test-padding").expect("tree");
+        for i in 0..200u32 {
+            let key = (100_000 * (round + 1) + i).to_be_bytes();
+            padding.insert(key, vec![1u8; 100]).expect("insert");
+        }
+        db.flush().expect("flush");
+    }
+    for entry in fs::read_dir(index).expect("list the index") {
+        let entry = entry.expect("entry");
+        if entry.file_name().to_string_lossy().starts_with("snap.") {
+            fs::remove_file(entry.path()).expect("remove the snapshot");
+        }
+    }
+    let db = index.join("db");
+    let mut bytes = fs::read(&db).expect("read the index file");
+    bytes[0] ^= 0xff;
+    fs::write(&db, &bytes).expect("write the damaged index file");
 }
 
 fn damage_index(data: &Path, how: IndexDamage) {
+    if let IndexDamage::SledPanics = how {
+        return damage_so_sled_panics(&data.join("index"));
+    }
     let db = data.join("index/db");
     let mut bytes = fs::read(&db).expect("read the index file");
     match how {
@@ -240,6 +290,7 @@ fn damage_index(data: &Path, how: IndexDamage) {
             }
         }
         IndexDamage::Truncated => bytes.truncate(64),
+        IndexDamage::SledPanics => unreachable!(),
     }
     fs::write(&db, &bytes).expect("write the damaged index file");
 }
@@ -284,10 +335,18 @@ fn index_damage_keeps_pop3_mail(how: IndexDamage) {
     }
     assert_eq!(after, before);
     let log = d.log();
-    assert!(
-        !log.contains("panicked at"),
-        "{how:?}: facteurd panicked:\n{log}"
-    );
+    if let IndexDamage::SledPanics = how {
+        // The panic inside sled is caught (the hook still prints it).
+        assert!(
+            log.contains("sled panicked while reading it") && log.contains("cannot be read"),
+            "{how:?}: the caught panic was not reported:\n{log}"
+        );
+    } else {
+        assert!(
+            !log.contains("panicked at"),
+            "{how:?}: facteurd panicked:\n{log}"
+        );
+    }
     let warned_aside = log.contains("cannot be read") && !asides(&d.data_dir()).is_empty();
     let warned_restore = log.contains("restored") && log.contains("from its manifest");
     assert!(
@@ -319,6 +378,13 @@ fn garbage_in_the_middle_of_the_index() {
 #[test]
 fn truncated_index() {
     index_damage_keeps_pop3_mail(IndexDamage::Truncated);
+}
+
+/// Finding 4: damage that makes sled panic in its open; facteurd stays up
+/// (no exit 101), moves the index aside and rebuilds it.
+#[test]
+fn index_that_makes_sled_panic() {
+    index_damage_keeps_pop3_mail(IndexDamage::SledPanics);
 }
 
 // ---------------------------------------------------------------------------

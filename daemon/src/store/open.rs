@@ -4,7 +4,11 @@
 //!
 //! - sled's open runs under `catch_unwind`: garbage in its files can make it
 //!   panic (`tried to serialize Uninitialized`), which must not take the
-//!   daemon down at every start;
+//!   daemon down at every start (reproduced: an index of several segments
+//!   without its `snap.*` file and a changed byte at the start of `db`);
+//! - right after the open, still under `catch_unwind`, every record of every
+//!   tree is read once ([`verify`]), so that damage sled meets only when it
+//!   reads a page is found here, not by the running daemon;
 //! - an error that holds an I/O error of the environment (no space, quota,
 //!   read-only, permission, EIO, the lock held by another process; see
 //!   [`crate::fsutil::disk_condition`]) is returned as is: the index is not
@@ -97,8 +101,8 @@ pub(super) fn open_index(data_dir: &Path, index: &Path) -> Result<Opened> {
     Ok(Opened { db, fresh: true })
 }
 
-/// Open sled and read the schema version, a panic inside sled made an
-/// error.
+/// Open sled, read the schema version and every record ([`verify`]); a
+/// panic inside sled (in its open or in those reads) is made an error.
 fn try_sled(index: &Path) -> Result<(sled::Db, Option<u32>)> {
     let opened = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<_> {
         let db = sled::Config::new()
@@ -112,6 +116,7 @@ fn try_sled(index: &Path) -> Result<(sled::Db, Option<u32>)> {
                 .map(u32::from_be_bytes)
                 .unwrap_or(u32::MAX)
         });
+        verify(&db)?;
         Ok((db, version))
     }));
     match opened {
@@ -125,6 +130,25 @@ fn try_sled(index: &Path) -> Result<(sled::Db, Option<u32>)> {
             bail!("sled panicked while reading it: {what}")
         }
     }
+}
+
+/// Read every record of every tree once, so that damage sled finds only
+/// when it reads a page (an error, or a panic in the caller's
+/// `catch_unwind`) is found here, at the open, and not by the first scan
+/// of the running daemon. The index holds no message bodies: this is quick.
+fn verify(db: &sled::Db) -> Result<()> {
+    for name in db.tree_names() {
+        let tree = db.open_tree(&name)?;
+        for entry in tree.iter() {
+            entry.with_context(|| {
+                format!(
+                    "Cannot read the tree {:?} of the index",
+                    String::from_utf8_lossy(&name)
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn write_schema(db: &sled::Db) -> Result<()> {
@@ -172,4 +196,75 @@ pub(super) fn set_schema(index: &Path, version: u32) -> Result<()> {
         .insert(SCHEMA_KEY, &version.to_be_bytes())?;
     db.flush()?;
     Ok(())
+}
+
+/// Damage `index` the way that makes sled 0.34.7 panic inside its open
+/// (`tried to serialize Uninitialized`): an index of several segments,
+/// reopened a few times (so the segment at the start of the file is no
+/// longer the first of the log), without its `snap.*` file and with one
+/// byte of garbage at the start of `db`. sled then rebuilds its page table
+/// from the segments it can read, leaves holes for the pages of the
+/// unreadable one, and panics writing that table as its new snapshot.
+#[cfg(test)]
+pub(super) fn damage_so_sled_panics(index: &Path) -> Result<()> {
+    let config = || {
+        sled::Config::new()
+            .path(index)
+            .cache_capacity(CACHE_BYTES)
+            .mode(sled::Mode::LowSpace)
+    };
+    {
+        let db = config().open()?;
+        let padding = db.open_tree("test-padding")?;
+        for i in 0..9000u32 {
+            let value = vec![b'x'; 20 + (i as usize % 97)];
+            padding.insert(i.to_be_bytes(), value)?;
+            if i % 300 == 0 {
+                db.flush()?;
+            }
+        }
+        db.flush()?;
+    }
+    for round in 0..3u32 {
+        let db = config().open()?;
+        let padding = db.open_tree("test-padding")?;
+        for i in 0..200u32 {
+            padding.insert((100_000 * (round + 1) + i).to_be_bytes(), vec![1u8; 100])?;
+        }
+        db.flush()?;
+    }
+    for entry in std::fs::read_dir(index)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("snap.") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    use std::os::unix::fs::FileExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(index.join("db"))?
+        .write_all_at(b"!", 0)?;
+    Ok(())
+}
+
+/// Whether sled's own open panics on `index` (a copy is opened, the
+/// original is left alone).
+#[cfg(test)]
+pub(super) fn sled_panics_on(index: &Path) -> Result<bool> {
+    let copy = tempfile::tempdir()?;
+    for entry in std::fs::read_dir(index)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), copy.path().join(entry.file_name()))?;
+        }
+    }
+    let opened = std::panic::catch_unwind(|| {
+        sled::Config::new()
+            .path(copy.path())
+            .cache_capacity(CACHE_BYTES)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map(drop)
+    });
+    Ok(opened.is_err())
 }

@@ -150,6 +150,24 @@ async fn garbage_in_the_index_is_moved_aside_and_rebuilt() -> Result<()> {
     Ok(())
 }
 
+/// Finding 4: damage that makes sled itself panic in its open (`tried to
+/// serialize Uninitialized`) is caught: the index is moved aside and
+/// rebuilt, the mail is listed and served byte-exact.
+#[tokio::test]
+async fn index_that_makes_sled_panic_is_moved_aside_and_rebuilt() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let before = filled(dir.path()).await?;
+    let index = dir.path().join("index");
+    open::damage_so_sled_panics(&index)?;
+    assert!(
+        open::sled_panics_on(&index)?,
+        "the damage no longer makes sled panic: this test checks nothing"
+    );
+    assert_rebuilt(dir.path(), &before).await?;
+    assert_eq!(asides(dir.path())?, 1);
+    Ok(())
+}
+
 /// Finding 5: a truncated index, cut so short that sled finds nothing
 /// (moved aside) or in the middle (sled keeps a prefix; the manifests give
 /// the rest back).
