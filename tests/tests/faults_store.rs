@@ -26,6 +26,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use facteur_dbus::names;
 use facteur_tests::dovecot::{Dovecot, DovecotOptions, ServerTls};
@@ -240,7 +241,7 @@ fn damage_so_sled_panics(index: &Path) {
             .mode(sled::Mode::LowSpace)
     };
     {
-        let db = config().open().expect("open the index with sled");
+        let db = open_when_free(&config()).expect("open the index with sled");
         let padding = db.open_tree("test-padding").expect("tree");
         for i in 0..9000u32 {
             let value = vec![b'x'; 20 + (i as usize % 97)];
@@ -252,7 +253,7 @@ fn damage_so_sled_panics(index: &Path) {
         db.flush().expect("flush");
     }
     for round in 0..3u32 {
-        let db = config().open().expect("reopen the index with sled");
+        let db = open_when_free(&config()).expect("reopen the index with sled");
         let padding = db.open_tree("test-padding").expect("tree");
         for i in 0..200u32 {
             let key = (100_000 * (round + 1) + i).to_be_bytes();
@@ -754,5 +755,22 @@ fn damaged_imap_message_is_fetched_again() {
     assert_eq!(now.len(), 3, "{}", d.log());
     for raw in &sent {
         assert_eq!(now.get(&subject_of(raw)), Some(raw), "{}", subject_of(raw));
+    }
+}
+
+/// Open with sled, waiting while the lock of a just-stopped facteurd or a
+/// just-dropped handle is still held (sled lets go of it a moment after).
+fn open_when_free(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match config.open() {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }

@@ -189,9 +189,28 @@ fn aside_name(data_dir: &Path) -> std::path::PathBuf {
     }
 }
 
+/// Open with sled in a test, waiting while the lock of a just-dropped
+/// handle is still held (sled's flusher thread lets go of the file a moment
+/// after the last `Db` is dropped).
+#[cfg(test)]
+pub(super) fn open_when_free(config: &sled::Config) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match config.open() {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(super) fn set_schema(index: &Path, version: u32) -> Result<()> {
-    let db = sled::open(index)?;
+    let db = open_when_free(&sled::Config::new().path(index))?;
     db.open_tree(META_TREE)?
         .insert(SCHEMA_KEY, &version.to_be_bytes())?;
     db.flush()?;
@@ -214,7 +233,7 @@ pub(super) fn damage_so_sled_panics(index: &Path) -> Result<()> {
             .mode(sled::Mode::LowSpace)
     };
     {
-        let db = config().open()?;
+        let db = open_when_free(&config())?;
         let padding = db.open_tree("test-padding")?;
         for i in 0..9000u32 {
             let value = vec![b'x'; 20 + (i as usize % 97)];
@@ -226,7 +245,7 @@ pub(super) fn damage_so_sled_panics(index: &Path) -> Result<()> {
         db.flush()?;
     }
     for round in 0..3u32 {
-        let db = config().open()?;
+        let db = open_when_free(&config())?;
         let padding = db.open_tree("test-padding")?;
         for i in 0..200u32 {
             padding.insert((100_000 * (round + 1) + i).to_be_bytes(), vec![1u8; 100])?;
