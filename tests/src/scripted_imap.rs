@@ -5,7 +5,7 @@
 //! facteurd uses: the greeting, CAPABILITY, LOGIN (any password),
 //! `LIST "" "*"`, SELECT/EXAMINE, STATUS, `UID SEARCH UID a:b`, UID FETCH
 //! of UID, FLAGS, RFC822.SIZE, INTERNALDATE and `BODY.PEEK[]` (literals),
-//! NOOP, IDLE/DONE and LOGOUT. Mailboxes and messages are set by the test
+//! UID STORE, EXPUNGE and UID EXPUNGE, NOOP, IDLE/DONE and LOGOUT. Mailboxes and messages are set by the test
 //! and can be changed while it runs.
 //!
 //! Unlike Dovecot it misbehaves on request ([`Faults`]), and each switch
@@ -16,7 +16,10 @@
 //!   body FETCH;
 //! - a body FETCH that leaves out one UID and still answers `OK`;
 //! - an endless line (bytes without CRLF) instead of an answer;
+//! - an endless line after `* OK x {268435455}` (a `{N}` that is no
+//!   literal);
 //! - a LIST entry that no parser can read;
+//! - a `NO` to `UID STORE`;
 //! - folder names are raw bytes, sent as literals when they are not plain
 //!   ASCII: a NUL, invalid UTF-8, two names that decode to the same text.
 //!
@@ -70,6 +73,12 @@ pub struct Faults {
     pub endless_on: Option<String>,
     /// Put a LIST line no parser can read among the LIST answers.
     pub garbage_list: bool,
+    /// Answer `UID STORE` with a tagged `NO` (and change no flag).
+    pub refuse_store: bool,
+    /// Send `* OK x {268435455}` (a `{N}` that is text, not a literal)
+    /// then an endless line instead of answering this command (upper case,
+    /// e.g. `LIST`; `GREETING` for the greeting).
+    pub fake_literal_on: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -199,6 +208,16 @@ impl ScriptedImap {
         self.set_faults(Faults::default());
     }
 
+    /// The UIDs the mailbox named `mailbox` holds now.
+    pub fn uids(&self, mailbox: &[u8]) -> Vec<u32> {
+        self.lock()
+            .mailboxes
+            .iter()
+            .find(|b| b.name == mailbox)
+            .map(|b| b.messages.iter().map(|m| m.uid).collect())
+            .unwrap_or_default()
+    }
+
     /// Every command received so far, with its connection number.
     pub fn commands(&self) -> Vec<(usize, String)> {
         self.lock().commands.clone()
@@ -255,17 +274,25 @@ impl Conn {
     }
 
     fn endless_on(&self, what: &str) -> bool {
-        self.lock()
-            .faults
-            .endless_on
-            .as_deref()
-            .is_some_and(|c| c.eq_ignore_ascii_case(what))
+        let s = self.lock();
+        [&s.faults.endless_on, &s.faults.fake_literal_on]
+            .iter()
+            .any(|f| f.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(what)))
     }
 
     /// Send bytes without a CRLF until the client goes away, the fault is
     /// switched off or the server stops.
     fn endless(&mut self, what: &str) {
         let chunk = vec![b'x'; 64 * 1024];
+        let fake = self
+            .lock()
+            .faults
+            .fake_literal_on
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(what));
+        if fake {
+            let _ = self.out.write_all(b"* OK x {268435455}\r\n");
+        }
         let _ = self.out.write_all(b"* OK ");
         while self.endless_on(what) && !self.stop.load(Ordering::SeqCst) {
             if self.out.write_all(&chunk).is_err() {
@@ -429,6 +456,84 @@ impl Conn {
                 let set = String::from_utf8_lossy(words.atom()).into_owned();
                 let items = String::from_utf8_lossy(words.rest()).to_ascii_uppercase();
                 return self.fetch(&tag, &set, &items);
+            }
+            "UID STORE" => {
+                if self.lock().faults.refuse_store {
+                    self.out
+                        .write_all(format!("{tag} NO [CANNOT] refused by policy\r\n").as_bytes())?;
+                    return Ok(Next::Continue);
+                }
+                let set = String::from_utf8_lossy(words.atom()).into_owned();
+                let item = String::from_utf8_lossy(words.atom()).to_ascii_uppercase();
+                let flags: Vec<String> = String::from_utf8_lossy(words.rest())
+                    .trim_matches(|c| c == '(' || c == ')' || c == ' ')
+                    .split(' ')
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                let mut answers = Vec::new();
+                if let Some(i) = self.selected {
+                    let mut s = self.lock();
+                    let mb = &mut s.mailboxes[i];
+                    let max = mb.messages.last().map(|m| m.uid).unwrap_or(0);
+                    for (n, m) in mb.messages.iter_mut().enumerate() {
+                        if !in_set(&set, m.uid, max) {
+                            continue;
+                        }
+                        if item.starts_with('-') {
+                            m.flags.retain(|f| !flags.contains(f));
+                        } else if item.starts_with('+') {
+                            for f in &flags {
+                                if !m.flags.contains(f) {
+                                    m.flags.push(f.clone());
+                                }
+                            }
+                        } else {
+                            m.flags = flags.clone();
+                        }
+                        if !item.ends_with(".SILENT") {
+                            answers.push(format!(
+                                "* {} FETCH (UID {} FLAGS ({}))\r\n",
+                                n + 1,
+                                m.uid,
+                                m.flags.join(" ")
+                            ));
+                        }
+                    }
+                }
+                for a in answers {
+                    self.out.write_all(a.as_bytes())?;
+                }
+                ok(&mut self.out, "STORE")?;
+            }
+            "EXPUNGE" | "UID EXPUNGE" => {
+                let set = if cmd == "EXPUNGE" {
+                    "1:*".to_owned()
+                } else {
+                    String::from_utf8_lossy(words.atom()).into_owned()
+                };
+                let mut gone = Vec::new();
+                if let Some(i) = self.selected {
+                    let mut s = self.lock();
+                    let mb = &mut s.mailboxes[i];
+                    let max = mb.messages.last().map(|m| m.uid).unwrap_or(0);
+                    let mut n = 0;
+                    mb.messages.retain(|m| {
+                        n += 1;
+                        let drop =
+                            in_set(&set, m.uid, max) && m.flags.iter().any(|f| f == "\\Deleted");
+                        if drop {
+                            // Sequence numbers shift down after each.
+                            gone.push(n - gone.len());
+                        }
+                        !drop
+                    });
+                }
+                for n in gone {
+                    self.out
+                        .write_all(format!("* {n} EXPUNGE\r\n").as_bytes())?;
+                }
+                ok(&mut self.out, &cmd)?;
             }
             "IDLE" => {
                 self.out.write_all(b"+ idling\r\n")?;

@@ -11,8 +11,10 @@
 //! - hostile folder names (a NUL, invalid UTF-8, two names that decode
 //!   alike) and a Subject that decodes to a NUL: facteurd stays on the bus,
 //!   ListFolders and ListMessages work, across a restart;
-//! - an endless response line: bounded CPU, a clear LastError, retries
-//!   with backoff.
+//! - an endless response line (also after a `{N}` that is no literal):
+//!   bounded CPU, a clear LastError, retries with backoff;
+//! - a `NO` to the `UID STORE` of DeleteMessage: an error, the message
+//!   kept and not announced again; once the server agrees, it is deleted.
 //!
 //! Every wait polls with a deadline; nothing sleeps for a fixed time except
 //! where a duration is what is measured.
@@ -382,23 +384,37 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 #[test]
 fn an_endless_line_costs_little_cpu_and_is_retried_with_backoff() {
-    endless_line_on("LIST");
+    endless_line_on("LIST", false);
 }
 
 #[test]
 fn an_endless_greeting_costs_little_cpu_and_is_retried_with_backoff() {
-    endless_line_on("GREETING");
+    endless_line_on("GREETING", false);
 }
 
-/// The server answers `command` with an endless line for 10 s, then
-/// behaves.
-fn endless_line_on(command: &str) {
+/// `* OK x {268435455}` is resp-text, no literal: the endless line after it
+/// is bounded like any other (it once passed as 256 MiB of "literal").
+#[test]
+fn an_endless_line_after_a_fake_literal_costs_little_cpu() {
+    endless_line_on("LIST", true);
+}
+
+/// The server answers `command` with an endless line (after a `{N}` that
+/// is text when `fake_literal`) for 10 s, then behaves.
+fn endless_line_on(command: &str, fake_literal: bool) {
     let server = ScriptedImap::start();
     let msgs = vec![message(1, "After the endless line")];
     server.add_message(b"INBOX", msgs[0].clone());
-    server.set_faults(Faults {
-        endless_on: Some(command.into()),
-        ..Faults::default()
+    server.set_faults(if fake_literal {
+        Faults {
+            fake_literal_on: Some(command.into()),
+            ..Faults::default()
+        }
+    } else {
+        Faults {
+            endless_on: Some(command.into()),
+            ..Faults::default()
+        }
     });
     let bus = Bus::start();
     let d = facteurd(&bus);
@@ -610,4 +626,102 @@ fn a_folder_list_that_cannot_be_read_does_not_stop_the_known_folders() {
     assert!(bus.name_has_owner(names::BUS_NAME));
     assert_folder(&bus, &path, "INBOX", &inbox.iter().collect::<Vec<_>>());
     assert_folder(&bus, &path, "Work", &work.iter().collect::<Vec<_>>());
+}
+
+// ---------------------------------------------------------------------------
+// A refused delete is not a delete
+// ---------------------------------------------------------------------------
+
+/// `Manager.DeleteMessage(id)`.
+fn delete(bus: &Bus, id: &str) -> Result<(), CallError> {
+    bus.call_facteur(
+        names::ROOT_PATH,
+        names::MANAGER_INTERFACE,
+        "DeleteMessage",
+        &(id,),
+    )
+    .map(|_| ())
+}
+
+/// Every id announced by `NewMessages`.
+fn announced(signals: &Signals) -> Vec<String> {
+    signals
+        .all()
+        .iter()
+        .filter(|s| s.interface == names::MANAGER_INTERFACE && s.member == "NewMessages")
+        .flat_map(|s| {
+            let (_, _, ids): (zbus::zvariant::OwnedObjectPath, String, Vec<String>) = s
+                .message
+                .body()
+                .deserialize()
+                .expect("NewMessages is (o, s, as)");
+            ids
+        })
+        .collect()
+}
+
+#[test]
+fn a_refused_delete_fails_keeps_the_message_and_announces_nothing() {
+    let server = ScriptedImap::start();
+    let msgs = vec![message(1, "Keep me"), message(2, "Neighbour")];
+    for m in &msgs {
+        server.add_message(b"INBOX", m.clone());
+    }
+    let bus = Bus::start();
+    let d = facteurd(&bus);
+    let path = create(&bus, &server);
+    wait_account(&bus, &d, &path, "synced", DEADLINE, |p| {
+        p.str("State") == "idle" && p.u32("MessageCount") == 2
+    });
+    let id = list(&bus, &path, "INBOX")
+        .iter()
+        .find(|m| field(m, "subject") == "Keep me")
+        .map(|m| field(m, "id"))
+        .expect("Keep me is listed");
+    let signals = bus.signals();
+    server.set_faults(Faults {
+        refuse_store: true,
+        ..Faults::default()
+    });
+    let err = delete(&bus, &id).expect_err("DeleteMessage succeeded though the server said NO");
+    eprintln!("DeleteMessage: {err}");
+    assert!(
+        server
+            .commands()
+            .iter()
+            .any(|(_, c)| c.contains("UID STORE 1 ")),
+        "no UID STORE was sent"
+    );
+    // Still listed now, and after the passes that follow.
+    assert_stored(&bus, &d, &path, &msgs);
+    assert_eq!(server.uids(b"INBOX"), [1, 2], "UIDs on the server");
+    server.behave();
+    sync_until_ok(&bus, &d, &path);
+    sync_until_ok(&bus, &d, &path);
+    assert_stored(&bus, &d, &path, &msgs);
+    assert!(
+        announced(&signals).is_empty(),
+        "a message was announced again after the refused delete: {:?}",
+        announced(&signals)
+    );
+    // The server agrees now: deleted there and here.
+    delete(&bus, &id).unwrap_or_else(|e| panic!("DeleteMessage failed: {e}\n{}", tail(&d, 40)));
+    let left: Vec<String> = list(&bus, &path, "INBOX")
+        .iter()
+        .map(|m| field(m, "subject"))
+        .collect();
+    assert_eq!(left, ["Neighbour"], "ListMessages after the delete");
+    sync_until_ok(&bus, &d, &path);
+    assert_stored(&bus, &d, &path, &msgs[1..]);
+    assert_eq!(
+        server.uids(b"INBOX"),
+        [2],
+        "UIDs on the server after the delete"
+    );
+    let expunged = server
+        .commands()
+        .iter()
+        .any(|(_, c)| c.ends_with(" EXPUNGE") || c.contains(" UID EXPUNGE "));
+    assert!(expunged, "no EXPUNGE was sent");
+    assert!(announced(&signals).is_empty(), "{:?}", announced(&signals));
 }

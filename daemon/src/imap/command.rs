@@ -75,6 +75,21 @@ pub async fn run(
     }
 }
 
+/// `name` as an IMAP quoted string, as async-imap quotes it (`\\` and `"`
+/// escaped, other bytes as they are); a CR or LF cannot be sent.
+pub fn quoted(name: &str) -> Result<String, Failure> {
+    if name.contains(['\r', '\n']) {
+        return Err(Failure::new(
+            FailureKind::Local,
+            format!("The folder name {name:?} holds a line break and cannot be sent"),
+        ));
+    }
+    Ok(format!(
+        "\"{}\"",
+        name.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
 /// How a failure from a response the parser refused begins.
 const UNREADABLE: &str = "The server sent a response facteur cannot read";
 

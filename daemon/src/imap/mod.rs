@@ -460,48 +460,80 @@ impl Engine {
         Ok((session, wake))
     }
 
-    /// Delete a message on the server (flag, expunge), then locally.
+    /// Delete a message on the server (flag, expunge), then locally, only
+    /// once the server said OK to each step: async-imap's STORE and EXPUNGE
+    /// streams end on a tagged NO as on OK (see [`command`]), and a refused
+    /// delete taken for done would drop the local record of a message the
+    /// server still has (fetched again, and announced, at the next pass).
     async fn delete(&self, session: &mut ImapSession, id: &MessageId) -> Result<(), Failure> {
         let folder = self
             .store
             .folder_of(id)
             .map_err(Failure::from)?
             .ok_or_else(|| Failure::new(FailureKind::Local, "The message's folder is gone"))?;
-        let mailbox = step("SELECT", session.select(&folder.name)).await?;
-        drain(session);
-        if mailbox.uid_validity == Some(id.uidvalidity) {
+        let uidvalidity = select(session, &folder.name).await?;
+        if uidvalidity == Some(id.uidvalidity) {
             let uid = id.uid.to_string();
-            let flagged: Vec<_> = step("UID STORE", async {
-                futures_util::TryStreamExt::try_collect(
-                    session.uid_store(&uid, "+FLAGS.SILENT (\\Deleted)").await?,
-                )
-                .await
-            })
+            command::run(
+                session,
+                "UID STORE",
+                &format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"),
+                |_| {},
+            )
             .await?;
-            drop(flagged);
             if self.caps.uidplus {
-                let _: Vec<_> = step("UID EXPUNGE", async {
-                    futures_util::TryStreamExt::try_collect(session.uid_expunge(&uid).await?).await
-                })
+                command::run(
+                    session,
+                    "UID EXPUNGE",
+                    &format!("UID EXPUNGE {uid}"),
+                    |_| {},
+                )
                 .await?;
             } else {
-                let _: Vec<_> = step("EXPUNGE", async {
-                    futures_util::TryStreamExt::try_collect(session.expunge().await?).await
-                })
-                .await?;
+                command::run(session, "EXPUNGE", "EXPUNGE", |_| {}).await?;
             }
-            drain(session);
+        } else if uidvalidity.is_none() {
+            return Err(Failure::new(
+                FailureKind::Protocol,
+                format!("The server gave no UIDVALIDITY for {}", folder.display),
+            ));
         }
+        // Deleted on the server (or the record is of an older UIDVALIDITY,
+        // which the server no longer has).
         self.store
             .remove_uids(&self.id, folder.no, &[id.uid])
             .await
             .map_err(Failure::from)?;
         self.reporter.counts();
         // Leave INBOX selected for IDLE.
-        step("SELECT", session.select("INBOX")).await?;
-        drain(session);
+        select(session, "INBOX").await?;
         Ok(())
     }
+}
+
+/// SELECT `name` through [`command::run`] (only a tagged OK counts);
+/// returns the UIDVALIDITY the server gave.
+async fn select(session: &mut ImapSession, name: &str) -> Result<Option<u32>, Failure> {
+    let mut uidvalidity = None;
+    command::run(
+        session,
+        "SELECT",
+        &format!("SELECT {}", command::quoted(name)?),
+        |r| {
+            if let imap_proto::Response::Data {
+                status: imap_proto::Status::Ok,
+                outcome,
+            } = r
+            {
+                if let Some(imap_proto::ResponseCode::UidValidity(v)) = &outcome.code {
+                    uidvalidity = Some(*v);
+                }
+            }
+        },
+    )
+    .await?;
+    drain(session);
+    Ok(uidvalidity)
 }
 
 /// Where the answer to a Sync goes.
