@@ -36,6 +36,7 @@ mod manifest;
 mod messages;
 mod open;
 mod pop3;
+mod removal;
 mod repair;
 
 use std::path::{Path, PathBuf};
