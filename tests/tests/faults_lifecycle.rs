@@ -35,28 +35,6 @@ use support::{message, Mail, ALICE, BOB};
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// Standard base64 without line breaks.
-fn base64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Every form a password of `user` could take in a log: clear, SASL PLAIN
 /// with and without authzid, and base64 alone (SASL LOGIN).
 fn secret_forms(user: &str, password: &str) -> Vec<String> {

@@ -276,24 +276,9 @@ fn mail_to_alice(subject: &str, date: i64) -> Vec<u8> {
 
 /// Standard base64 with line breaks every 76 characters.
 fn base64_lines(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 57 * 2 + 4);
     for line in data.chunks(57) {
-        for chunk in line.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
+        out.push_str(&base64(line));
         out.push_str("\r\n");
     }
     out
