@@ -1685,6 +1685,37 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
+/// Wait until the properties of account `path` satisfy `pred`, and return
+/// them; fail the test after `limit` with the account's status and the end
+/// of facteurd's log.
+pub fn wait_account(
+    bus: &Bus,
+    d: &Facteurd<'_>,
+    path: &str,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&Props) -> bool,
+) -> Props {
+    if let Some(p) = wait_until(limit, || {
+        let p = bus.account(path);
+        pred(&p).then_some(p)
+    }) {
+        return p;
+    }
+    let p = bus.account(path);
+    panic!(
+        "{path}: not {what} within {limit:?}: State={:?} LastError={:?} LastErrorCode={:?} \
+         LastSync={} MessageCount={} UnreadCount={}\nfacteurd log:\n{}",
+        p.str("State"),
+        p.str("LastError"),
+        p.str("LastErrorCode"),
+        p.u64("LastSync"),
+        p.u32("MessageCount"),
+        p.u32("UnreadCount"),
+        last_lines(&d.log(), 80)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

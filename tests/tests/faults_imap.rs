@@ -75,32 +75,6 @@ fn tail(d: &Facteurd<'_>, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Wait until the account's properties satisfy `pred`.
-fn wait_account(
-    bus: &Bus,
-    d: &Facteurd<'_>,
-    path: &str,
-    what: &str,
-    limit: Duration,
-    pred: impl Fn(&Props) -> bool,
-) -> Props {
-    if let Some(p) = wait_until(limit, || {
-        let p = bus.account(path);
-        pred(&p).then_some(p)
-    }) {
-        return p;
-    }
-    let p = bus.account(path);
-    panic!(
-        "{path}: not {what} within {limit:?}: State={:?} LastError={:?} MessageCount={}\n\
-         facteurd log:\n{}",
-        p.str("State"),
-        p.str("LastError"),
-        p.u32("MessageCount"),
-        tail(d, 60)
-    );
-}
-
 /// `Account.Sync()`, repeated until it succeeds (a Sync during a backoff
 /// may answer the failure that caused it).
 fn sync_until_ok(bus: &Bus, d: &Facteurd<'_>, path: &str) -> u32 {

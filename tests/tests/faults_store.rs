@@ -153,19 +153,7 @@ fn subject_of(raw: &[u8]) -> String {
 }
 
 fn wait_props(bus: &Bus, d: &Facteurd<'_>, path: &str, what: &str, pred: impl Fn(&Props) -> bool) {
-    let limit = DEADLINE * 2;
-    if wait_until(limit, || pred(&bus.account(path)).then_some(())).is_none() {
-        let p = bus.account(path);
-        panic!(
-            "{path}: not {what} within {limit:?}: State={} LastError={:?} LastErrorCode={:?} \
-             MessageCount={}\n{}",
-            p.str("State"),
-            p.str("LastError"),
-            p.str("LastErrorCode"),
-            p.u32("MessageCount"),
-            d.log()
-        );
-    }
+    wait_account(bus, d, path, what, DEADLINE * 2, pred);
 }
 
 /// Sync until the INBOX lists `n` messages (the first poll after

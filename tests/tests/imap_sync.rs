@@ -28,6 +28,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use facteur_dbus::names;
 use facteur_tests::dovecot::{Dovecot, DovecotOptions, ServerTls};
 use facteur_tests::notifications::Notifications;
+/// The harness's wait, with an explicit limit (a local [`wait_account`]
+/// uses the default one).
+use facteur_tests::wait_account as wait_account_within;
 use facteur_tests::*;
 use serde_json::Value as Json;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
@@ -130,34 +133,6 @@ fn wait_account(
     pred: impl Fn(&Props) -> bool,
 ) -> Props {
     wait_account_within(bus, d, path, what, DEADLINE, pred)
-}
-
-/// [`wait_account`] with an explicit limit.
-fn wait_account_within(
-    bus: &Bus,
-    d: &Facteurd<'_>,
-    path: &str,
-    what: &str,
-    limit: Duration,
-    pred: impl Fn(&Props) -> bool,
-) -> Props {
-    if let Some(p) = wait_until(limit, || {
-        let p = bus.account(path);
-        pred(&p).then_some(p)
-    }) {
-        return p;
-    }
-    let p = bus.account(path);
-    panic!(
-        "{path}: not {what} within {limit:?}: State={:?} LastError={:?} LastSync={} \
-         MessageCount={} UnreadCount={}\nfacteurd log:\n{}",
-        p.str("State"),
-        p.str("LastError"),
-        p.u64("LastSync"),
-        p.u32("MessageCount"),
-        p.u32("UnreadCount"),
-        tail(&d.log(), 80)
-    );
 }
 
 /// Wait until the account finished a pass (`idle`, `LastSync` set, no
