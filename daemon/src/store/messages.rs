@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::PathBuf;
 
 use anyhow::{anyhow, Context as _, Result};
 use serde::{Deserialize, Serialize};
@@ -399,6 +400,19 @@ impl Store {
         Ok(ids)
     }
 
+    /// Write the message files of a batch (content hash, raw bytes);
+    /// returns the directories the batch's `syncfs` must cover. The caller
+    /// holds `files_lock` until its index commit.
+    pub(super) fn write_files(&self, raws: Vec<(String, Vec<u8>)>) -> Result<BTreeSet<PathBuf>> {
+        let mut dirs = BTreeSet::new();
+        for (hash, raw) in raws {
+            dirs.insert(
+                blobs::write(&self.shared.messages, &hash, &raw).map_err(|e| self.failed(e))?,
+            );
+        }
+        Ok(dirs)
+    }
+
     fn store_batch_blocking(
         &self,
         account: &str,
@@ -440,13 +454,7 @@ impl Store {
         // From the files to the index commit: see `files_lock`. Files first,
         // durable, then the index that points at them.
         let _files = super::lock(&self.shared.files_lock);
-        let mut dirs = BTreeSet::new();
-        for (hash, raw) in &raws {
-            dirs.insert(
-                blobs::write(&self.shared.messages, hash, raw).map_err(|e| self.failed(e))?,
-            );
-        }
-        drop(raws);
+        let dirs = self.write_files(raws)?;
         // The manifest lines go with the files: the syncfs below makes both
         // durable.
         self.manifest_append(account, &lines, false)

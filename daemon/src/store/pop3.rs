@@ -127,13 +127,7 @@ impl Store {
         }
         // From the files to the index commit: see `files_lock`.
         let _files = super::lock(&self.shared.files_lock);
-        let mut dirs = BTreeSet::new();
-        for (hash, raw) in &raws {
-            dirs.insert(
-                blobs::write(&self.shared.messages, hash, raw).map_err(|e| self.failed(e))?,
-            );
-        }
-        drop(raws);
+        let dirs = self.write_files(raws)?;
         let o = self.handle()?;
         let t = &o.trees;
         let fkey = folder_key(account, &inbox.name);
