@@ -11,15 +11,16 @@
 mod registry;
 pub mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use facteur_dbus::state;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 pub use registry::{Registry, Reservation};
 pub use validate::{apply, Change, Invalid};
+
+pub use crate::sync::state::{Field, State, Status};
 
 /// Incoming protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +173,20 @@ impl Settings {
             .unwrap_or_else(|| self.incoming_login())
     }
 
+    /// Whether `other` connects exactly as `self` does (protocol, hosts,
+    /// ports, security, logins, certificate policy, POP3 deletion rules):
+    /// when it does, a running engine takes the new settings in place.
+    pub fn same_connection(&self, other: &Settings) -> bool {
+        self.incoming_protocol == other.incoming_protocol
+            && self.incoming_host == other.incoming_host
+            && self.incoming_port() == other.incoming_port()
+            && self.incoming_security == other.incoming_security
+            && self.incoming_login() == other.incoming_login()
+            && self.accept_invalid_certs == other.accept_invalid_certs
+            && self.leave_on_server == other.leave_on_server
+            && self.delete_on_server == other.delete_on_server
+    }
+
     /// Whether `other` is the same mailbox: same address, incoming host and
     /// login (compared as a server would, case-insensitively for names).
     pub fn same_mailbox(&self, other: &Settings) -> bool {
@@ -198,39 +213,6 @@ impl std::fmt::Debug for Passwords {
             .field("incoming", &self.incoming.as_ref().map(|_| "[redacted]"))
             .field("smtp", &self.smtp.as_ref().map(|_| "[redacted]"))
             .finish()
-    }
-}
-
-/// What an account shows about itself at run time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Status {
-    /// One of [`facteur_dbus::state`].
-    pub state: String,
-    /// The last error, empty when none.
-    pub last_error: String,
-    /// The stable code of the last error (`disk-full`, …), empty when none.
-    pub last_error_code: String,
-    /// Unix seconds of the last successful sync.
-    pub last_sync: u64,
-    /// Messages stored.
-    pub message_count: u32,
-    /// Unread messages stored.
-    pub unread_count: u32,
-    /// Folder roles found on the server (role → display name).
-    pub detected_folders: HashMap<String, String>,
-}
-
-impl Default for Status {
-    fn default() -> Self {
-        Status {
-            state: state::IDLE.to_owned(),
-            last_error: String::new(),
-            last_error_code: String::new(),
-            last_sync: 0,
-            message_count: 0,
-            unread_count: 0,
-            detected_folders: HashMap::new(),
-        }
     }
 }
 
@@ -275,39 +257,16 @@ impl Account {
         }
     }
 
-    /// Change the status; returns the D-Bus names of the properties that
-    /// changed, for PropertiesChanged.
-    pub fn set_status(&self, change: impl FnOnce(&mut Status)) -> Vec<&'static str> {
+    /// Change the status; returns the fields that changed, for
+    /// PropertiesChanged.
+    pub fn set_status(&self, change: impl FnOnce(&mut Status)) -> Vec<Field> {
         let mut guard = match self.status.write() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
         let before = guard.clone();
         change(&mut guard);
-        let after = &*guard;
-        let mut changed = Vec::new();
-        if before.state != after.state {
-            changed.push("State");
-        }
-        if before.last_error != after.last_error {
-            changed.push("LastError");
-        }
-        if before.last_error_code != after.last_error_code {
-            changed.push("LastErrorCode");
-        }
-        if before.last_sync != after.last_sync {
-            changed.push("LastSync");
-        }
-        if before.message_count != after.message_count {
-            changed.push("MessageCount");
-        }
-        if before.unread_count != after.unread_count {
-            changed.push("UnreadCount");
-        }
-        if before.detected_folders != after.detected_folders {
-            changed.push("Folders");
-        }
-        changed
+        before.diff(&guard)
     }
 }
 

@@ -31,7 +31,6 @@
 
 pub mod accounts;
 pub mod autoconfig;
-pub mod events;
 pub mod fsutil;
 pub mod imap;
 pub mod logging;
@@ -39,11 +38,11 @@ pub mod mail;
 pub mod net;
 pub mod notify;
 pub mod pop3;
-pub mod scheduler;
 pub mod secrets;
 pub mod service;
 pub mod smtp;
 pub mod store;
+pub mod sync;
 pub mod verify;
 
 use std::future::Future;
@@ -120,7 +119,7 @@ pub struct Daemon {
     /// The password store chosen at start.
     pub secrets: secrets::SecretStore,
     /// The running sync engines.
-    pub scheduler: scheduler::Scheduler,
+    pub scheduler: sync::Scheduler,
     /// Settings discovery (the wizard), set up from the options.
     pub discovery: autoconfig::Discovery,
 }
@@ -258,7 +257,7 @@ pub async fn run_with(
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let daemon = Arc::new(Daemon {
         accounts,
-        scheduler: scheduler::Scheduler::new(store.clone(), events_tx),
+        scheduler: sync::Scheduler::new(store.clone(), events_tx),
         store,
         secrets,
         discovery,
@@ -387,6 +386,8 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
     }
 }
 
+use crate::sync::State;
+
 impl Daemon {
     /// Fill each account's counts and detected folder roles from the store,
     /// so the properties are right before the first sync of this run.
@@ -413,8 +414,8 @@ impl Daemon {
         warn!("Every account waits for the message index: {why}.");
         for account in self.accounts.all() {
             account.set_status(|s| {
-                if s.state != facteur_dbus::state::NEEDS_CREDENTIALS {
-                    s.state = facteur_dbus::state::ERROR.to_owned();
+                if s.state != State::NeedsCredentials {
+                    s.state = State::Error;
                 }
                 s.last_error = why.message.clone();
                 s.last_error_code = if why.is_disk_full() { "disk-full" } else { "" }.to_owned();
@@ -425,7 +426,7 @@ impl Daemon {
     /// (Re)start the sync engine of an account, or stop it when the account
     /// has no usable password.
     pub async fn start_engine(&self, account: &accounts::Account) {
-        if account.status().state == facteur_dbus::state::NEEDS_CREDENTIALS {
+        if account.status().state == State::NeedsCredentials {
             self.scheduler.stop(&account.id).await;
             return;
         }
@@ -473,7 +474,7 @@ impl Daemon {
         account: &accounts::Account,
         passwords: accounts::Passwords,
         creating: bool,
-    ) -> Vec<&'static str> {
+    ) -> Vec<crate::sync::Field> {
         let saved = self
             .save_passwords(&account.id, &account.settings().email, passwords)
             .await;
@@ -511,10 +512,10 @@ impl Daemon {
         account: &accounts::Account,
         saved: Result<bool, secrets::SecretError>,
         creating: bool,
-    ) -> Vec<&'static str> {
+    ) -> Vec<crate::sync::Field> {
         match saved {
             Err(e) => account.set_status(|s| {
-                s.state = facteur_dbus::state::NEEDS_CREDENTIALS.to_owned();
+                s.state = State::NeedsCredentials;
                 s.last_error = e.to_string();
             }),
             Ok(touched) if creating || touched => self.check_credentials(account).await,
@@ -532,29 +533,29 @@ impl Daemon {
 
     /// Set the account's state from whether its incoming password is usable.
     /// Returns the names of the properties that changed.
-    pub async fn check_credentials(&self, account: &accounts::Account) -> Vec<&'static str> {
-        use facteur_dbus::state;
+    pub async fn check_credentials(&self, account: &accounts::Account) -> Vec<crate::sync::Field> {
+        use crate::sync::State;
         let verdict = self
             .secrets
             .get(&account.id, secrets::Which::Incoming)
             .await;
         let (new_state, error) = match verdict {
-            Ok(Some(_)) => (state::IDLE, String::new()),
+            Ok(Some(_)) => (State::Idle, String::new()),
             Ok(None) => (
-                state::NEEDS_CREDENTIALS,
+                State::NeedsCredentials,
                 format!(
                     "No password is stored for this account; set one with \
                      `facteurctl account set {} --password-stdin` or Update({{'incoming-password': ...}})",
                     account.id
                 ),
             ),
-            Err(e) => (state::NEEDS_CREDENTIALS, e.to_string()),
+            Err(e) => (State::NeedsCredentials, e.to_string()),
         };
         account.set_status(|s| {
             // Only the credential verdict is decided here; a running engine
             // owns the other states.
-            if new_state == state::NEEDS_CREDENTIALS || s.state == state::NEEDS_CREDENTIALS {
-                s.state = new_state.to_owned();
+            if new_state == State::NeedsCredentials || s.state == State::NeedsCredentials {
+                s.state = new_state;
                 s.last_error = error.clone();
             }
         })

@@ -59,6 +59,12 @@ pub enum FailureKind {
     Local,
     /// The disk holding the store is full (ENOSPC, EDQUOT); retried.
     DiskFull,
+    /// The server's certificate is not trusted (unknown issuer,
+    /// self-signed, expired, wrong host name): only the user can decide.
+    Certificate,
+    /// The server refused for a limit of its own (too many connections,
+    /// over quota, rate limit, temporarily unavailable); retried later.
+    ServerLimit,
 }
 
 /// A failure a person can act on: what kind, and a sentence.
@@ -88,6 +94,16 @@ impl Failure {
                 | FailureKind::Protocol
                 | FailureKind::Local
                 | FailureKind::DiskFull
+                | FailureKind::ServerLimit
+        )
+    }
+
+    /// Whether only the user can fix this (credentials, a certificate):
+    /// the account's `AttentionNeeded`.
+    pub fn attention_needed(&self) -> bool {
+        matches!(
+            self.kind,
+            FailureKind::Auth | FailureKind::Credentials | FailureKind::Certificate
         )
     }
 
@@ -102,6 +118,8 @@ impl Failure {
             FailureKind::Protocol | FailureKind::NotSupported => "protocol",
             FailureKind::Credentials => "keyring-locked",
             FailureKind::DiskFull => "disk-full",
+            FailureKind::Certificate => "certificate-untrusted",
+            FailureKind::ServerLimit => "server-limit",
             FailureKind::Local => "",
         }
     }

@@ -7,7 +7,7 @@
 //! the account `offline` (or `error` when a person must act), backs off with
 //! jitter and reconnects, catching up on everything that arrived meanwhile.
 //!
-//! It owns no D-Bus code: it reports through [`crate::events::Reporter`]
+//! It owns no D-Bus code: it reports through [`crate::sync::events::Reporter`]
 //! and answers [`Request`]s from the scheduler.
 
 pub mod bounded;
@@ -20,7 +20,7 @@ pub mod utf7;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use facteur_dbus::state;
+use crate::sync::State;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,10 +28,10 @@ use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use crate::accounts::Settings;
-use crate::events::Reporter;
 use crate::net::{Failure, FailureKind};
-use crate::scheduler::Request;
 use crate::store::{MessageId, Store};
+use crate::sync::events::Reporter;
+use crate::sync::scheduler::Request;
 use session::{drain, step, step_within, Caps, ImapSession};
 
 /// How long one IDLE lasts before it is re-issued. RFC 2177 allows 29
@@ -133,9 +133,9 @@ impl Engine {
                 FailureKind::Auth
                 | FailureKind::Tls
                 | FailureKind::NotSupported
-                | FailureKind::DiskFull => state::ERROR,
-                FailureKind::Credentials => state::NEEDS_CREDENTIALS,
-                _ => state::OFFLINE,
+                | FailureKind::DiskFull => State::Error,
+                FailureKind::Credentials => State::NeedsCredentials,
+                _ => State::Offline,
             };
             warn!(
                 "Account {}: {}; retrying in about {} s.",
@@ -186,7 +186,7 @@ impl Engine {
         cancel: &CancellationToken,
         waiting: Vec<SyncReply>,
     ) -> End {
-        self.reporter.state(state::SYNCING, "");
+        self.reporter.state(State::Syncing, "");
         // Each with the new messages already stored for it.
         let mut pending: Vec<(SyncReply, u32)> = waiting.into_iter().map(|r| (r, 0)).collect();
         let mut queued = VecDeque::new();
@@ -229,7 +229,7 @@ impl Engine {
         loop {
             let full = Instant::now() >= full_due || !pending.is_empty();
             if full || inbox_dirty {
-                self.reporter.state(state::SYNCING, "");
+                self.reporter.state(State::Syncing, "");
                 match self.pass(&mut session, full).await {
                     Ok(new) => {
                         for (reply, carried) in pending.drain(..) {
@@ -256,7 +256,7 @@ impl Engine {
                 }
                 inbox_dirty = false;
                 self.reporter.synced();
-                self.reporter.state(state::IDLE, "");
+                self.reporter.state(State::Idle, "");
             }
             // Anything that arrived during the pass?
             if drain(&mut session) {

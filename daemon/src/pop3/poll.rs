@@ -20,7 +20,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
-use facteur_dbus::state;
+use crate::sync::State;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,10 +31,10 @@ use super::capabilities::Capabilities;
 use super::client::{Client, Config};
 use super::error::Error;
 use crate::accounts::{Security, Settings};
-use crate::events::Reporter;
 use crate::net::{self, Failure, FailureKind, Stream};
-use crate::scheduler::Request;
 use crate::store::{Flags, FolderInfo, MessageId, NewMessage, Store};
+use crate::sync::events::Reporter;
+use crate::sync::scheduler::Request;
 
 /// Largest message accepted: bounded memory whatever the server says.
 pub const MAX_MESSAGE: u64 = 128 * 1024 * 1024;
@@ -154,7 +154,7 @@ impl Poller {
         let mut waiting: Vec<(SyncReply, u32)> = Vec::new();
         let mut queued = VecDeque::new();
         loop {
-            self.reporter.state(state::SYNCING, "");
+            self.reporter.state(State::Syncing, "");
             let mut joined = Vec::new();
             let result = {
                 let poll = self.poll();
@@ -183,7 +183,7 @@ impl Poller {
                 Ok(_) => {
                     retry = RETRY_START;
                     self.reporter.synced();
-                    self.reporter.state(state::IDLE, "");
+                    self.reporter.state(State::Idle, "");
                     interval
                 }
                 Err(f) => {
@@ -191,8 +191,8 @@ impl Poller {
                         FailureKind::Auth
                         | FailureKind::Tls
                         | FailureKind::NotSupported
-                        | FailureKind::DiskFull => state::ERROR,
-                        _ => state::OFFLINE,
+                        | FailureKind::DiskFull => State::Error,
+                        _ => State::Offline,
                     };
                     self.reporter.failure(st, f);
                     if f.is_transient() {

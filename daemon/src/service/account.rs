@@ -14,7 +14,7 @@ use zbus::zvariant::{OwnedValue, Value};
 
 use super::text::{clean_dict, dbus_string, dbus_text};
 use super::{change_error, failure_error, internal, secret_error, summary_dict, Dict};
-use crate::accounts::{Account, Settings};
+use crate::accounts::{Account, Field, Settings, State, Status};
 use crate::Daemon;
 
 /// The Account interface of one account.
@@ -78,27 +78,54 @@ fn settings_properties(
     ]
 }
 
-/// Emit one PropertiesChanged for the named status properties of `account`.
-pub async fn emit_status(emitter: &SignalEmitter<'_>, account: &Account, changed: &[&str]) {
+/// The contract's spelling of a state.
+pub fn state_name(state: State) -> &'static str {
+    use facteur_dbus::state;
+    match state {
+        State::Idle => state::IDLE,
+        State::Syncing => state::SYNCING,
+        State::Offline => state::OFFLINE,
+        State::Error => state::ERROR,
+        State::NeedsCredentials => state::NEEDS_CREDENTIALS,
+        State::Disabled => state::DISABLED,
+    }
+}
+
+/// The D-Bus name and value of one status field.
+fn status_property(
+    account: &Account,
+    status: &Status,
+    field: Field,
+) -> (&'static str, Value<'static>) {
+    match field {
+        Field::State => ("State", Value::from(state_name(status.state))),
+        Field::LastError => (
+            "LastError",
+            Value::from(dbus_string(status.last_error.clone())),
+        ),
+        Field::LastErrorCode => ("LastErrorCode", Value::from(status.last_error_code.clone())),
+        Field::AttentionNeeded => ("AttentionNeeded", Value::from(status.attention_needed)),
+        Field::NextRetry => ("NextRetry", Value::from(status.next_retry)),
+        Field::Progress => ("Progress", Value::from(status.progress)),
+        Field::LastSync => ("LastSync", Value::from(status.last_sync)),
+        Field::MessageCount => ("MessageCount", Value::from(status.message_count)),
+        Field::UnreadCount => ("UnreadCount", Value::from(status.unread_count)),
+        Field::Folders => (
+            "Folders",
+            Value::from(folders(&account.settings(), &status.detected_folders)),
+        ),
+    }
+}
+
+/// Emit one PropertiesChanged for the changed status fields of `account`.
+pub async fn emit_status(emitter: &SignalEmitter<'_>, account: &Account, changed: &[Field]) {
     if changed.is_empty() {
         return;
     }
     let status = account.status();
     let values: HashMap<&str, Value<'_>> = changed
         .iter()
-        .filter_map(|&name| {
-            let v = match name {
-                "State" => Value::from(status.state.clone()),
-                "LastError" => Value::from(dbus_string(status.last_error.clone())),
-                "LastErrorCode" => Value::from(status.last_error_code.clone()),
-                "LastSync" => Value::from(status.last_sync),
-                "MessageCount" => Value::from(status.message_count),
-                "UnreadCount" => Value::from(status.unread_count),
-                "Folders" => Value::from(folders(&account.settings(), &status.detected_folders)),
-                _ => return None,
-            };
-            Some((name, v))
-        })
+        .map(|&f| status_property(account, &status, f))
         .collect();
     emit(emitter, &account.id, values).await;
 }
@@ -417,7 +444,7 @@ impl AccountObject {
     /// Run-time state.
     #[zbus(property)]
     fn state(&self) -> String {
-        self.account.status().state
+        state_name(self.account.status().state).to_owned()
     }
 
     /// The last error, empty when none.
@@ -431,6 +458,25 @@ impl AccountObject {
     #[zbus(property)]
     fn last_error_code(&self) -> String {
         self.account.status().last_error_code
+    }
+
+    /// True when only the user can fix what is wrong (credentials, an
+    /// untrusted certificate).
+    #[zbus(property)]
+    fn attention_needed(&self) -> bool {
+        self.account.status().attention_needed
+    }
+
+    /// Unix seconds of the next retry while backing off, 0 when none.
+    #[zbus(property)]
+    fn next_retry(&self) -> u64 {
+        self.account.status().next_retry
+    }
+
+    /// (done, total) messages of the current pass, (0, 0) when idle.
+    #[zbus(property)]
+    fn progress(&self) -> (u32, u32) {
+        self.account.status().progress
     }
 
     /// Unix seconds of the last successful sync, 0 if never.

@@ -17,7 +17,7 @@ use zbus::zvariant::ObjectPath;
 
 use super::account::emit_status;
 use crate::accounts::Account;
-use crate::events::Event;
+use crate::sync::events::Event;
 use crate::Daemon;
 
 /// Shortest time between two recounts of one account's messages.
@@ -85,7 +85,7 @@ pub async fn run(
                     counted.insert(account_id.clone(), Instant::now());
                 }
                 let changed = account.set_status(|s| {
-                    s.state = state.to_owned();
+                    s.state = state;
                     s.last_error = error;
                     s.last_error_code = code.to_owned();
                 });

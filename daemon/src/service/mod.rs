@@ -89,7 +89,8 @@ pub fn failure_error(f: Failure) -> Error {
     };
     match f.kind {
         FailureKind::Connection | FailureKind::Protocol => Error::ConnectionFailed(f.message),
-        FailureKind::Tls => Error::TlsFailed(f.message),
+        FailureKind::Tls | FailureKind::Certificate => Error::TlsFailed(f.message),
+        FailureKind::ServerLimit => Error::ConnectionFailed(f.message),
         FailureKind::Timeout => Error::Timeout(f.message),
         FailureKind::Auth | FailureKind::Credentials => Error::AuthenticationFailed(f.message),
         FailureKind::NotSupported => Error::NotSupported(f.message),

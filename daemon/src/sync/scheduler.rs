@@ -20,10 +20,10 @@ use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
 use crate::accounts::{Protocol, Settings};
-use crate::events::{Event, Reporter};
 use crate::imap::Engine;
 use crate::net::{Failure, FailureKind};
 use crate::store::{MessageId, Store};
+use crate::sync::events::{Event, Reporter};
 
 /// What the scheduler can ask of a running engine.
 pub enum Request {
@@ -97,6 +97,14 @@ impl Scheduler {
                 requests: tx,
             },
         );
+    }
+
+    /// Give a running engine settings that need no new connection (name,
+    /// display name, unified flag, folder roles, poll interval). The
+    /// caller decides with [`Settings::same_connection`].
+    pub async fn reconfigure(&self, id: &str, settings: Settings) {
+        // Placeholder until the engines take new settings in place.
+        let _ = (id, settings);
     }
 
     /// Stop the engine of an account, if it runs.

@@ -14,8 +14,8 @@ pub enum Event {
     State {
         /// Account id.
         account: String,
-        /// One of `facteur_dbus::state`.
-        state: &'static str,
+        /// The new state.
+        state: crate::sync::State,
         /// The error a person can act on, or empty.
         error: String,
         /// The stable `LastErrorCode`, empty when healthy.
@@ -76,7 +76,7 @@ impl Reporter {
     }
 
     /// Report the state.
-    pub fn state(&self, state: &'static str, error: impl Into<String>) {
+    pub fn state(&self, state: crate::sync::State, error: impl Into<String>) {
         self.send(Event::State {
             account: self.account.clone(),
             state,
@@ -86,7 +86,7 @@ impl Reporter {
     }
 
     /// Report a failure: the state, its sentence and its code.
-    pub fn failure(&self, state: &'static str, failure: &crate::net::Failure) {
+    pub fn failure(&self, state: crate::sync::State, failure: &crate::net::Failure) {
         self.send(Event::State {
             account: self.account.clone(),
             state,
