@@ -40,6 +40,7 @@ pub mod notify;
 pub mod pop3;
 pub mod secrets;
 pub mod service;
+pub mod settings;
 pub mod smtp;
 pub mod store;
 pub mod sync;

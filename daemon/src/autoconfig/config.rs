@@ -9,7 +9,7 @@
 //! (RFC 8314), other protocols, and servers that only allow logins facteur
 //! does not do (OAuth2 only, Kerberos, client certificates).
 
-use crate::accounts::Security;
+use crate::settings::Security;
 
 /// What a server is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -44,7 +44,7 @@ use futures_util::future::join_all;
 use tracing::info;
 use zbus::zvariant::{OwnedValue, Value};
 
-use crate::accounts::Security;
+use crate::settings::Security;
 use config::{AddressParts, Kind, Provider, Server};
 
 /// The built-in provider database.

@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 
 use super::config::{Kind, Server};
 use super::dns::Dns;
-use crate::accounts::Security;
 use crate::net::{self, Transport};
+use crate::settings::Security;
 use crate::smtp::wire::Lines;
 
 /// Time allowed for one probe, from name resolution to the last answer.

@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
-use crate::accounts::Settings;
 use crate::net::{Failure, FailureKind};
+use crate::settings::Settings;
 use crate::store::{MessageId, Store};
 use crate::sync::events::Reporter;
 use crate::sync::scheduler::Request;

@@ -15,8 +15,8 @@ use async_imap::{Client, Session};
 use tracing::debug;
 
 use super::bounded::Bounded;
-use crate::accounts::{Security, Settings};
 use crate::net::{self, Failure, FailureKind, Stream};
+use crate::settings::{Security, Settings};
 
 /// The stream under an IMAP client: response lines bounded (see
 /// [`Bounded`]).

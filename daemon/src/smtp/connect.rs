@@ -17,8 +17,8 @@ use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::extension::ClientId;
 
 use super::wire::{Lines, Prefixed, Reply};
-use crate::accounts::{Security, Settings};
 use crate::net::{self, Failure, FailureKind, Transport};
+use crate::settings::{Security, Settings};
 use crate::verify::steps::{self, clean, StepKind, Steps, AUTH_TIMEOUT, REPLY_TIMEOUT};
 
 /// The name given in EHLO: an address literal, as mail clients do, so that

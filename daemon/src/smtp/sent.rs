@@ -12,10 +12,10 @@
 use futures_util::TryStreamExt as _;
 use tracing::info;
 
-use crate::accounts::Settings;
 use crate::imap::session::{self, drain, step, ImapSession};
 use crate::imap::{sync::role_from_name, utf7};
 use crate::net::{Failure, FailureKind};
+use crate::settings::Settings;
 use crate::store::Store;
 
 /// The name of the folder created when the server has none for sent mail.

@@ -310,7 +310,7 @@ impl Store {
             let Some(account) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
                 continue;
             };
-            if !crate::accounts::valid_id(account) {
+            if !crate::settings::valid_id(account) {
                 continue;
             }
             seen.insert(account.to_owned());

@@ -172,7 +172,7 @@ impl std::str::FromStr for MessageId {
         let folder = parts.next().and_then(|p| p.parse().ok()).ok_or(())?;
         let account = parts
             .next()
-            .filter(|a| crate::accounts::valid_id(a))
+            .filter(|a| crate::settings::valid_id(a))
             .ok_or(())?;
         Ok(MessageId {
             account: account.to_owned(),

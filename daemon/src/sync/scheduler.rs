@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
-use crate::accounts::{Protocol, Settings};
 use crate::imap::Engine;
 use crate::net::{Failure, FailureKind};
+use crate::settings::{Protocol, Settings};
 use crate::store::{MessageId, Store};
 use crate::sync::events::{Event, Reporter};
 

@@ -11,10 +11,10 @@
 use async_imap::Client;
 
 use super::steps::{self, clean, StepKind, Steps, AUTH_TIMEOUT, REPLY_TIMEOUT};
-use crate::accounts::{Security, Settings};
 use crate::imap::bounded::Bounded;
 use crate::imap::session::imap_failure;
 use crate::net::{self, Failure, FailureKind, Transport};
+use crate::settings::{Security, Settings};
 
 /// The IMAP capabilities a report names, when the server has them.
 pub const INTERESTING: &[&str] = &[

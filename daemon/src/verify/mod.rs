@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use tracing::info;
 use zbus::zvariant::{OwnedValue, Value};
 
-use crate::accounts::{Protocol, Settings};
 use crate::net::{Failure, FailureKind};
+use crate::settings::{Protocol, Settings};
 use steps::{Service, Step, Steps};
 
 /// Time allowed for each service (incoming and SMTP run at the same time).

@@ -7,9 +7,9 @@
 //! is retrieved or deleted.
 
 use super::steps::{self, clean, StepKind, Steps, AUTH_TIMEOUT, REPLY_TIMEOUT};
-use crate::accounts::{Security, Settings};
 use crate::net::{self, Failure, FailureKind, Stream, Transport};
 use crate::pop3::{Capabilities, Client, Config, Error};
+use crate::settings::{Security, Settings};
 
 /// The POP3 capabilities a report names, when the server has them.
 pub const INTERESTING: &[&str] = &["UIDL", "TOP", "STLS"];
