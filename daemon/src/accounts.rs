@@ -16,7 +16,7 @@ use std::sync::RwLock;
 use zeroize::Zeroizing;
 
 pub use registry::{Registry, Reservation};
-pub use validate::{apply, Change, Invalid};
+pub use validate::{apply, Change, Given, Input, Invalid};
 
 pub use crate::settings::{valid_id, Protocol, Security, Settings};
 pub use crate::sync::state::{Field, State, Status};

@@ -42,25 +42,29 @@ fn bad_values() -> Vec<(&'static str, &'static str, Settings)> {
         ("unknown key", "bogus-key", s().s("bogus-key", "x")),
         ("misspelt key", "incoming_port", s().q("incoming_port", 993)),
         (
-            "int32 port (gdbus <993>)",
+            "negative int32 port",
             "incoming-port",
-            s().i("incoming-port", 993),
+            s().i("incoming-port", -993),
         ),
         (
             "string port",
             "incoming-port",
             s().s("incoming-port", "993"),
         ),
-        ("uint32 port", "smtp-port", s().u("smtp-port", 465)),
+        (
+            "uint32 port over 65535",
+            "smtp-port",
+            s().u("smtp-port", 70000),
+        ),
         (
             "string boolean",
             "use-unified",
             s().s("use-unified", "true"),
         ),
         (
-            "uint16 poll interval",
+            "uint16 poll interval of 0",
             "poll-interval-minutes",
-            s().q("poll-interval-minutes", 5),
+            s().q("poll-interval-minutes", 0),
         ),
         ("boolean address", "email", s().b("email", true)),
         (
@@ -373,7 +377,11 @@ fn gdbus_type_mistakes_are_named() {
     let cases = [
         (
             "incoming-port",
-            "{'email': <'gina@example.org'>, 'incoming-host': <'imap.example.org'>, 'incoming-port': <993>}",
+            "{'email': <'gina@example.org'>, 'incoming-host': <'imap.example.org'>, 'incoming-port': <-993>}",
+        ),
+        (
+            "incoming-port",
+            "{'email': <'gina@example.org'>, 'incoming-host': <'imap.example.org'>, 'incoming-port': <'993'>}",
         ),
         (
             "incoming-port",

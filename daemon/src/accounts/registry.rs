@@ -7,14 +7,13 @@
 //! between leaves no account without a password. Files that cannot be read
 //! are skipped, left in place and remembered, so their ids are never reused.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
-use zbus::zvariant::OwnedValue;
 
 use super::{apply, unique_id, valid_id, validate, Account, Change, Passwords, Settings};
 
@@ -158,10 +157,7 @@ impl Registry {
 
     /// Validate `dict` as a new account, store it and register it. Nothing
     /// is stored when validation fails.
-    pub fn create(
-        &self,
-        dict: &HashMap<String, OwnedValue>,
-    ) -> Result<(Arc<Account>, Passwords), Change> {
+    pub fn create(&self, dict: &super::Input) -> Result<(Arc<Account>, Passwords), Change> {
         let (reservation, passwords) = self.reserve(dict)?;
         Ok((self.commit(reservation)?, passwords))
     }
@@ -170,10 +166,7 @@ impl Registry {
     /// anything: the caller stores the passwords, then [`Registry::commit`]s
     /// (or [`Registry::release`]s). An id is never one of an existing,
     /// reserved or skipped account, nor that of a file already there.
-    pub fn reserve(
-        &self,
-        dict: &HashMap<String, OwnedValue>,
-    ) -> Result<(Reservation, Passwords), Change> {
+    pub fn reserve(&self, dict: &super::Input) -> Result<(Reservation, Passwords), Change> {
         let (settings, passwords) = apply(Settings::default(), dict, true)?;
         let accounts = self.lock();
         let mut reserved = lock(&self.reserved);
@@ -222,7 +215,7 @@ impl Registry {
     pub fn update(
         &self,
         account: &Account,
-        dict: &HashMap<String, OwnedValue>,
+        dict: &super::Input,
     ) -> Result<(Settings, Passwords), Change> {
         let before = account.settings();
         let (settings, passwords) = apply(before.clone(), dict, false)?;

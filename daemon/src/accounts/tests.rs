@@ -1,24 +1,49 @@
 //! Unit tests of validation, defaults, ids and the registry files.
 
-use std::collections::HashMap;
-
-use zbus::zvariant::{OwnedValue, Value};
-
 use super::*;
 
-fn dict(pairs: &[(&str, Value<'_>)]) -> HashMap<String, OwnedValue> {
+/// What the D-Bus edge would make of a value.
+struct Value;
+
+impl Value {
+    fn from(v: impl Into<Any>) -> Given {
+        v.into().0
+    }
+}
+
+struct Any(Given);
+
+impl From<&str> for Any {
+    fn from(v: &str) -> Self {
+        Any(Given::Str(v.to_owned()))
+    }
+}
+
+impl From<bool> for Any {
+    fn from(v: bool) -> Self {
+        Any(Given::Bool(v))
+    }
+}
+
+macro_rules! ints {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Any {
+            fn from(v: $t) -> Self {
+                Any(Given::Int(i128::from(v)))
+            }
+        }
+    )*};
+}
+ints!(u8, i16, u16, i32, u32, i64, u64);
+
+fn dict(pairs: &[(&str, Given)]) -> Input {
     pairs
         .iter()
-        .map(|(k, v)| {
-            (
-                (*k).to_owned(),
-                OwnedValue::try_from(v.try_clone().expect("clone")).expect("owned"),
-            )
-        })
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect()
 }
 
-fn alice() -> HashMap<String, OwnedValue> {
+fn alice() -> Input {
     dict(&[
         ("email", Value::from("alice@example.org")),
         ("incoming-host", Value::from("imap.example.org")),
@@ -26,7 +51,7 @@ fn alice() -> HashMap<String, OwnedValue> {
     ])
 }
 
-fn refused(d: HashMap<String, OwnedValue>) -> String {
+fn refused(d: Input) -> String {
     match apply(Settings::default(), &d, true) {
         Err(Change::Invalid(m)) => m,
         other => panic!("expected InvalidArgument, got {other:?}"),
@@ -62,11 +87,33 @@ fn defaults_follow_protocol_and_security() {
 }
 
 #[test]
+fn any_integer_type_that_fits_is_accepted() {
+    for v in [
+        Value::from(993i32),
+        Value::from(993u16),
+        Value::from(993i64),
+        Value::from(993u64),
+    ] {
+        let mut d = alice();
+        d.extend(dict(&[
+            ("incoming-port", v),
+            ("poll-interval-minutes", Value::from(5u8)),
+        ]));
+        let (s, _) = apply(Settings::default(), &d, true).expect("valid");
+        assert_eq!(s.incoming_port(), 993);
+        assert_eq!(s.poll_interval_minutes, 5);
+    }
+}
+
+#[test]
 fn every_bad_input_names_its_key() {
-    let cases: Vec<(&str, Value<'_>)> = vec![
+    let cases: Vec<(&str, Given)> = vec![
         ("bogus-key", Value::from("x")),
-        ("incoming-port", Value::from(993i32)),
+        ("incoming-port", Value::from(-1i32)),
+        ("incoming-port", Value::from(65536u32)),
+        ("incoming-port", Value::from("993")),
         ("incoming-port", Value::from(0u16)),
+        ("incoming-port", Given::Other("d".into())),
         ("incoming-host", Value::from("")),
         ("incoming-host", Value::from("bad host!")),
         ("incoming-host", Value::from("-lead.example.org")),
@@ -79,7 +126,7 @@ fn every_bad_input_names_its_key() {
         ("incoming-protocol", Value::from("smtp")),
         ("poll-interval-minutes", Value::from(0u32)),
         ("poll-interval-minutes", Value::from(1441u32)),
-        ("name", Value::from("n".repeat(257))),
+        ("name", Value::from("n".repeat(257).as_str())),
         ("use-unified", Value::from("yes")),
         ("display-name", Value::from("Evil\r\nBcc: x@y")),
     ];

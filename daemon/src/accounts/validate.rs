@@ -1,6 +1,7 @@
 //! # Settings validation
 //!
-//! Turns an `a{sv}` dictionary into [`Settings`] changes. One function,
+//! Turns a settings dictionary ([`Input`], converted from D-Bus by the
+//! service layer) into [`Settings`] changes. One function,
 //! [`apply`], serves CreateAccount, Update and VerifySettings, so the same
 //! input is refused the same way everywhere. Every refusal names the key and
 //! the problem; a password's value never appears in a message.
@@ -9,7 +10,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use facteur_dbus::keys::{self, KeyKind, FOLDER_ROLES};
-use zbus::zvariant::{OwnedValue, Value};
 use zeroize::Zeroizing;
 
 use super::{Passwords, Protocol, Security, Settings};
@@ -46,7 +46,36 @@ fn invalid(key: &str, problem: impl std::fmt::Display) -> Invalid {
     Invalid(format!("{key}: {problem}"))
 }
 
-/// A typed view of one value, after its D-Bus type was checked.
+/// One value of a settings dictionary, as the caller sent it.
+#[derive(Clone, PartialEq)]
+pub enum Given {
+    /// A string.
+    Str(String),
+    /// A boolean.
+    Bool(bool),
+    /// An integer of any width or signedness; its range is checked
+    /// against the key's.
+    Int(i128),
+    /// Anything else, by its D-Bus signature (always refused).
+    Other(String),
+}
+
+impl std::fmt::Debug for Given {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Strings may be passwords: never printed.
+        match self {
+            Given::Str(_) => f.write_str("Str(..)"),
+            Given::Bool(b) => write!(f, "Bool({b})"),
+            Given::Int(n) => write!(f, "Int({n})"),
+            Given::Other(sig) => write!(f, "Other({sig})"),
+        }
+    }
+}
+
+/// A settings dictionary: key → value.
+pub type Input = HashMap<String, Given>;
+
+/// A typed view of one value, after its type was checked.
 enum Typed<'a> {
     Str(&'a str),
     Bool(bool),
@@ -54,19 +83,40 @@ enum Typed<'a> {
     U32(u32),
 }
 
-fn typed<'a>(key: &keys::Key, value: &'a Value<'a>) -> Result<Typed<'a>, Invalid> {
-    let got = match (key.kind, value) {
-        (KeyKind::Str | KeyKind::Secret, Value::Str(s)) => return Ok(Typed::Str(s.as_str())),
-        (KeyKind::Bool, Value::Bool(b)) => return Ok(Typed::Bool(*b)),
-        (KeyKind::U16, Value::U16(n)) => return Ok(Typed::U16(*n)),
-        (KeyKind::U32, Value::U32(n)) => return Ok(Typed::U32(*n)),
-        (_, v) => v.value_signature().to_string(),
-    };
+fn typed<'a>(key: &keys::Key, value: &'a Given) -> Result<Typed<'a>, Invalid> {
     let example = match key.kind {
         KeyKind::Str | KeyKind::Secret => "<'…'>",
         KeyKind::Bool => "<true>",
         KeyKind::U16 => "<uint16 993>",
         KeyKind::U32 => "<uint32 15>",
+    };
+    let got = match (key.kind, value) {
+        (KeyKind::Str | KeyKind::Secret, Given::Str(s)) => return Ok(Typed::Str(s.as_str())),
+        (KeyKind::Bool, Given::Bool(b)) => return Ok(Typed::Bool(*b)),
+        (KeyKind::U16 | KeyKind::U32, Given::Int(n)) => {
+            let fits = match key.kind {
+                KeyKind::U16 => u16::try_from(*n).map(|v| Typed::U16(v)).ok(),
+                _ => u32::try_from(*n).map(|v| Typed::U32(v)).ok(),
+            };
+            return fits.ok_or_else(|| {
+                invalid(
+                    key.name,
+                    format!(
+                        "{n} does not fit a {} (0 to {})",
+                        key.kind.type_name(),
+                        if key.kind == KeyKind::U16 {
+                            u64::from(u16::MAX)
+                        } else {
+                            u64::from(u32::MAX)
+                        }
+                    ),
+                )
+            });
+        }
+        (_, Given::Str(_)) => "s".to_owned(),
+        (_, Given::Bool(_)) => "b".to_owned(),
+        (_, Given::Int(_)) => "an integer".to_owned(),
+        (_, Given::Other(sig)) => sig.clone(),
     };
     Err(invalid(
         key.name,
@@ -94,7 +144,7 @@ fn text<'a>(key: &str, v: Typed<'a>) -> &'a str {
 /// the result as a whole ([`check_settings`]).
 pub fn apply(
     mut s: Settings,
-    dict: &HashMap<String, OwnedValue>,
+    dict: &Input,
     creating: bool,
 ) -> Result<(Settings, Passwords), Change> {
     let mut passwords = Passwords::default();

@@ -152,7 +152,7 @@ impl AccountObject {
         let (before, passwords) = self
             .daemon
             .accounts
-            .update(&self.account, &changes)
+            .update(&self.account, &super::settings_input(&changes))
             .map_err(change_error)?;
         let after = self.account.settings();
         let detected = self.account.status().detected_folders;

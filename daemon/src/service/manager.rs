@@ -62,7 +62,9 @@ impl Manager {
         #[zbus(object_server)] server: &ObjectServer,
     ) -> Result<OwnedObjectPath, Error> {
         let accounts = &self.daemon.accounts;
-        let (reservation, passwords) = accounts.reserve(&settings).map_err(change_error)?;
+        let (reservation, passwords) = accounts
+            .reserve(&super::settings_input(&settings))
+            .map_err(change_error)?;
         let path = match object_path(&reservation.id) {
             Ok(p) => p,
             Err(e) => {
@@ -110,7 +112,8 @@ impl Manager {
     ) -> Result<HashMap<String, OwnedValue>, Error> {
         // Bad input is refused exactly as CreateAccount would refuse it.
         let (settings, passwords) =
-            crate::accounts::apply(Default::default(), &settings, true).map_err(change_error)?;
+            crate::accounts::apply(Default::default(), &super::settings_input(&settings), true)
+                .map_err(change_error)?;
         let incoming = passwords
             .incoming
             .as_deref()

@@ -45,6 +45,30 @@ pub async fn serve(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> zbus::Resul
     Ok(())
 }
 
+/// A settings dictionary as the accounts layer reads it: any integer type
+/// is an integer (its range is checked per key there), a variant inside
+/// the variant is looked through, anything else keeps its signature so the
+/// refusal can name it.
+pub fn settings_input(dict: &HashMap<String, OwnedValue>) -> crate::accounts::Input {
+    use crate::accounts::Given;
+    fn given(v: &Value<'_>) -> Given {
+        match v {
+            Value::Str(s) => Given::Str(s.as_str().to_owned()),
+            Value::Bool(b) => Given::Bool(*b),
+            Value::U8(n) => Given::Int(i128::from(*n)),
+            Value::I16(n) => Given::Int(i128::from(*n)),
+            Value::U16(n) => Given::Int(i128::from(*n)),
+            Value::I32(n) => Given::Int(i128::from(*n)),
+            Value::U32(n) => Given::Int(i128::from(*n)),
+            Value::I64(n) => Given::Int(i128::from(*n)),
+            Value::U64(n) => Given::Int(i128::from(*n)),
+            Value::Value(inner) => given(inner),
+            other => Given::Other(other.value_signature().to_string()),
+        }
+    }
+    dict.iter().map(|(k, v)| (k.clone(), given(v))).collect()
+}
+
 /// Map a refused settings change.
 pub fn change_error(e: Change) -> Error {
     match e {
