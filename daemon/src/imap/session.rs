@@ -581,3 +581,81 @@ pub fn drain(session: &mut ImapSession) -> bool {
     }
     changed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_imap::error::Error as E;
+
+    #[test]
+    fn the_server_text_is_taken_out_of_the_debug_form() {
+        assert_eq!(
+            said(r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(
+            said(r#"code: Some(Alert), info: Some("Say \"hi\"")"#),
+            "[ALERT] Say \"hi\""
+        );
+        assert_eq!(said("code: None, info: None"), "");
+        assert_eq!(
+            said(
+                r#"outcome: ResponseOutcome { code: None, information: Some("No such mailbox") }"#
+            ),
+            "No such mailbox"
+        );
+        assert_eq!(said("plain words"), "plain words");
+    }
+
+    #[test]
+    fn a_refused_password_reads_as_a_sentence() {
+        let e = E::No(
+            r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#.to_owned(),
+        );
+        let f = login_refused("127.0.0.1", "bench1", e);
+        assert_eq!(f.kind, FailureKind::Auth);
+        assert_eq!(
+            f.message,
+            "The server 127.0.0.1 refused the password for login bench1 \
+             ([AUTHENTICATIONFAILED] Authentication failed.)"
+        );
+        for debug in ["Some(", "None", "code:"] {
+            assert!(!f.message.contains(debug), "{f}");
+        }
+    }
+
+    #[test]
+    fn server_limits_at_login_are_their_own_kind() {
+        for text in [
+            "[LIMIT] Too many sessions",
+            "[UNAVAILABLE] Backend down",
+            "[INUSE] Mailbox locked",
+            "[OVERQUOTA] Over quota",
+            "Maximum number of connections from user+IP exceeded",
+        ] {
+            let e = E::No(format!("code: None, info: Some({text:?})"));
+            let f = login_refused("imap.example.net", "ann", e);
+            assert_eq!(f.kind, FailureKind::ServerLimit, "{text}: {f}");
+            assert_eq!(f.code(), "server-limit");
+            assert!(f.message.contains(text), "{f}");
+        }
+    }
+
+    #[test]
+    fn other_refusals_keep_the_words_only() {
+        let f = imap_failure(
+            "SELECT",
+            E::No(r#"code: None, info: Some("Mailbox doesn't exist: Foo")"#.to_owned()),
+        );
+        assert_eq!(f.kind, FailureKind::Protocol);
+        assert_eq!(
+            f.message,
+            "The server refused SELECT (Mailbox doesn't exist: Foo)"
+        );
+        let f = imap_failure(
+            "APPEND",
+            E::No(r#"code: None, info: Some("[OVERQUOTA] Quota exceeded")"#.to_owned()),
+        );
+        assert_eq!(f.kind, FailureKind::ServerLimit);
+    }
+}
