@@ -281,7 +281,8 @@ where
     // An unauthenticated Client has no capabilities() of its own: run the
     // command and collect its untagged answer from the side channel.
     let (tx, rx) = async_channel::bounded(16);
-    step(
+    step_within(
+        net::REPLY_TIMEOUT,
         "CAPABILITY",
         client.run_command_and_check_ok("CAPABILITY", Some(tx)),
     )
@@ -461,7 +462,8 @@ pub async fn open(
                         ),
                     ));
                 }
-                step(
+                step_within(
+                    net::REPLY_TIMEOUT,
                     "STARTTLS",
                     client.run_command_and_check_ok("STARTTLS", None),
                 )
@@ -541,7 +543,8 @@ pub async fn open(
 
     let caps = steps
         .run(StepKind::Capabilities, net::reply_timeout(), async {
-            let caps = step("CAPABILITY", session.capabilities()).await?;
+            let caps =
+                step_within(net::REPLY_TIMEOUT, "CAPABILITY", session.capabilities()).await?;
             let caps = caps_of(&caps);
             let found: Vec<&str> = INTERESTING
                 .iter()

@@ -19,15 +19,16 @@ use std::time::Duration;
 /// Longest name resolution.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest TCP connect (all addresses together).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest TLS handshake (implicit or after STARTTLS).
-pub const TLS_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest wait for a greeting or a short command's answer (CAPABILITY,
-/// CAPA, EHLO, STARTTLS).
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const TLS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a greeting or a short command's answer before login
+/// (CAPABILITY, CAPA, EHLO, STARTTLS): a server that takes longer is
+/// broken or overloaded, and a person verifying settings is waiting.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest login: servers delay failed logins on purpose (Dovecot waits
 /// 2 s by default), and some check passwords against slow back ends.
-pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one command may wait for its answer (or, for a long answer,
 /// for its next response).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

@@ -24,11 +24,12 @@ use crate::net::timeouts::shown;
 use crate::net::{self, Failure, FailureKind, Service, StepKind, Steps, Stream, Transport};
 use crate::settings::{Security, Settings};
 
-/// The client limits of every POP3 session: each command under the command
-/// deadline.
+/// The client limits of a POP3 session until login: each reply under the
+/// reply deadline. [`open`] gives the login the login deadline and the
+/// commands after it the command deadline.
 pub fn config() -> Config {
     Config {
-        timeout: net::command_timeout(),
+        timeout: net::reply_timeout(),
         ..Config::default()
     }
 }
@@ -255,10 +256,12 @@ pub async fn open(
             } else {
                 "USER/PASS"
             };
+            client.set_timeout(net::auth_timeout());
             client
                 .login(&caps, login, password)
                 .await
                 .map_err(|e| failure(host, login, e))?;
+            client.set_timeout(net::command_timeout());
             let detail = format!("{}; used {used}; logged in as {login}", offered(&caps));
             Ok((caps, detail))
         })
