@@ -48,6 +48,7 @@ pub mod dovecot;
 pub mod mta;
 pub mod notifications;
 pub mod scripted_imap;
+pub mod silent;
 pub mod tls;
 pub mod xml;
 

@@ -27,11 +27,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
-use super::capabilities::Capabilities;
-use super::client::{Client, Config};
 use super::error::Error;
-use crate::net::{self, Failure, FailureKind, Stream};
-use crate::settings::{Security, Settings};
+use crate::net::{Failure, FailureKind};
+use crate::settings::Settings;
 use crate::store::{Flags, FolderInfo, MessageId, NewMessage, Store};
 use crate::sync::events::Reporter;
 use crate::sync::scheduler::Request;
@@ -51,67 +49,7 @@ const RETRY_MAX: Duration = Duration::from_secs(80);
 /// Where the answer to a Sync goes.
 type SyncReply = tokio::sync::oneshot::Sender<Result<u32, Failure>>;
 
-/// Map a client error to a failure the scheduler and D-Bus understand.
-pub fn failure(host: &str, login: &str, e: Error) -> Failure {
-    let kind = match &e {
-        Error::Io(_) | Error::Closed | Error::Desynchronized => FailureKind::Connection,
-        Error::Timeout(_) => FailureKind::Timeout,
-        Error::AuthenticationFailed { .. } => {
-            return Failure::new(
-                FailureKind::Auth,
-                format!("The server {host} refused the password for login {login}: {e}"),
-            )
-        }
-        Error::TlsRequired | Error::StlsInjection => FailureKind::Tls,
-        Error::Sink(_) => FailureKind::Local,
-        Error::Server { .. } if e.is_transient() => FailureKind::Connection,
-        _ => FailureKind::Protocol,
-    };
-    Failure::new(kind, format!("{host}: {e}"))
-}
-
-/// Connect, secure and log in per the account's settings.
-pub async fn login(
-    settings: &Settings,
-    password: &str,
-) -> Result<(Client<Stream>, Capabilities), Failure> {
-    let host = settings.incoming_host.as_str();
-    let login = settings.incoming_login();
-    let fail = |e| failure(host, login, e);
-    let insecure = settings.accept_invalid_certs;
-    let port = settings.incoming_port();
-    let stream = net::connect(
-        host,
-        port,
-        settings.incoming_security == Security::Tls,
-        insecure,
-    )
-    .await?;
-    let config = Config::default();
-    let mut client = Client::connect(stream, config).await.map_err(fail)?;
-    let mut caps = client.capa().await.map_err(fail)?;
-    if settings.incoming_security == Security::Starttls {
-        caps.require_stls().map_err(|e| {
-            Failure::new(
-                FailureKind::Tls,
-                format!(
-                    "{host}:{port} does not offer STLS; refusing to log in over plain text ({e})"
-                ),
-            )
-        })?;
-        let plain = client.stls().await.map_err(fail)?;
-        let tls = net::starttls(plain, host, insecure).await?;
-        client = Client::after_stls(tls, config);
-        // RFC 2595 §4: what was said before TLS is forgotten.
-        caps = client.capa().await.map_err(fail)?;
-    }
-    client.login(&caps, login, password).await.map_err(fail)?;
-    if caps.advertised() && !caps.uidl() {
-        // CAPA may be re-issued after login with more; RFC 2449 §5.
-        caps = client.capa().await.map_err(fail)?;
-    }
-    Ok((client, caps))
-}
+pub use super::session::{failure, login};
 
 /// One account's POP3 engine.
 pub struct Poller {

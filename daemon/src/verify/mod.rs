@@ -7,8 +7,12 @@
 //! unsaved settings and by `Account.Verify` for saved ones. Nothing is
 //! stored, and a password never appears in a report or a log line.
 //!
-//! Each step has its own timeout (see [`steps`]) and each service a budget
-//! of [`SERVICE_BUDGET`], so a report comes back in about 20 s at worst,
+//! The connect and login of each protocol is the one the sync engines use
+//! ([`crate::imap::session::open`], [`crate::pop3::session::open`],
+//! [`crate::smtp::connect::open`]), recording its steps in a
+//! [`crate::net::Steps`]. Each step has its deadline from
+//! [`crate::net::timeouts`] and each service a budget of
+//! [`SERVICE_BUDGET`], so a report comes back in about 20 s at worst,
 //! under the 25 s a D-Bus caller waits by default.
 //!
 //! Settings without an SMTP host get `smtp-ok` false and an `smtp-error`
@@ -85,7 +89,8 @@ pub async fn verify(
         let mut steps = Steps::new(Service::Smtp, target, SERVICE_BUDGET);
         let result = match crate::smtp::connect::open(settings, smtp_password, &mut steps).await {
             Ok(mut session) => {
-                let _ = tokio::time::timeout(steps::REPLY_TIMEOUT, session.conn.quit()).await;
+                let _ =
+                    tokio::time::timeout(crate::net::reply_timeout(), session.conn.quit()).await;
                 Ok(session.caps.report())
             }
             Err(f) => Err(f),
