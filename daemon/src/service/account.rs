@@ -13,6 +13,7 @@ use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{OwnedValue, Value};
 
 use super::text::{clean_dict, dbus_string, dbus_text};
+use super::tree::Served;
 use super::{change_error, failure_error, internal, secret_error, summary_dict, Dict};
 use crate::accounts::{Account, Field, Settings, State, Status};
 use crate::Daemon;
@@ -24,9 +25,10 @@ pub struct AccountObject {
 }
 
 impl AccountObject {
-    /// The object of `account`.
-    pub fn new(daemon: Arc<Daemon>, account: Arc<Account>) -> Self {
-        AccountObject { daemon, account }
+    /// The object of `account`, ready to serve (a `Set` of one of its
+    /// properties answers `PropertyReadOnly`).
+    pub fn new(daemon: Arc<Daemon>, account: Arc<Account>) -> Served<Self> {
+        Served::new(AccountObject { daemon, account })
     }
 }
 

@@ -10,6 +10,7 @@ pub mod account;
 pub mod events;
 pub mod manager;
 pub mod text;
+pub mod tree;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,11 +30,12 @@ use crate::Daemon;
 pub async fn serve(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> zbus::Result<()> {
     let server = conn.object_server();
     server
-        .at(names::ROOT_PATH, zbus::fdo::ObjectManager)
+        .at(
+            names::ROOT_PATH,
+            tree::Served::new(manager::Manager::new(daemon.clone())),
+        )
         .await?;
-    server
-        .at(names::ROOT_PATH, manager::Manager::new(daemon.clone()))
-        .await?;
+    tree::serve_parents(server, daemon).await?;
     for account in daemon.accounts.all() {
         server
             .at(
