@@ -30,11 +30,9 @@ pub mod imap;
 pub mod pop3;
 pub mod steps;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tracing::info;
-use zbus::zvariant::{OwnedValue, Value};
 
 use crate::net::{Failure, FailureKind};
 use crate::settings::{Protocol, Settings};
@@ -123,53 +121,9 @@ pub async fn verify(
     report
 }
 
-fn millis(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
-fn put(d: &mut HashMap<String, OwnedValue>, key: &str, value: Value<'_>) {
-    if let Ok(v) = OwnedValue::try_from(value) {
-        d.insert(key.to_owned(), v);
-    }
-}
-
 impl Report {
     /// Whether both servers answered and accepted the login.
     pub fn ok(&self) -> bool {
         self.incoming.is_ok() && self.smtp.is_ok()
-    }
-
-    /// The report as the contract's `a{sv}`.
-    pub fn to_dict(&self) -> HashMap<String, OwnedValue> {
-        let mut d = HashMap::new();
-        let error = |r: &Result<(), Failure>| match r {
-            Ok(()) => String::new(),
-            Err(f) => f.message.clone(),
-        };
-        put(&mut d, "incoming-ok", Value::from(self.incoming.is_ok()));
-        put(&mut d, "incoming-error", Value::from(error(&self.incoming)));
-        put(&mut d, "smtp-ok", Value::from(self.smtp.is_ok()));
-        put(&mut d, "smtp-error", Value::from(error(&self.smtp)));
-        put(
-            &mut d,
-            "capabilities",
-            Value::from(self.capabilities.clone()),
-        );
-        put(&mut d, "elapsed-ms", Value::from(millis(self.elapsed)));
-        let steps: Vec<HashMap<String, OwnedValue>> = self
-            .steps
-            .iter()
-            .map(|s| {
-                let mut e = HashMap::new();
-                put(&mut e, "service", Value::from(s.service.as_str()));
-                put(&mut e, "step", Value::from(s.step.as_str()));
-                put(&mut e, "ok", Value::from(s.ok));
-                put(&mut e, "detail", Value::from(s.detail.clone()));
-                put(&mut e, "elapsed-ms", Value::from(millis(s.elapsed)));
-                e
-            })
-            .collect();
-        put(&mut d, "steps", Value::from(steps));
-        d
     }
 }
