@@ -45,6 +45,7 @@ use tempfile::TempDir;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 pub mod dovecot;
+pub mod keyring_unlock;
 pub mod mta;
 pub mod notifications;
 pub mod scripted_imap;
