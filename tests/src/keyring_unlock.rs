@@ -11,7 +11,7 @@ use crate::Bus;
 
 /// The login keyring's password ([`crate::Keyring::start`] gives it to
 /// `gnome-keyring-daemon --unlock`).
-const PASSWORD: &str = "facteur-test-keyring";
+const PASSWORD: &str = "facteur-test-keyring\n";
 
 const SERVICE: &str = "org.freedesktop.secrets";
 const ROOT: &str = "/org/freedesktop/secrets";
