@@ -128,4 +128,6 @@ pub fn unique_id(email: &str, taken: impl Fn(&str) -> bool) -> String {
 }
 
 #[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
 mod tests;

@@ -6,7 +6,9 @@
 //!   per account, the ObjectManager). Maps every failure to the contract's
 //!   error enum at the edge.
 //! - [`accounts`]: settings validation (one code path for create, update and
-//!   verify) and the registry of accounts, stored one file per account.
+//!   verify), the registry of accounts, stored one file per account, and
+//!   [`accounts::lifecycle`], the one home of create, update, delete,
+//!   credentials and engine starts.
 //! - [`scheduler`]: one supervised engine task per account, with its
 //!   cancellation token and request channel ("sync now", "delete this").
 //! - [`imap`] and [`pop3`]: the protocol engines (connect and log in; sync

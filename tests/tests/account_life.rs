@@ -84,10 +84,7 @@ fn logins(dovecot: &Dovecot) -> usize {
 fn message_files(d: &Facteurd<'_>) -> Vec<std::path::PathBuf> {
     snapshot(&d.data_dir().join("messages"))
         .into_keys()
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|x| x == "zst" || x == "eml")
-        })
+        .filter(|p| p.extension().is_some_and(|x| x == "zst" || x == "eml"))
         .collect()
 }
 

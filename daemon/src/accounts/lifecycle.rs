@@ -95,7 +95,7 @@ impl Lifecycle {
         &self.registry
     }
 
-    fn cleanup(&self) -> Cleanup {
+    pub(super) fn cleanup(&self) -> Cleanup {
         Cleanup {
             registry: self.registry.clone(),
             secrets: self.secrets.clone(),
@@ -205,9 +205,13 @@ impl Lifecycle {
     pub async fn create(&self, input: &Input) -> Result<Arc<Account>, Change> {
         let _one = self.changes.lock().await;
         let retired = self.retired.ids().await;
-        let (reservation, passwords) = self
-            .registry
-            .reserve_avoiding(input, |id| retired.contains(id))?;
+        let (registry, dict) = (self.registry.clone(), input.clone());
+        // Picking the id looks at the files already there.
+        let (reservation, passwords) = tokio::task::spawn_blocking(move || {
+            registry.reserve_avoiding(&dict, |id| retired.contains(id))
+        })
+        .await
+        .map_err(|e| Change::Internal(anyhow::anyhow!("The settings task failed: {e}")))??;
         let id = reservation.id.clone();
         let label = reservation.settings().email.clone();
         let saved = self.save_passwords(&id, &label, &passwords).await;
