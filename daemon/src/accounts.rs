@@ -2,19 +2,26 @@
 //!
 //! Owns account settings: their validation (one code path for
 //! `CreateAccount`, `Update` and `VerifySettings`), their storage (one JSON
-//! file per account under `<config-dir>/accounts/`, written atomically), and
-//! the runtime status each account shows on D-Bus. Passwords pass through
-//! here on their way to [`crate::secrets`] and are never kept.
+//! file per account under `<config-dir>/accounts/`, written atomically), the
+//! runtime status each account shows on D-Bus, and each account's life
+//! ([`lifecycle`]: create, update, delete, credentials, engine starts).
+//! Passwords pass through here on their way to [`crate::secrets`] and to
+//! the engines, and are never kept.
 //!
-//! It does not talk to D-Bus or to mail servers.
+//! It does not talk to D-Bus; below it are [`crate::sync`], the protocols
+//! and the stores.
 
+pub mod cleanup;
+pub mod lifecycle;
 mod registry;
+pub mod retired;
 pub mod validate;
 
 use std::sync::RwLock;
 
 use zeroize::Zeroizing;
 
+pub use lifecycle::{Lifecycle, Ready, Updated};
 pub use registry::{Registry, Reservation};
 pub use validate::{apply, Change, Given, Input, Invalid};
 
@@ -120,5 +127,7 @@ pub fn unique_id(email: &str, taken: impl Fn(&str) -> bool) -> String {
         .unwrap_or(base)
 }
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

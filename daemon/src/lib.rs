@@ -6,7 +6,9 @@
 //!   per account, the ObjectManager). Maps every failure to the contract's
 //!   error enum at the edge.
 //! - [`accounts`]: settings validation (one code path for create, update and
-//!   verify) and the registry of accounts, stored one file per account.
+//!   verify), the registry of accounts, stored one file per account, and
+//!   [`accounts::lifecycle`], the one home of create, update, delete,
+//!   credentials and engine starts.
 //! - [`scheduler`]: one supervised engine task per account, with its
 //!   cancellation token and request channel ("sync now", "delete this").
 //! - [`imap`] and [`pop3`]: the protocol engines (connect and log in; sync
@@ -112,17 +114,60 @@ impl From<anyhow::Error> for StartError {
 
 /// The shared state of a running daemon. Owned by the D-Bus objects through
 /// an `Arc`; lives until [`run`] returns.
+///
+/// The registry, secret store and scheduler are shared handles: anything
+/// may read through them, but an account is created, changed or removed
+/// only through [`Daemon::life`].
 pub struct Daemon {
     /// Account registry (settings files and runtime status).
-    pub accounts: accounts::Registry,
+    pub accounts: Arc<accounts::Registry>,
     /// The sled index.
     pub store: store::Store,
     /// The password store chosen at start.
-    pub secrets: secrets::SecretStore,
+    pub secrets: Arc<secrets::SecretStore>,
     /// The running sync engines.
-    pub scheduler: sync::Scheduler,
+    pub scheduler: Arc<sync::Scheduler>,
     /// Settings discovery (the wizard), set up from the options.
     pub discovery: autoconfig::Discovery,
+    /// Create, update, delete, credentials and engine starts.
+    pub life: accounts::Lifecycle,
+}
+
+impl Daemon {
+    /// Put the daemon together: the lifecycle gets the registry, the
+    /// secret store, a scheduler reporting into `events`, the store, and
+    /// the note of passwords still to remove from `config_dir`.
+    pub async fn new(
+        config_dir: &std::path::Path,
+        store: store::Store,
+        secrets: secrets::SecretStore,
+        accounts: accounts::Registry,
+        events: tokio::sync::mpsc::UnboundedSender<sync::events::Event>,
+        discovery: autoconfig::Discovery,
+    ) -> anyhow::Result<Arc<Daemon>> {
+        let dir = config_dir.to_owned();
+        let retired = tokio::task::spawn_blocking(move || accounts::retired::Retired::load(&dir))
+            .await
+            .context("The start-up task failed")?;
+        let accounts = Arc::new(accounts);
+        let secrets = Arc::new(secrets);
+        let scheduler = Arc::new(sync::Scheduler::new(store.clone(), events));
+        let life = accounts::Lifecycle::new(
+            accounts.clone(),
+            secrets.clone(),
+            scheduler.clone(),
+            store.clone(),
+            retired,
+        );
+        Ok(Arc::new(Daemon {
+            accounts,
+            store,
+            secrets,
+            scheduler,
+            discovery,
+            life,
+        }))
+    }
 }
 
 fn xdg_dir(var: &str, fallback: &str) -> anyhow::Result<PathBuf> {
@@ -256,28 +301,10 @@ pub async fn run_with(
     let secrets = secrets::SecretStore::choose(&conn, secret_choice, &config_dir).await?;
     let accounts = accounts::Registry::load(&config_dir).context("Cannot load the accounts")?;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let daemon = Arc::new(Daemon {
-        accounts,
-        scheduler: sync::Scheduler::new(store.clone(), events_tx),
-        store,
-        secrets,
-        discovery,
-    });
-    // Passwords whose account has no settings file: a crash during
-    // CreateAccount. The file store is cleaned before anything else can
-    // write it; the Secret Service (which may prompt) in the background.
-    let orphans = {
-        let daemon = daemon.clone();
-        async move { daemon.remove_orphan_secrets().await }
-    };
-    if matches!(daemon.secrets, secrets::SecretStore::File(_)) {
-        orphans.await;
-    } else {
-        tokio::spawn(orphans);
-    }
-    daemon.refresh_credentials().await;
-    daemon.load_status();
-    daemon.report_store();
+    let daemon = Daemon::new(&config_dir, store, secrets, accounts, events_tx, discovery).await?;
+    // Credentials, counts and the password cleanup, before the objects are
+    // served so their first state is true.
+    let ready = daemon.life.prepare().await;
 
     service::serve(&conn, &daemon)
         .await
@@ -290,9 +317,7 @@ pub async fn run_with(
         daemon.clone(),
         events_rx,
     ));
-    for account in daemon.accounts.all() {
-        daemon.start_engine(&account).await;
-    }
+    daemon.life.start_engines(ready).await;
     let store_watch = tokio::spawn(watch_store(daemon.clone()));
 
     let refused = match conn.request_name(names::BUS_NAME).await {
@@ -304,6 +329,7 @@ pub async fn run_with(
     };
     if let Some(e) = refused {
         daemon.scheduler.shutdown().await;
+        daemon.life.shutdown().await;
         events.abort();
         return Err(e.into());
     }
@@ -320,6 +346,7 @@ pub async fn run_with(
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     store_watch.abort();
     daemon.scheduler.shutdown().await;
+    daemon.life.shutdown().await;
     events.abort();
     if let Err(e) = conn.release_name(names::BUS_NAME).await {
         warn!("Cannot release the bus name: {e}");
@@ -358,7 +385,7 @@ async fn watch_store(daemon: Arc<Daemon>) {
         if !recovered {
             continue;
         }
-        daemon.load_status();
+        daemon.life.load_status().await;
         for account in daemon.accounts.all() {
             let d = daemon.clone();
             tokio::spawn(async move {
@@ -384,181 +411,5 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
     // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
     if let Err(e) = sd_notify::notify(state) {
         warn!("Cannot notify systemd: {e}");
-    }
-}
-
-use crate::sync::State;
-
-impl Daemon {
-    /// Fill each account's counts and detected folder roles from the store,
-    /// so the properties are right before the first sync of this run.
-    pub fn load_status(&self) {
-        for account in self.accounts.all() {
-            let counts = self.store.counts(&account.id, None);
-            let folders = service::events::detected_folders(self, &account.id);
-            account.set_status(|s| {
-                if let Ok((total, unread)) = counts {
-                    s.message_count = total;
-                    s.unread_count = unread;
-                }
-                s.detected_folders = folders;
-            });
-        }
-    }
-
-    /// While the store is unavailable, show why on every account: state
-    /// `error`, the sentence, and `disk-full` when the disk is full.
-    pub fn report_store(&self) {
-        let Some(why) = self.store.unavailable() else {
-            return;
-        };
-        warn!("Every account waits for the message index: {why}.");
-        for account in self.accounts.all() {
-            account.set_status(|s| {
-                if s.state != State::NeedsCredentials {
-                    s.state = State::Error;
-                }
-                s.last_error = why.message.clone();
-                s.last_error_code = if why.is_disk_full() { "disk-full" } else { "" }.to_owned();
-            });
-        }
-    }
-
-    /// (Re)start the sync engine of an account, or stop it when the account
-    /// has no usable password.
-    pub async fn start_engine(&self, account: &accounts::Account) {
-        if account.status().state == State::NeedsCredentials {
-            self.scheduler.stop(&account.id).await;
-            return;
-        }
-        match self
-            .secrets
-            .get(&account.id, secrets::Which::Incoming)
-            .await
-        {
-            Ok(Some(password)) => {
-                self.scheduler
-                    .start(&account.id, account.settings(), password)
-                    .await
-            }
-            Ok(None) | Err(_) => self.scheduler.stop(&account.id).await,
-        }
-    }
-
-    /// Remove the stored passwords of ids that are no account (see
-    /// [`secrets::SecretStore::remove_orphans`]), and say so.
-    pub async fn remove_orphan_secrets(&self) {
-        match self
-            .secrets
-            .remove_orphans(|id| self.accounts.knows(id))
-            .await
-        {
-            Ok(removed) => {
-                for id in removed {
-                    warn!(
-                        "Removed the stored password(s) of {id}, which has no settings file \
-                         (an account creation was interrupted)."
-                    );
-                }
-            }
-            Err(e) => warn!("Cannot look for passwords of removed accounts: {e}"),
-        }
-    }
-
-    /// Store the passwords of a create or update, then settle the account's
-    /// credential state. A store that refuses (locked keyring, dismissed
-    /// prompt, loose file) leaves the account in `needs-credentials` with
-    /// the reason in `LastError`; it never fails the request, which has
-    /// already been stored. Returns the status properties that changed.
-    pub async fn store_passwords(
-        &self,
-        account: &accounts::Account,
-        passwords: accounts::Passwords,
-        creating: bool,
-    ) -> Vec<crate::sync::Field> {
-        let saved = self
-            .save_passwords(&account.id, &account.settings().email, passwords)
-            .await;
-        self.settle_credentials(account, saved, creating).await
-    }
-
-    /// Store the passwords given for account `id`; whether any was given.
-    /// The reason is logged when the store refuses.
-    pub async fn save_passwords(
-        &self,
-        id: &str,
-        label: &str,
-        passwords: accounts::Passwords,
-    ) -> Result<bool, secrets::SecretError> {
-        let given = [
-            (secrets::Which::Incoming, passwords.incoming),
-            (secrets::Which::Smtp, passwords.smtp),
-        ];
-        let mut touched = false;
-        for (which, password) in given {
-            let Some(password) = password else { continue };
-            touched = true;
-            if let Err(e) = self.secrets.set(id, label, which, &password).await {
-                warn!("Account {id}: cannot store its password: {e}");
-                return Err(e);
-            }
-        }
-        Ok(touched)
-    }
-
-    /// Set the account's credential state after [`Daemon::save_passwords`].
-    /// Returns the status properties that changed.
-    pub async fn settle_credentials(
-        &self,
-        account: &accounts::Account,
-        saved: Result<bool, secrets::SecretError>,
-        creating: bool,
-    ) -> Vec<crate::sync::Field> {
-        match saved {
-            Err(e) => account.set_status(|s| {
-                s.state = State::NeedsCredentials;
-                s.last_error = e.to_string();
-            }),
-            Ok(touched) if creating || touched => self.check_credentials(account).await,
-            Ok(_) => Vec::new(),
-        }
-    }
-
-    /// Check, for every account, that its password can be read, and set the
-    /// `needs-credentials` state where it cannot.
-    pub async fn refresh_credentials(&self) {
-        for account in self.accounts.all() {
-            self.check_credentials(&account).await;
-        }
-    }
-
-    /// Set the account's state from whether its incoming password is usable.
-    /// Returns the names of the properties that changed.
-    pub async fn check_credentials(&self, account: &accounts::Account) -> Vec<crate::sync::Field> {
-        use crate::sync::State;
-        let verdict = self
-            .secrets
-            .get(&account.id, secrets::Which::Incoming)
-            .await;
-        let (new_state, error) = match verdict {
-            Ok(Some(_)) => (State::Idle, String::new()),
-            Ok(None) => (
-                State::NeedsCredentials,
-                format!(
-                    "No password is stored for this account; set one with \
-                     `facteurctl account set {} --password-stdin` or Update({{'incoming-password': ...}})",
-                    account.id
-                ),
-            ),
-            Err(e) => (State::NeedsCredentials, e.to_string()),
-        };
-        account.set_status(|s| {
-            // Only the credential verdict is decided here; a running engine
-            // owns the other states.
-            if new_state == State::NeedsCredentials || s.state == State::NeedsCredentials {
-                s.state = new_state;
-                s.last_error = error.clone();
-            }
-        })
     }
 }

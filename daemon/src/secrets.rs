@@ -213,13 +213,18 @@ impl SecretStore {
         }
     }
 
-    /// Remove every password of an account.
+    /// Remove every password of an account. Never prompts: a locked
+    /// collection answers [`SecretError::Locked`] at once, so a caller can
+    /// try again once it is unlocked instead of showing a dialog.
     pub async fn delete_account(&self, account: &str) -> Result<(), SecretError> {
         match self {
             SecretStore::Service(service) => {
                 let attrs = attributes(account, None);
                 with_service(service, |svc| async move {
                     let collection = svc.default_collection().await?;
+                    if collection.is_locked().await? {
+                        return Err(SecretError::Locked);
+                    }
                     for item in collection.search_items(&attrs).await? {
                         item.delete(None).await?;
                     }
@@ -249,7 +254,9 @@ impl SecretStore {
 impl SecretStore {
     /// Remove the passwords of accounts that `keep` does not know (left by
     /// a crash between storing them and writing the settings file of a new
-    /// account). Returns the ids whose passwords were removed.
+    /// account, or by a deleted account whose passwords could not be
+    /// removed then). Returns the ids whose passwords were removed. Like
+    /// [`SecretStore::delete_account`], never prompts.
     pub async fn remove_orphans(
         &self,
         keep: impl Fn(&str) -> bool,
@@ -259,6 +266,9 @@ impl SecretStore {
                 let attrs = BTreeMap::from([(oo7::XDG_SCHEMA_ATTRIBUTE, SCHEMA.to_owned())]);
                 with_service(service, |svc| async move {
                     let collection = svc.default_collection().await?;
+                    if collection.is_locked().await? {
+                        return Err(SecretError::Locked);
+                    }
                     let mut removed = Vec::new();
                     for item in collection.search_items(&attrs).await? {
                         let id = item.attributes().await?.get("account-id").cloned();

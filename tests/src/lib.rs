@@ -45,6 +45,7 @@ mod settings;
 mod signals;
 
 pub mod dovecot;
+pub mod keyring_unlock;
 pub mod mta;
 pub mod notifications;
 pub mod scripted_imap;

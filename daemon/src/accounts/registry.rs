@@ -6,6 +6,9 @@
 //! stored before its settings file, which is what makes it exist: a crash in
 //! between leaves no account without a password. Files that cannot be read
 //! are skipped, left in place and remembered, so their ids are never reused.
+//!
+//! Its methods do file I/O (write and fsync): [`super::lifecycle`] calls
+//! them off the async workers, one change at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -167,6 +170,16 @@ impl Registry {
     /// (or [`Registry::release`]s). An id is never one of an existing,
     /// reserved or skipped account, nor that of a file already there.
     pub fn reserve(&self, dict: &super::Input) -> Result<(Reservation, Passwords), Change> {
+        self.reserve_avoiding(dict, |_| false)
+    }
+
+    /// [`Registry::reserve`], never picking an id for which `taken` is true
+    /// (the ids of deleted accounts whose secrets are still to be removed).
+    pub fn reserve_avoiding(
+        &self,
+        dict: &super::Input,
+        taken: impl Fn(&str) -> bool,
+    ) -> Result<(Reservation, Passwords), Change> {
         let (settings, passwords) = apply(Settings::default(), dict, true)?;
         let accounts = self.lock();
         let mut reserved = lock(&self.reserved);
@@ -185,7 +198,8 @@ impl Registry {
             }
         }
         let id = unique_id(&settings.email, |id| {
-            accounts.contains_key(id)
+            taken(id)
+                || accounts.contains_key(id)
                 || reserved.contains_key(id)
                 || self.skipped.contains(id)
                 || std::fs::symlink_metadata(self.path_of(id)).is_ok()

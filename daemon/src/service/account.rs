@@ -152,14 +152,15 @@ impl AccountObject {
         changes: HashMap<String, OwnedValue>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), Error> {
-        let (before, passwords) = self
+        let updated = self
             .daemon
-            .accounts
+            .life
             .update(&self.account, &super::settings_input(&changes))
+            .await
             .map_err(change_error)?;
         let after = self.account.settings();
         let detected = self.account.status().detected_folders;
-        let old = settings_properties(&before, &detected);
+        let old = settings_properties(&updated.before, &detected);
         let changed: HashMap<&str, Value<'_>> = settings_properties(&after, &detected)
             .into_iter()
             .zip(old)
@@ -174,72 +175,36 @@ impl AccountObject {
             );
             emit(&emitter, &self.account.id, changed).await;
         }
-        let passwords_given = passwords.incoming.is_some() || passwords.smtp.is_some();
-        let status_changed = self
-            .daemon
-            .store_passwords(&self.account, passwords, false)
-            .await;
-        emit_status(&emitter, &self.account, &status_changed).await;
-        if after != before || passwords_given {
-            // The engine restarts with the new settings (or stops, when the
-            // account now lacks a usable password).
-            self.daemon.start_engine(&self.account).await;
-        }
+        emit_status(&emitter, &self.account, &updated.status).await;
         Ok(())
     }
 
     /// Remove the account, its secrets and its local messages.
     async fn delete(&self, #[zbus(object_server)] server: &ObjectServer) -> Result<(), Error> {
-        let id = &self.account.id;
-        // Stop syncing first, so nothing writes for the account any more.
-        self.daemon.scheduler.stop(id).await;
-        // Secrets first: if the keyring refuses, nothing is changed and the
-        // caller can unlock it and try again.
-        self.daemon.secrets.delete_account(id).await.map_err(|e| {
-            let d = self.daemon.clone();
-            let account = self.account.clone();
-            // Deletion refused: the account stays, so it syncs again.
-            tokio::spawn(async move { d.start_engine(&account).await });
-            secret_error(e)
-        })?;
-        self.daemon.accounts.remove(id).map_err(internal)?;
-        if let Err(e) = self.daemon.store.remove_account(id).await {
-            // The settings are gone; leftover index entries are only derived
-            // data, dropped again on the next start.
-            warn!("Account {id}: cannot drop its index entries: {e:#}");
-        }
+        // The lifecycle removes the engine, the mail and the settings file
+        // at once, and the passwords when the secret store can be written.
+        self.daemon
+            .life
+            .delete(&self.account)
+            .await
+            .map_err(internal)?;
         server
-            .remove::<AccountObject, _>(names::account_path(id).as_str())
+            .remove::<AccountObject, _>(names::account_path(&self.account.id).as_str())
             .await
             .map_err(|e| internal(e.into()))?;
-        info!("Account {id} deleted.");
         Ok(())
     }
 
     /// Verify the saved settings.
     #[zbus(out_args("report"))]
     async fn verify(&self) -> Result<HashMap<String, OwnedValue>, Error> {
-        use crate::secrets::Which;
-        let id = &self.account.id;
-        let settings = self.account.settings();
-        let secrets = &self.daemon.secrets;
-        let incoming = secrets
-            .get(id, Which::Incoming)
+        let report = self
+            .daemon
+            .life
+            .verify(&self.account)
             .await
-            .map_err(secret_error)?
-            .filter(|p| !p.is_empty());
-        let smtp = secrets
-            .get(id, Which::Smtp)
-            .await
-            .map_err(secret_error)?
-            .filter(|p| !p.is_empty());
-        let incoming = incoming.as_deref().map(String::as_str);
-        let smtp = smtp.as_deref().map(String::as_str).or(incoming);
-        Ok(clean_dict(
-            crate::verify::verify(&settings, incoming, smtp)
-                .await
-                .to_dict(),
-        ))
+            .map_err(secret_error)?;
+        Ok(clean_dict(report.to_dict()))
     }
 
     /// Run one sync pass now.
@@ -297,7 +262,7 @@ impl AccountObject {
         // the server (or a message that cannot be sent) is InvalidArgument
         // when final and ConnectionFailed when the server said "later".
         use crate::smtp::{Cause, Outcome, SendError};
-        match crate::smtp::submit(&self.daemon, &self.account, &message).await {
+        match self.daemon.life.send(&self.account, &message).await {
             Outcome::Sent { .. } => Ok(()),
             Outcome::RetryLater(SendError {
                 cause: Cause::Net(kind),

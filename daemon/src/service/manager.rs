@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use facteur_dbus::{names, Error};
-use tracing::{info, warn};
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
@@ -62,46 +61,20 @@ impl Manager {
         settings: HashMap<String, OwnedValue>,
         #[zbus(object_server)] server: &ObjectServer,
     ) -> Result<OwnedObjectPath, Error> {
-        let accounts = &self.daemon.accounts;
-        let (reservation, passwords) = accounts
-            .reserve(&super::settings_input(&settings))
+        let account = self
+            .daemon
+            .life
+            .create(&super::settings_input(&settings))
+            .await
             .map_err(change_error)?;
-        let path = match object_path(&reservation.id) {
-            Ok(p) => p,
-            Err(e) => {
-                accounts.release(reservation);
-                return Err(e);
-            }
-        };
-        // Passwords first: the settings file is what makes the account
-        // exist, so a crash in between leaves a password without an account
-        // (removed at the next start), never an account without one.
-        let id = reservation.id.clone();
-        let label = reservation.settings().email.clone();
-        let saved = self.daemon.save_passwords(&id, &label, passwords).await;
-        let account = match accounts.commit(reservation) {
-            Ok(a) => a,
-            Err(e) => {
-                if let Err(e) = self.daemon.secrets.delete_account(&id).await {
-                    warn!("Account {id}: cannot remove the passwords of a failed creation: {e}");
-                }
-                return Err(change_error(e));
-            }
-        };
-        self.daemon.settle_credentials(&account, saved, true).await;
-        self.daemon.start_engine(&account).await;
+        let path = object_path(&account.id)?;
         server
             .at(
                 path.as_str(),
-                AccountObject::new(self.daemon.clone(), account.clone()),
+                AccountObject::new(self.daemon.clone(), account),
             )
             .await
             .map_err(|e| internal(e.into()))?;
-        info!(
-            "Account {} created ({}).",
-            account.id,
-            account.settings().email
-        );
         Ok(path)
     }
 
@@ -112,26 +85,13 @@ impl Manager {
         settings: HashMap<String, OwnedValue>,
     ) -> Result<HashMap<String, OwnedValue>, Error> {
         // Bad input is refused exactly as CreateAccount would refuse it.
-        let (settings, passwords) =
-            crate::accounts::apply(Default::default(), &super::settings_input(&settings), true)
-                .map_err(change_error)?;
-        let incoming = passwords
-            .incoming
-            .as_deref()
-            .map(String::as_str)
-            .filter(|p| !p.is_empty());
-        // Without a separate SMTP password, SMTP logs in with the incoming one.
-        let smtp = passwords
-            .smtp
-            .as_deref()
-            .map(String::as_str)
-            .filter(|p| !p.is_empty())
-            .or(incoming);
-        Ok(super::text::clean_dict(
-            crate::verify::verify(&settings, incoming, smtp)
-                .await
-                .to_dict(),
-        ))
+        let report = self
+            .daemon
+            .life
+            .verify_settings(&super::settings_input(&settings))
+            .await
+            .map_err(change_error)?;
+        Ok(super::text::clean_dict(report.to_dict()))
     }
 
     /// Candidate settings for an address, best first.

@@ -25,13 +25,11 @@ pub mod wire;
 use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
-use zeroize::Zeroizing;
 
-use crate::accounts::{Account, Protocol, Settings};
 use crate::net::{Failure, FailureKind};
-use crate::secrets::Which;
+use crate::settings::{Protocol, Settings};
+use crate::store::Store;
 use crate::verify::steps::{Service, Steps};
-use crate::Daemon;
 
 /// Time allowed to connect, upgrade and log in before sending.
 pub const CONNECT_BUDGET: Duration = Duration::from_secs(20);
@@ -203,59 +201,48 @@ pub async fn send(
     (outcome, copy)
 }
 
-/// The password for SMTP AUTH: the account's SMTP password, else its
-/// incoming one.
-async fn smtp_password(daemon: &Daemon, id: &str) -> Result<Option<Zeroizing<String>>, Failure> {
-    let secret_failure = |e: crate::secrets::SecretError| {
-        Failure::new(
-            FailureKind::Credentials,
-            format!("Cannot read the password: {e}"),
-        )
-    };
-    if let Some(p) = daemon
-        .secrets
-        .get(id, Which::Smtp)
-        .await
-        .map_err(secret_failure)?
-        .filter(|p| !p.is_empty())
-    {
-        return Ok(Some(p));
-    }
-    daemon
-        .secrets
-        .get(id, Which::Incoming)
-        .await
-        .map_err(secret_failure)
+/// The passwords a submission uses; the caller (the accounts layer) has
+/// looked them up.
+#[derive(Clone, Copy, Default)]
+pub struct Passwords<'a> {
+    /// For SMTP AUTH: the account's SMTP password, else its incoming one.
+    pub smtp: Option<&'a str>,
+    /// For the copy in the Sent folder of an IMAP account.
+    pub incoming: Option<&'a str>,
 }
 
-/// `Account.Send`: send `raw` through the account, then keep a copy in the
-/// Sent folder of an IMAP account.
-pub async fn submit(daemon: &Daemon, account: &Account, raw: &[u8]) -> Outcome {
-    let id = &account.id;
-    let settings = account.settings();
-    let password = match smtp_password(daemon, id).await {
-        Ok(p) => p,
-        Err(f) => return Outcome::Failed(SendError::net(f)),
-    };
-    let (outcome, copy) = send(&settings, password.as_deref().map(String::as_str), raw).await;
+impl std::fmt::Debug for Passwords<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passwords")
+            .field("smtp", &self.smtp.map(|_| "[redacted]"))
+            .field("incoming", &self.incoming.map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// `Account.Send`: send `raw` through account `id` with `settings`, then
+/// keep a copy in the Sent folder of an IMAP account.
+pub async fn submit(
+    id: &str,
+    settings: &Settings,
+    passwords: Passwords<'_>,
+    store: &Store,
+    raw: &[u8],
+) -> Outcome {
+    let (outcome, copy) = send(settings, passwords.smtp, raw).await;
     match &outcome {
         Outcome::Sent { reply } => info!("Account {id}: message sent ({reply})."),
         Outcome::RetryLater(e) => warn!("Account {id}: sending failed, for now: {}", e.message),
         Outcome::Failed(e) => warn!("Account {id}: sending failed: {}", e.message),
     }
     if let (Some(copy), Protocol::Imap) = (copy, settings.incoming_protocol) {
-        let incoming = match daemon.secrets.get(id, Which::Incoming).await {
-            Ok(Some(p)) => p,
-            Ok(None) | Err(_) => {
-                warn!(
-                    "Account {id}: no incoming password; the sent message is not copied to Sent."
-                );
-                return outcome;
-            }
+        let Some(incoming) = passwords.incoming else {
+            warn!("Account {id}: no incoming password; the sent message is not copied to Sent.");
+            return outcome;
         };
         let saved = tokio::time::timeout(
             SENT_COPY_TIMEOUT,
-            sent::save_copy(id, &settings, &incoming, &daemon.store, &copy),
+            sent::save_copy(id, settings, incoming, store, &copy),
         )
         .await;
         match saved {

@@ -33,12 +33,18 @@ pub async fn save_copy(
     let (mut session, _caps) = session::connect(settings, password).await?;
     let known = match settings.folders.get("sent") {
         Some(display) => Some(encode(display)),
-        None => store
-            .folders(id)
-            .map_err(|e| Failure::new(FailureKind::Local, format!("{e:#}")))?
-            .into_iter()
-            .find(|f| f.role.as_deref() == Some("sent"))
-            .map(|f| f.name),
+        None => {
+            // An index read: off the async workers.
+            let (store, account) = (store.clone(), id.to_owned());
+            let local = |e: String| Failure::new(FailureKind::Local, e);
+            tokio::task::spawn_blocking(move || store.folders(&account))
+                .await
+                .map_err(|e| local(format!("The store task failed: {e}")))?
+                .map_err(|e| local(format!("{e:#}")))?
+                .into_iter()
+                .find(|f| f.role.as_deref() == Some("sent"))
+                .map(|f| f.name)
+        }
     };
     let folder = match known {
         Some(f) => f,

@@ -1,0 +1,534 @@
+//! # An account's life
+//!
+//! The one home of create, update, delete, credentials and engine starts.
+//! [`Lifecycle`] owns the registry, the secret store, the scheduler and the
+//! store handle; the D-Bus methods convert their input, call one method
+//! here, and announce what it says changed.
+//!
+//! - Create: the id is reserved, the passwords are stored (each once), then
+//!   the settings file is written, which is what makes the account exist;
+//!   the engine starts with the password given, never read back.
+//! - Update: only what changed restarts. Connection settings or a new
+//!   incoming password restart the engine; name, display name, unified
+//!   flag, folder roles and poll interval go to the running engine
+//!   ([`crate::sync::Scheduler::reconfigure`]); a new SMTP password
+//!   touches no engine.
+//! - Delete always works: the engine stops, the mail and the settings file
+//!   go at once; the passwords go when the secret store can be written,
+//!   noted durably until then ([`super::retired`], [`super::cleanup`]).
+//!
+//! Changes are serialised: one create, update or delete at a time. File
+//! and store work runs off the async workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+use super::cleanup::Cleanup;
+use super::retired::Retired;
+use super::{Account, Change, Field, Input, Passwords, Registry, Settings, State};
+use crate::secrets::{SecretError, SecretStore, Which};
+use crate::store::Store;
+use crate::sync::Scheduler;
+
+/// How long `Delete` waits for the secret store before leaving the
+/// passwords to the background cleanup.
+const DELETE_SECRETS_WAIT: Duration = Duration::from_secs(5);
+
+/// The accounts' life: see the module docs.
+pub struct Lifecycle {
+    registry: Arc<Registry>,
+    secrets: Arc<SecretStore>,
+    scheduler: Arc<Scheduler>,
+    store: Store,
+    retired: Arc<Retired>,
+    /// One create, update or delete at a time.
+    changes: tokio::sync::Mutex<()>,
+    wake_cleanup: Arc<Notify>,
+    stop_cleanup: CancellationToken,
+    cleanup_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The accounts whose engines can start, with their passwords, read once
+/// by [`Lifecycle::prepare`] for [`Lifecycle::start_engines`].
+pub struct Ready(Vec<(Arc<Account>, Zeroizing<String>)>);
+
+/// What an update changed.
+#[derive(Debug)]
+pub struct Updated {
+    /// The settings before the change (the account has the new ones).
+    pub before: Settings,
+    /// The status fields that changed.
+    pub status: Vec<Field>,
+}
+
+impl Lifecycle {
+    /// The lifecycle over these parts; `retired` is the note of
+    /// `config_dir` ([`Retired::load`]).
+    pub fn new(
+        registry: Arc<Registry>,
+        secrets: Arc<SecretStore>,
+        scheduler: Arc<Scheduler>,
+        store: Store,
+        retired: Retired,
+    ) -> Self {
+        Lifecycle {
+            registry,
+            secrets,
+            scheduler,
+            store,
+            retired: Arc::new(retired),
+            changes: tokio::sync::Mutex::new(()),
+            wake_cleanup: Arc::new(Notify::new()),
+            stop_cleanup: CancellationToken::new(),
+            cleanup_task: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub(super) fn cleanup(&self) -> Cleanup {
+        Cleanup {
+            registry: self.registry.clone(),
+            secrets: self.secrets.clone(),
+            retired: self.retired.clone(),
+            wake: self.wake_cleanup.clone(),
+        }
+    }
+
+    /// At start, before the objects are served: remove the passwords that
+    /// belong to no account (the file store at once, before anything can
+    /// write it; the Secret Service, which may be locked, in the
+    /// background cleanup), read each account's incoming password once to
+    /// settle its credential state, and fill counts and folder roles from
+    /// the store.
+    pub async fn prepare(&self) -> Ready {
+        let cleanup = self.cleanup();
+        let orphans_done = match *self.secrets {
+            SecretStore::File(_) => cleanup.remove_orphans().await,
+            SecretStore::Service(_) => false,
+        };
+        let task = tokio::spawn(cleanup.run(
+            orphans_done,
+            super::cleanup::retry_interval(),
+            self.stop_cleanup.clone(),
+        ));
+        *lock(&self.cleanup_task) = Some(task);
+        let mut ready = Vec::new();
+        for account in self.registry.all() {
+            let (password, _) = self.read_incoming(&account).await;
+            if let Some(password) = password {
+                ready.push((account, password));
+            }
+        }
+        self.load_status().await;
+        self.report_store();
+        Ready(ready)
+    }
+
+    /// Start the engines [`Lifecycle::prepare`] found ready.
+    pub async fn start_engines(&self, ready: Ready) {
+        for (account, password) in ready.0 {
+            self.scheduler
+                .start(&account.id, account.settings(), password)
+                .await;
+        }
+    }
+
+    /// Stop the background cleanup (daemon shutdown).
+    pub async fn shutdown(&self) {
+        self.stop_cleanup.cancel();
+        let task = lock(&self.cleanup_task).take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                warn!("The password cleanup task failed: {e}");
+            }
+        }
+    }
+
+    /// Fill each account's counts and detected folder roles from the
+    /// store, so the properties are right before the first sync of this
+    /// run (and after the store comes back).
+    pub async fn load_status(&self) {
+        for account in self.registry.all() {
+            let store = self.store.clone();
+            let id = account.id.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                (store.counts(&id, None), detected(&store, &id))
+            })
+            .await;
+            let Ok((counts, folders)) = found else {
+                continue;
+            };
+            account.set_status(|s| {
+                if let Ok((total, unread)) = counts {
+                    s.message_count = total;
+                    s.unread_count = unread;
+                }
+                s.detected_folders = folders;
+            });
+        }
+    }
+
+    /// While the store is unavailable, show why on every account: state
+    /// `error`, the sentence, and `disk-full` when the disk is full.
+    pub fn report_store(&self) {
+        let Some(why) = self.store.unavailable() else {
+            return;
+        };
+        warn!("Every account waits for the message index: {why}.");
+        for account in self.registry.all() {
+            account.set_status(|s| {
+                if s.state != State::NeedsCredentials {
+                    s.state = State::Error;
+                }
+                s.last_error = why.message.clone();
+                s.last_error_code = if why.is_disk_full() { "disk-full" } else { "" }.to_owned();
+            });
+        }
+    }
+
+    /// Validate and store a new account and start its engine. Passwords
+    /// are stored first: the settings file is what makes the account
+    /// exist, so a crash in between leaves a password without an account
+    /// (removed at the next start), never an account without one. A secret
+    /// store that refuses leaves the account in `needs-credentials` with
+    /// the reason; it never fails the creation.
+    pub async fn create(&self, input: &Input) -> Result<Arc<Account>, Change> {
+        let _one = self.changes.lock().await;
+        let retired = self.retired.ids().await;
+        let (registry, dict) = (self.registry.clone(), input.clone());
+        // Picking the id looks at the files already there.
+        let (reservation, passwords) = tokio::task::spawn_blocking(move || {
+            registry.reserve_avoiding(&dict, |id| retired.contains(id))
+        })
+        .await
+        .map_err(|e| Change::Internal(anyhow::anyhow!("The settings task failed: {e}")))??;
+        let id = reservation.id.clone();
+        let label = reservation.settings().email.clone();
+        let saved = self.save_passwords(&id, &label, &passwords).await;
+        let registry = self.registry.clone();
+        let committed = tokio::task::spawn_blocking(move || registry.commit(reservation))
+            .await
+            .map_err(|e| Change::Internal(anyhow::anyhow!("The settings task failed: {e}")))
+            .and_then(|r| r);
+        let account = match committed {
+            Ok(a) => a,
+            Err(e) => {
+                self.forget_secrets(&id).await;
+                return Err(e);
+            }
+        };
+        match (saved, passwords.incoming) {
+            (Err((_, e)), _) => {
+                account.set_status(|s| secret_refused(s, &e));
+            }
+            (Ok(()), Some(password)) if !password.is_empty() => {
+                self.scheduler
+                    .start(&id, account.settings(), password)
+                    .await;
+            }
+            (Ok(()), _) => {
+                account.set_status(|s| no_password(s, &id));
+            }
+        }
+        info!("Account {id} created ({label}).");
+        Ok(account)
+    }
+
+    /// Validate and store changes to `account`; restart, reconfigure or
+    /// leave its engine as the change requires.
+    pub async fn update(&self, account: &Arc<Account>, input: &Input) -> Result<Updated, Change> {
+        let _one = self.changes.lock().await;
+        let (registry, target, dict) = (self.registry.clone(), account.clone(), input.clone());
+        let (before, passwords) =
+            tokio::task::spawn_blocking(move || registry.update(&target, &dict))
+                .await
+                .map_err(|e| {
+                    Change::Internal(anyhow::anyhow!("The settings task failed: {e}"))
+                })??;
+        let id = account.id.as_str();
+        let after = account.settings();
+        let saved = self.save_passwords(id, &after.email, &passwords).await;
+        let mut status = Vec::new();
+        match (saved, passwords.incoming) {
+            (Err((Which::Incoming, e)), _) => {
+                self.scheduler.stop(id).await;
+                status = account.set_status(|s| secret_refused(s, &e));
+            }
+            (Err((Which::Smtp, e)), _) => {
+                // The incoming side is untouched: say why, change nothing.
+                status = account.set_status(|s| {
+                    s.last_error = e.to_string();
+                    s.last_error_code = secret_code(&e).to_owned();
+                });
+            }
+            (Ok(()), Some(password)) if password.is_empty() => {
+                self.scheduler.stop(id).await;
+                status = account.set_status(|s| no_password(s, id));
+            }
+            (Ok(()), Some(password)) => {
+                status = account.set_status(credentials_restored);
+                self.scheduler.start(id, after, password).await;
+                info!("Account {id}: new password; the engine restarts.");
+            }
+            (Ok(()), None) if !before.same_connection(&after) => {
+                status = self.restart(account).await;
+                info!("Account {id}: connection settings changed; the engine restarts.");
+            }
+            (Ok(()), None) if before != after => {
+                self.scheduler.reconfigure(id, after).await;
+            }
+            (Ok(()), None) => {}
+        }
+        Ok(Updated { before, status })
+    }
+
+    /// Remove the account: its engine, mail and settings file at once, its
+    /// passwords as soon as the secret store can be written. When the mail
+    /// or the settings file cannot be removed, the account stays whole
+    /// (minus mail that is fetched again) and the error says why.
+    pub async fn delete(&self, account: &Arc<Account>) -> anyhow::Result<()> {
+        let _one = self.changes.lock().await;
+        let id = account.id.clone();
+        if self.registry.get(&id).is_none() {
+            return Ok(());
+        }
+        self.scheduler.stop(&id).await;
+        if let Err(e) = self.retired.add(&id).await {
+            self.restart(account).await;
+            return Err(e.context("Cannot note the account's passwords for removal"));
+        }
+        let store = self.store.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let mail_id = id.clone();
+        let mail =
+            tokio::task::spawn_blocking(move || runtime.block_on(store.remove_account(&mail_id)))
+                .await
+                .context("The store task failed")
+                .and_then(|r| r);
+        let removed = match mail {
+            Ok(()) => {
+                let (registry, file_id) = (self.registry.clone(), id.clone());
+                tokio::task::spawn_blocking(move || registry.remove(&file_id))
+                    .await
+                    .context("The settings task failed")
+                    .and_then(|r| r)
+            }
+            Err(e) => Err(e.context("Cannot remove the account's mail")),
+        };
+        if let Err(e) = removed {
+            self.retired.remove(&id).await;
+            self.restart(account).await;
+            return Err(e);
+        }
+        match tokio::time::timeout(DELETE_SECRETS_WAIT, self.secrets.delete_account(&id)).await {
+            Ok(Ok(())) => self.retired.remove(&id).await,
+            Ok(Err(e)) => {
+                info!(
+                    "Account {id}: its passwords are removed as soon as the secret store can be \
+                     written ({e})."
+                );
+                self.wake_cleanup.notify_one();
+            }
+            Err(_) => {
+                info!("Account {id}: the secret store is slow; its passwords are removed later.");
+                self.wake_cleanup.notify_one();
+            }
+        }
+        info!("Account {id} deleted.");
+        Ok(())
+    }
+
+    /// Send `raw` through the account (SMTP AUTH with its SMTP password,
+    /// else its incoming one), then keep the Sent copy of an IMAP account.
+    pub async fn send(&self, account: &Account, raw: &[u8]) -> crate::smtp::Outcome {
+        use crate::net::{Failure, FailureKind};
+        use crate::smtp::{Outcome, SendError};
+        let id = &account.id;
+        let refused = |e: SecretError| {
+            let f = Failure::new(
+                FailureKind::Credentials,
+                format!("Cannot read the password: {e}"),
+            );
+            Outcome::Failed(SendError {
+                cause: crate::smtp::Cause::Net(f.kind),
+                message: f.message,
+            })
+        };
+        let smtp = match self.secrets.get(id, Which::Smtp).await {
+            Ok(p) => p.filter(|p| !p.is_empty()),
+            Err(e) => return refused(e),
+        };
+        let incoming = match self.secrets.get(id, Which::Incoming).await {
+            Ok(p) => p.filter(|p| !p.is_empty()),
+            Err(e) if smtp.is_none() => return refused(e),
+            Err(_) => None,
+        };
+        let passwords = crate::smtp::Passwords {
+            smtp: smtp.as_deref().or(incoming.as_deref()).map(String::as_str),
+            incoming: incoming.as_deref().map(String::as_str),
+        };
+        crate::smtp::submit(id, &account.settings(), passwords, &self.store, raw).await
+    }
+
+    /// Verify the saved settings with the stored passwords.
+    pub async fn verify(&self, account: &Account) -> Result<crate::verify::Report, SecretError> {
+        let id = &account.id;
+        let incoming = self
+            .secrets
+            .get(id, Which::Incoming)
+            .await?
+            .filter(|p| !p.is_empty());
+        let smtp = self
+            .secrets
+            .get(id, Which::Smtp)
+            .await?
+            .filter(|p| !p.is_empty());
+        let incoming = incoming.as_deref().map(String::as_str);
+        let smtp = smtp.as_deref().map(String::as_str).or(incoming);
+        Ok(crate::verify::verify(&account.settings(), incoming, smtp).await)
+    }
+
+    /// Verify settings that are not saved: refused exactly as `create`
+    /// would refuse them; nothing is stored.
+    pub async fn verify_settings(&self, input: &Input) -> Result<crate::verify::Report, Change> {
+        let (settings, passwords) = super::apply(Settings::default(), input, true)?;
+        let incoming = passwords
+            .incoming
+            .as_deref()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty());
+        // Without a separate SMTP password, SMTP logs in with the incoming one.
+        let smtp = passwords
+            .smtp
+            .as_deref()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+            .or(incoming);
+        Ok(crate::verify::verify(&settings, incoming, smtp).await)
+    }
+
+    /// Store the passwords given for account `id` (each written once); on
+    /// a refusal, which one and why (logged).
+    async fn save_passwords(
+        &self,
+        id: &str,
+        label: &str,
+        passwords: &Passwords,
+    ) -> Result<(), (Which, SecretError)> {
+        let given = [
+            (Which::Incoming, &passwords.incoming),
+            (Which::Smtp, &passwords.smtp),
+        ];
+        for (which, password) in given {
+            let Some(password) = password else { continue };
+            if let Err(e) = self.secrets.set(id, label, which, password).await {
+                warn!("Account {id}: cannot store its password: {e}");
+                return Err((which, e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the incoming password once and settle the credential state
+    /// from it: the password when usable, and the status fields changed.
+    async fn read_incoming(&self, account: &Account) -> (Option<Zeroizing<String>>, Vec<Field>) {
+        match self.secrets.get(&account.id, Which::Incoming).await {
+            Ok(Some(p)) if !p.is_empty() => (Some(p), account.set_status(credentials_restored)),
+            Ok(_) => (None, account.set_status(|s| no_password(s, &account.id))),
+            Err(e) => (None, account.set_status(|s| secret_refused(s, &e))),
+        }
+    }
+
+    /// (Re)start the engine with the stored password, or stop it and show
+    /// `needs-credentials` when there is none. The status fields changed.
+    async fn restart(&self, account: &Account) -> Vec<Field> {
+        let (password, changed) = self.read_incoming(account).await;
+        match password {
+            Some(p) => {
+                self.scheduler
+                    .start(&account.id, account.settings(), p)
+                    .await
+            }
+            None => self.scheduler.stop(&account.id).await,
+        }
+        changed
+    }
+
+    /// Remove the passwords of an id that did not become an account; left
+    /// to the cleanup when the store refuses.
+    async fn forget_secrets(&self, id: &str) {
+        if let Err(e) = self.secrets.delete_account(id).await {
+            warn!("Account {id}: cannot remove the passwords of a failed creation yet: {e}");
+            if let Err(e) = self.retired.add(id).await {
+                warn!("Account {id}: {e:#}");
+            }
+            self.wake_cleanup.notify_one();
+        }
+    }
+}
+
+/// The detected role → folder map of an account (display names), from the
+/// store (blocking).
+fn detected(store: &Store, account: &str) -> std::collections::HashMap<String, String> {
+    let mut map = std::collections::HashMap::new();
+    if let Ok(folders) = store.folders(account) {
+        for f in folders {
+            if let Some(role) = f.role.filter(|r| r != "inbox") {
+                map.entry(role).or_insert(f.display);
+            }
+        }
+    }
+    map
+}
+
+/// The code shown for a secret store that refused.
+fn secret_code(e: &SecretError) -> &'static str {
+    match e {
+        SecretError::Locked | SecretError::Timeout => "keyring-locked",
+        SecretError::Insecure(..) | SecretError::Store(_) => "",
+    }
+}
+
+fn secret_refused(s: &mut super::Status, e: &SecretError) {
+    s.state = State::NeedsCredentials;
+    s.last_error = e.to_string();
+    s.last_error_code = secret_code(e).to_owned();
+    s.attention_needed = true;
+    s.next_retry = 0;
+}
+
+fn no_password(s: &mut super::Status, id: &str) {
+    s.state = State::NeedsCredentials;
+    s.last_error = format!(
+        "No password is stored for this account; set one with \
+         `facteurctl account set {id} --password-stdin` or Update({{'incoming-password': ...}})"
+    );
+    s.last_error_code = String::new();
+    s.attention_needed = true;
+    s.next_retry = 0;
+}
+
+/// A usable password again: leave `needs-credentials` (a running engine
+/// owns every other state).
+fn credentials_restored(s: &mut super::Status) {
+    if s.state == State::NeedsCredentials {
+        s.state = State::Idle;
+        s.last_error.clear();
+        s.last_error_code.clear();
+        s.attention_needed = false;
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
