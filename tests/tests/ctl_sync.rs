@@ -88,7 +88,11 @@ fn sync_prints_the_result_without_a_terminal_and_status_shows_health() {
         "facteurctl sync failed\nstdout: {stdout}\nstderr: {stderr}\nfacteurd log:\n{}",
         last_lines(&d.log(), 40)
     );
-    assert_eq!(stdout.trim(), "2", "the result line: {stdout:?} (stderr {stderr:?})");
+    assert_eq!(
+        stdout.trim(),
+        "2",
+        "the result line: {stdout:?} (stderr {stderr:?})"
+    );
     assert_plain_progress(&stderr, &id);
     assert_eq!(bus.account(&path).u32("MessageCount"), 5);
 
@@ -114,8 +118,16 @@ fn sync_prints_the_result_without_a_terminal_and_status_shows_health() {
     let entry = &json[0];
     assert_eq!(entry["Id"], id.as_str(), "{json}");
     assert_eq!(entry["State"], p.str("State").as_str(), "{json}");
-    assert_eq!(entry["AttentionNeeded"], p.bool("AttentionNeeded"), "{json}");
-    assert_eq!(entry["LastErrorCode"], p.str("LastErrorCode").as_str(), "{json}");
+    assert_eq!(
+        entry["AttentionNeeded"],
+        p.bool("AttentionNeeded"),
+        "{json}"
+    );
+    assert_eq!(
+        entry["LastErrorCode"],
+        p.str("LastErrorCode").as_str(),
+        "{json}"
+    );
     assert_eq!(entry["NextRetry"], p.u64("NextRetry"), "{json}");
     assert_eq!(
         entry["Progress"].as_array().map(Vec::len),
@@ -125,7 +137,12 @@ fn sync_prints_the_result_without_a_terminal_and_status_shows_health() {
 
     // account show: the health properties, by name.
     let shown = bus.ctl_ok(&["account", "show", &id], None);
-    for key in ["AttentionNeeded:", "LastErrorCode:", "NextRetry:", "Progress:"] {
+    for key in [
+        "AttentionNeeded:",
+        "LastErrorCode:",
+        "NextRetry:",
+        "Progress:",
+    ] {
         assert!(shown.contains(key), "no {key} in account show: {shown}");
     }
 }
