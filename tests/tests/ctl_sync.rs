@@ -9,7 +9,9 @@
 //! - `facteurctl sync` with no account syncs every account (`ID: N`);
 //! - `facteurctl status` shows each account's health (state, attention,
 //!   error code, next retry, progress), as a table and as JSON;
-//! - `account show` lists the health properties.
+//! - `account show` lists the health properties;
+//! - every `Progress` the pass announces has done ≤ total, and it is back to
+//!   (0, 0) once the account is idle.
 //!
 //! A progress line itself is not required: how many `Progress` changes a
 //! pass of a few messages emits is the daemon's business.
@@ -79,6 +81,7 @@ fn sync_prints_the_result_without_a_terminal_and_status_shows_health() {
     for uid in 4..=5 {
         server.add_message(b"INBOX", message(uid, &format!("Second {uid}")));
     }
+    let signals = bus.signals();
     let out = bus.ctl(&["sync", &id], None);
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
@@ -95,6 +98,19 @@ fn sync_prints_the_result_without_a_terminal_and_status_shows_health() {
     );
     assert_plain_progress(&stderr, &id);
     assert_eq!(bus.account(&path).u32("MessageCount"), 5);
+    // Whatever Progress the pass announced counted within its total, and
+    // once idle it is back to (0, 0).
+    for (done, total) in signals.progress_values(&path) {
+        assert!(done <= total, "Progress ({done}, {total})");
+    }
+    wait_account(
+        &bus,
+        &d,
+        &path,
+        "idle with Progress (0, 0)",
+        DEADLINE,
+        |p| p.str("State") == "idle" && p.u32_pair("Progress") == (0, 0),
+    );
 
     // No account named: every account, one `ID: N` line each.
     let out = bus.ctl(&["sync"], None);
