@@ -34,3 +34,20 @@ fn plain_lines_are_rate_limited_and_only_for_new_counts() {
     assert!(line_due(Some((0, t0)), 10, 100, t0 + LINE_INTERVAL));
     assert!(!line_due(Some((10, t0)), 10, 100, t0 + LINE_INTERVAL * 3));
 }
+
+#[test]
+fn the_bar_appears_with_the_first_total_and_follows_the_counts() {
+    let mut d = Display::new("alice", true);
+    d.update(0, 0);
+    assert!(matches!(d.kind, Kind::Bar(None)), "idle makes no bar");
+    d.update(5, 10);
+    d.update(12, 20);
+    match &d.kind {
+        Kind::Bar(Some(bar)) => {
+            assert_eq!(bar.length(), Some(20));
+            assert_eq!(bar.position(), 12);
+        }
+        _ => panic!("no bar after a value with a total"),
+    }
+    d.finish();
+}
