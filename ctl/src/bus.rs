@@ -10,7 +10,7 @@ use std::env;
 
 use facteur_dbus::names;
 use facteur_dbus::proxy::{AccountProxy, ManagerProxy, OwnedDict};
-use zbus::fdo::{ObjectManagerProxy, PropertiesProxy};
+use zbus::fdo::{ObjectManagerProxy, PropertiesChangedStream, PropertiesProxy};
 use zbus::names::InterfaceName;
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::ObjectPath;
@@ -82,19 +82,36 @@ impl Bus {
 
     /// Every property of one account (Properties.GetAll).
     pub async fn account_properties(&self, id: &str) -> Result<OwnedDict, Failure> {
+        self.account_properties_proxy(id)
+            .await?
+            .get_all(account_interface()?)
+            .await
+            .map_err(|e| from_fdo(e, On::Account(id)))
+    }
+
+    /// The PropertiesChanged signals of one account, from now on: the
+    /// match rule is in place when this returns.
+    pub async fn account_changes(&self, id: &str) -> Result<PropertiesChangedStream, Failure> {
+        self.account_properties_proxy(id)
+            .await?
+            .receive_properties_changed()
+            .await
+            .map_err(|e| from_zbus(e, On::Account(id)))
+    }
+
+    async fn account_properties_proxy(
+        &self,
+        id: &str,
+    ) -> Result<PropertiesProxy<'static>, Failure> {
         let path = account_path(id)?;
-        let props = PropertiesProxy::builder(&self.conn)
+        PropertiesProxy::builder(&self.conn)
             .destination(names::BUS_NAME)
             .and_then(|b| b.path(path))
             .map_err(|e| from_zbus(e, On::Account(id)))?
             .cache_properties(CacheProperties::No)
             .build()
             .await
-            .map_err(|e| from_zbus(e, On::Account(id)))?;
-        props
-            .get_all(account_interface()?)
-            .await
-            .map_err(|e| from_fdo(e, On::Account(id)))
+            .map_err(|e| from_zbus(e, On::Account(id)))
     }
 
     /// Every account with every property, sorted by id: one

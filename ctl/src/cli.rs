@@ -54,10 +54,18 @@ pub enum Command {
     /// Add, list, show, change, verify and remove mail accounts
     #[command(subcommand)]
     Account(AccountCommand),
-    /// Run one sync pass of an account now and print the number of new messages
+    /// Run one sync pass of an account (or of every account) now and print
+    /// the number of new messages; progress is shown on standard error
     Sync {
+        /// Account id (see 'facteurctl account list'); every account when
+        /// left out
+        id: Option<String>,
+    },
+    /// Show the health of every account (or of one): state, whether only
+    /// you can fix it, the error code, the next retry and the progress
+    Status {
         /// Account id (see 'facteurctl account list')
-        id: String,
+        id: Option<String>,
     },
     /// List messages: the Unified folder, or one folder of one account
     Messages(MessagesArgs),

@@ -8,7 +8,7 @@
 //! from the command line and standard input), [`commands`] (one function
 //! per subcommand), [`bus`] (the connection and proxies), [`error`] (what
 //! went wrong, as one line and an exit code), [`output`] (tables, JSON,
-//! scrubbing), and [`wire`] (the property and dictionary key names read
+//! scrubbing), [`progress`] (the progress of a sync), and [`wire`] (the property and dictionary key names read
 //! here).
 //!
 //! Exit status: 0 on success, 1 when the daemon or the bus fails or
@@ -25,6 +25,7 @@ mod commands;
 mod error;
 mod output;
 mod password;
+mod progress;
 mod settings;
 mod wire;
 

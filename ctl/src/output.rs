@@ -175,6 +175,16 @@ pub fn utc_time(secs: i64) -> String {
     )
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS +HHMM` in the local time zone
+/// (`TZ`, else `/etc/localtime`); UTC when the time is out of range.
+pub fn local_time(secs: i64) -> String {
+    use chrono::TimeZone as _;
+    match chrono::Local.timestamp_opt(secs, 0).single() {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S %z").to_string(),
+        None => format!("{} UTC", utc_time(secs)),
+    }
+}
+
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
 /// Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {

@@ -1,7 +1,8 @@
 //! # Wire names read by facteurctl
 //!
 //! Property names of the Account object and the keys of message summaries
-//! and verify reports, as DESIGN.md spells them. `facteur-dbus` exports the
+//! and verify reports, as the D-Bus contract spells them
+//! (`dbus/org.facteur.Facteur1.xml`). `facteur-dbus` exports the
 //! bus names, paths and settings keys but not these yet, so the few that
 //! facteurctl reads by name are gathered here, once. Everything else is
 //! passed through generically (all properties, all summary keys), so a key
@@ -23,6 +24,14 @@ pub mod prop {
     pub const STATE: &str = "State";
     /// `s`
     pub const LAST_ERROR: &str = "LastError";
+    /// `s`, a stable code from the documented list, `''` when healthy
+    pub const LAST_ERROR_CODE: &str = "LastErrorCode";
+    /// `b`, true when only the user can fix what is wrong
+    pub const ATTENTION_NEEDED: &str = "AttentionNeeded";
+    /// `t`, unix seconds of the next retry, 0 for none
+    pub const NEXT_RETRY: &str = "NextRetry";
+    /// `(uu)`, (done, total) messages of the current pass, (0, 0) when idle
+    pub const PROGRESS: &str = "Progress";
     /// `t`, unix seconds, 0 for never
     pub const LAST_SYNC: &str = "LastSync";
     /// `u`
@@ -53,7 +62,11 @@ pub mod prop {
         FOLDERS,
         "AcceptInvalidCerts",
         STATE,
+        ATTENTION_NEEDED,
+        LAST_ERROR_CODE,
         LAST_ERROR,
+        NEXT_RETRY,
+        PROGRESS,
         LAST_SYNC,
         MESSAGE_COUNT,
         UNREAD_COUNT,

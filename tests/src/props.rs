@@ -107,6 +107,12 @@ impl Props {
         }
     }
 
+    /// A `(uu)` property, such as `Progress` (done, total).
+    pub fn u32_pair(&self, name: &str) -> (u32, u32) {
+        u32_pair(self.get(name))
+            .unwrap_or_else(|| panic!("property {name} is not a (uu): {:?}", self.get(name)))
+    }
+
     /// The properties without the ones that describe run-time status
     /// (`State`, `LastError`, `LastSync`, counts, `Progress`, …), i.e. the
     /// settings.
@@ -118,6 +124,18 @@ impl Props {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         )
+    }
+}
+
+/// A `(uu)` value (a structure of two uint32) as a pair.
+pub fn u32_pair(value: &Value<'_>) -> Option<(u32, u32)> {
+    match value {
+        Value::Value(inner) => u32_pair(inner),
+        Value::Structure(s) => match s.fields() {
+            [Value::U32(a), Value::U32(b)] => Some((*a, *b)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -159,4 +177,16 @@ pub fn wait_account(
         p.u32("UnreadCount"),
         last_lines(&d.log(), 80)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_two_uint32() {
+        assert_eq!(u32_pair(&Value::from((3u32, 9u32))), Some((3, 9)));
+        assert_eq!(u32_pair(&Value::from((3i32, 9i32))), None);
+        assert_eq!(u32_pair(&Value::U32(3)), None);
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use facteur_dbus::names;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
-use crate::{wait_until, Bus, DEADLINE, STATUS_PROPERTIES};
+use crate::{u32_pair, wait_until, Bus, DEADLINE, STATUS_PROPERTIES};
 
 /// One signal facteurd emitted.
 #[derive(Debug, Clone)]
@@ -107,13 +107,24 @@ impl Signals {
         changed.get(property).cloned()
     }
 
-    /// The settings properties (not `State`, `LastError`, `LastSync` or the
-    /// counts, which the sync engine changes on its own) announced as
-    /// changed on `path` so far.
+    /// The settings properties (not the [`STATUS_PROPERTIES`] — `State`,
+    /// `LastError`, `LastSync`, the counts, `Progress`, … — which the sync
+    /// engine changes on its own) announced as changed on `path` so far.
     pub fn changed_settings(&self, path: &str) -> Vec<String> {
         let mut names = self.changed_properties(path);
         names.retain(|n| !STATUS_PROPERTIES.contains(&n.as_str()));
         names
+    }
+
+    /// Every `Progress` value (done, total) announced on `path` so far, in
+    /// the order the signals came.
+    pub fn progress_values(&self, path: &str) -> Vec<(u32, u32)> {
+        self.all()
+            .iter()
+            .filter(|s| s.path == path)
+            .filter_map(Signal::properties_changed)
+            .filter_map(|(_, changed, _)| changed.get("Progress").and_then(|v| u32_pair(v)))
+            .collect()
     }
 
     /// The names of every property announced as changed on `path` so far.

@@ -1,6 +1,6 @@
 //! # Account commands
 //!
-//! `account add|list|show|set|password|verify|remove` and `sync`. Settings
+//! `account add|list|show|set|password|verify|remove`. Settings
 //! arrive already typed from [`crate::cli`] and [`crate::settings`];
 //! passwords come from [`crate::password`]. The rendering of lists, property
 //! blocks and verify reports is kept in pure functions so it can be tested
@@ -147,6 +147,7 @@ fn show_value(name: &str, value: &Value<'_>) -> String {
             Ok(t) => format!("{} UTC", output::utc_time(t)),
             Err(_) => t.to_string(),
         },
+        (prop::NEXT_RETRY | prop::PROGRESS, _) => super::sync::status_value(name, value),
         _ => output::display(value),
     }
 }
@@ -375,41 +376,6 @@ pub fn report_text(report: &Json) -> String {
         out.push_str(&table.render());
     }
     out
-}
-
-/// `sync`: one sync pass; prints the number of new messages.
-pub async fn sync(ctx: &Ctx, id: &str) -> Result<(), Failure> {
-    let bus = ctx.connect().await?;
-    let account = bus.account(id).await?;
-    // Progress on a terminal: the message count as it grows.
-    let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let counts = account.receive_message_count_changed().await;
-        Some(tokio::spawn(async move {
-            use futures_util::StreamExt as _;
-            let mut counts = counts;
-            while let Some(change) = counts.next().await {
-                if let Ok(n) = change.get().await {
-                    eprint!("\rsyncing… {n} messages stored");
-                }
-            }
-        }))
-    } else {
-        None
-    };
-    let result = account.sync().await;
-    if let Some(task) = progress {
-        task.abort();
-        eprint!("\r\x1b[K");
-    }
-    let count = match result {
-        Ok(n) => n,
-        Err(e) => return Err(bus.account_failure(id, e, On::Account(id)).await),
-    };
-    if ctx.json {
-        output::json(&json!({ "id": id, "new-messages": count }), false)
-    } else {
-        output::text(&count.to_string())
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! the bus only once its own arguments are known to be good, calls the
 //! daemon through [`crate::bus`], and prints through [`crate::output`],
 //! human-readable or, with `--json`, as JSON. Submodules: [`account`] (the
-//! `account` family and `sync`), [`wizard`] (`account add --wizard`),
+//! `account` family), [`sync`] (`sync` and `status`), [`wizard`] (`account add --wizard`),
 //! [`mail`] (`messages`, `show`, `watch`), [`send`] (`send`) and [`docs`]
 //! (completions and manual pages).
 
@@ -12,6 +12,7 @@ pub mod account;
 pub mod docs;
 pub mod mail;
 pub mod send;
+pub mod sync;
 pub mod wizard;
 
 use crate::bus::Bus;
@@ -51,7 +52,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             AccountCommand::Verify(args) => account::verify(&ctx, args).await,
             AccountCommand::Remove { id } => account::remove(&ctx, &id).await,
         },
-        Command::Sync { id } => account::sync(&ctx, &id).await,
+        Command::Sync { id } => sync::sync(&ctx, id.as_deref()).await,
+        Command::Status { id } => sync::status(&ctx, id.as_deref()).await,
         Command::Messages(args) => mail::messages(&ctx, args).await,
         Command::Send(args) => send::send(&ctx, args).await,
         Command::Show { message_id, raw } => mail::show(&ctx, &message_id, raw).await,

@@ -14,7 +14,7 @@ impl Dovecot {
         let mut c = String::new();
         let _ = writeln!(
             c,
-            "# Written by facteur-tests (tests/src/dovecot.rs) for one test run.\n\
+            "# Written by facteur-tests (tests/src/dovecot/) for one test run.\n\
              # Nothing here reads /etc/dovecot or touches a system service.\n\
              instance_name = {instance}\n\
              base_dir = {run}\n\

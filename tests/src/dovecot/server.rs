@@ -216,7 +216,7 @@ impl Dovecot {
             .expect("this Dovecot runs with ServerTls::Off: it has no POP3S port")
     }
 
-    /// LMTP over TCP on [`LISTEN_IP`].
+    /// LMTP over TCP on [`LISTEN_IP`](super::LISTEN_IP).
     pub fn lmtp_port(&self) -> u16 {
         self.ports.lmtp
     }

@@ -69,7 +69,7 @@ impl<'a> Words<'a> {
     }
 
     /// The next astring: quoted (with `\` escapes), a literal already
-    /// inlined by [`Conn::read_command`] (`{n}` followed by n bytes), or an
+    /// inlined by [`Conn::read_command`](super::conn::Conn::read_command) (`{n}` followed by n bytes), or an
     /// atom.
     pub(super) fn astring(&mut self) -> Vec<u8> {
         self.skip_spaces();

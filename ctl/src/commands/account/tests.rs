@@ -27,6 +27,10 @@ fn alice() -> OwnedDict {
     p.insert("MessageCount".into(), owned(Value::U32(120)));
     p.insert("UnreadCount".into(), owned(Value::U32(3)));
     p.insert("Folders".into(), owned(Value::from(folders)));
+    p.insert("LastErrorCode".into(), owned(Value::from("")));
+    p.insert("AttentionNeeded".into(), owned(Value::Bool(false)));
+    p.insert("NextRetry".into(), owned(Value::U64(0)));
+    p.insert("Progress".into(), owned(Value::from((40u32, 120u32))));
     p.insert("ZNewProperty".into(), owned(Value::from("later")));
     p
 }
@@ -68,6 +72,20 @@ fn show_puts_known_properties_first_and_keeps_new_ones() {
     );
     assert!(text.contains("UseUnified:       yes\n"), "{text}");
     assert!(text.contains("LastError:        -\n"), "{text}");
+    assert!(text.contains("LastErrorCode:    -\n"), "{text}");
+    assert!(text.contains("AttentionNeeded:  no\n"), "{text}");
+    assert!(text.contains("NextRetry:        -\n"), "{text}");
+    assert!(
+        text.contains("Progress:         40/120 messages\n"),
+        "{text}"
+    );
+    // The health properties come right after State, in this order.
+    let at = |k: &str| keys.iter().position(|n| *n == k);
+    assert!(at("State") < at("AttentionNeeded"), "{text}");
+    assert!(at("AttentionNeeded") < at("LastErrorCode"), "{text}");
+    assert!(at("LastError") < at("NextRetry"), "{text}");
+    assert!(at("NextRetry") < at("Progress"), "{text}");
+    assert!(at("Progress") < at("LastSync"), "{text}");
     assert!(show_text(&bob()).contains("LastSync:         never"));
 }
 
