@@ -132,6 +132,7 @@ impl Engine {
             let state = match failure.kind {
                 FailureKind::Auth
                 | FailureKind::Tls
+                | FailureKind::Certificate
                 | FailureKind::NotSupported
                 | FailureKind::DiskFull => State::Error,
                 FailureKind::Credentials => State::NeedsCredentials,

@@ -128,6 +128,7 @@ impl Poller {
                     let st = match f.kind {
                         FailureKind::Auth
                         | FailureKind::Tls
+                        | FailureKind::Certificate
                         | FailureKind::NotSupported
                         | FailureKind::DiskFull => State::Error,
                         _ => State::Offline,
