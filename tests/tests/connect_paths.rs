@@ -22,7 +22,7 @@ use facteur_tests::dovecot::DovecotOptions;
 use facteur_tests::silent::{SilentServer, IMAP_GREETING, POP3_GREETING};
 use facteur_tests::tls::TestCa;
 use facteur_tests::{wait_account, Bus, Facteurd, Props, Settings, LOOPBACK};
-use support::{verify_settings, Report};
+use support::{verify_settings, Mail, Report};
 
 /// The command deadline the daemon gets in these tests.
 const COMMAND_TIMEOUT_MS: &str = "1500";
@@ -72,6 +72,7 @@ fn assert_timed_out(r: &Report) {
     );
     assert!(step.detail.contains("timed out"), "{r}");
     assert!(r.str("incoming-error").contains("timed out"), "{r}");
+    assert!(r.str("incoming-error").contains(LOOPBACK), "names the host: {r}");
     assert!(
         r.ok_steps("incoming").contains(&"greeting".to_owned()),
         "the greeting was read: {r}"
@@ -184,7 +185,7 @@ fn untrusted_certificate_is_named_and_coded() {
         .create_account(&settings)
         .unwrap_or_else(|e| panic!("CreateAccount failed: {e}"));
     let p = wait_account(&bus, &d, &path, "refusing the certificate", DEADLINE, |p| {
-        p.str("LastErrorCode") == "certificate-untrusted"
+        p.str("State") == "error" && p.str("LastErrorCode") == "certificate-untrusted"
     });
     let last = p.str("LastError");
     assert!(last.contains("localhost"), "{last}");
@@ -237,4 +238,33 @@ fn wrong_password_reads_as_a_sentence() {
         !d.log().contains(&wrong),
         "the password leaked into the log"
     );
+}
+
+#[test]
+fn pop3_and_smtp_refusals_read_as_sentences() {
+    let mail = Mail::start();
+    let bus = Bus::start();
+    let d = facteurd(&bus, &mail.ca, &[]);
+    let wrong = facteur_tests::unique_secret("wrong");
+    let login = support::ALICE;
+    let pop = mail
+        .alice()
+        .s("incoming-password", &wrong)
+        .s("incoming-protocol", "pop3")
+        .q("incoming-port", mail.dovecot.pop3s_port())
+        .s("incoming-security", "tls");
+    let r = verify_settings(&bus, &pop).expect("a report");
+    for service in ["incoming", "smtp"] {
+        assert!(!r.bool(&format!("{service}-ok")), "{r}");
+        assert_eq!(r.failed_step(service).step, "auth", "{r}");
+        let error = r.str(&format!("{service}-error"));
+        assert!(
+            error.contains(&format!("refused the password for login {login} (")),
+            "{service}: {r}"
+        );
+        assert_no_debug_text(service, &error);
+        assert!(!error.contains("permanent error"), "{service}: {error}");
+        assert!(!error.contains(&wrong), "the password leaked: {error}");
+    }
+    assert!(!d.log().contains(&wrong), "the password leaked into the log");
 }

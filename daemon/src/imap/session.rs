@@ -283,6 +283,17 @@ pub async fn connect(settings: &Settings, password: &str) -> Result<(ImapSession
     Ok((session, caps))
 }
 
+/// `f` with the host named: the helpers above say "The server" for any
+/// server.
+fn named(host: &str, mut f: Failure) -> Failure {
+    if let Some(rest) = f.message.strip_prefix("The server ") {
+        if !rest.starts_with(host) {
+            f.message = format!("The server {host} {rest}");
+        }
+    }
+    f
+}
+
 fn has(caps: &[String], name: &str) -> bool {
     caps.iter().any(|c| c.eq_ignore_ascii_case(name))
 }
@@ -318,7 +329,9 @@ pub async fn open(
         let limit = net::reply_timeout() * 2 + net::tls_timeout();
         client = steps
             .run(StepKind::Starttls, limit, async move {
-                let caps = client_capabilities(&mut client).await?;
+                let caps = client_capabilities(&mut client)
+                    .await
+                    .map_err(|f| named(host, f))?;
                 if !has(&caps, "STARTTLS") {
                     return Err(Failure::new(
                         FailureKind::Tls,
@@ -333,7 +346,8 @@ pub async fn open(
                     "STARTTLS",
                     client.run_command_and_check_ok("STARTTLS", None),
                 )
-                .await?;
+                .await
+                .map_err(|f| named(host, f))?;
                 // into_inner() drops whatever the server sent after its OK:
                 // nothing read before TLS is trusted after it (response
                 // injection).
@@ -364,7 +378,9 @@ pub async fn open(
     let limit = net::reply_timeout() + net::auth_timeout();
     let mut session = steps
         .run(StepKind::Auth, limit, async {
-            let caps = client_capabilities(&mut client).await?;
+            let caps = client_capabilities(&mut client)
+                .await
+                .map_err(|f| named(host, f))?;
             let offered: Vec<&str> = caps
                 .iter()
                 .filter_map(|c| {
@@ -449,4 +465,25 @@ pub fn drain(session: &mut ImapSession) -> bool {
         }
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_name_the_host_once() {
+        let f = Failure::new(
+            FailureKind::Timeout,
+            "The server did not answer CAPABILITY within 10 s: timed out",
+        );
+        let f = named("imap.example.net", f);
+        assert_eq!(
+            f.message,
+            "The server imap.example.net did not answer CAPABILITY within 10 s: timed out"
+        );
+        assert_eq!(named("imap.example.net", f.clone()).message, f.message);
+        let other = Failure::new(FailureKind::Connection, "Nothing listens");
+        assert_eq!(named("h", other).message, "Nothing listens");
+    }
 }
