@@ -268,3 +268,54 @@ fn pop3_and_smtp_refusals_read_as_sentences() {
     }
     assert!(!d.log().contains(&wrong), "the password leaked into the log");
 }
+
+#[test]
+fn too_many_connections_is_a_server_limit() {
+    let user = "frank@example.test";
+    let pw = facteur_tests::unique_secret("frank");
+    let dovecot = support::dovecot(
+        DovecotOptions {
+            max_userip_connections: 1,
+            ..DovecotOptions::default()
+        },
+        user,
+        &pw,
+    );
+    let bus = Bus::start();
+    let d = facteurd(&bus, dovecot.ca(), &[]);
+    let settings = Settings::minimal(user, "localhost")
+        .s("name", "limited")
+        .q("incoming-port", dovecot.imaps_port())
+        .s("incoming-security", "tls")
+        .s("incoming-password", &pw);
+    // The account's engine holds the one connection allowed (IDLE).
+    let path = bus
+        .create_account(&settings)
+        .unwrap_or_else(|e| panic!("CreateAccount failed: {e}"));
+    wait_account(&bus, &d, &path, "idle", DEADLINE, |p| {
+        p.str("State") == "idle"
+    });
+    let r = verify_settings(&bus, &settings).expect("a report");
+    assert!(!r.bool("incoming-ok"), "{r}");
+    let error = r.str("incoming-error");
+    assert!(error.contains("limit of its own"), "{r}");
+    assert!(error.contains("[LIMIT]"), "{r}");
+    assert!(error.contains("localhost"), "{r}");
+    assert_no_debug_text("incoming-error", &error);
+
+    // A second account on the same login: server-limit, retried (offline).
+    let second = Settings::minimal("frank.two@example.test", "localhost")
+        .s("name", "limited-two")
+        .s("incoming-login", user)
+        .q("incoming-port", dovecot.imaps_port())
+        .s("incoming-security", "tls")
+        .s("incoming-password", &pw);
+    let path = bus
+        .create_account(&second)
+        .unwrap_or_else(|e| panic!("CreateAccount failed: {e}"));
+    let p = wait_account(&bus, &d, &path, "at the server's limit", DEADLINE, |p| {
+        p.str("LastErrorCode") == "server-limit"
+    });
+    assert_eq!(p.str("State"), "offline");
+    assert_no_debug_text("LastError", &p.str("LastError"));
+}

@@ -294,6 +294,33 @@ fn named(host: &str, mut f: Failure) -> Failure {
     f
 }
 
+/// A `* BYE` that came in the unsolicited responses and names a limit of
+/// the server's (Dovecot: "Maximum number of connections from user+IP
+/// exceeded", right after the login), as a failure.
+fn limit_bye(session: &mut ImapSession, host: &str) -> Option<Failure> {
+    use async_imap::types::UnsolicitedResponse as U;
+    while let Ok(r) = session.unsolicited_responses.try_recv() {
+        let U::Other(resp) = r else { continue };
+        if let imap_proto::Response::Data {
+            status: imap_proto::Status::Bye,
+            outcome,
+        } = resp.parsed()
+        {
+            let text = clean(outcome.information.as_deref().unwrap_or_default());
+            if is_limit(&text) {
+                return Some(Failure::new(
+                    FailureKind::ServerLimit,
+                    format!(
+                        "The server {host} closed the connection after the login, for a limit of \
+                         its own ({text}); facteur tries again later"
+                    ),
+                ));
+            }
+        }
+    }
+    None
+}
+
 fn has(caps: &[String], name: &str) -> bool {
     caps.iter().any(|c| c.eq_ignore_ascii_case(name))
 }
@@ -426,7 +453,10 @@ pub async fn open(
     let caps = steps
         .run(StepKind::Capabilities, net::reply_timeout(), async {
             let caps =
-                step_within(net::REPLY_TIMEOUT, "CAPABILITY", session.capabilities()).await?;
+                match step_within(net::REPLY_TIMEOUT, "CAPABILITY", session.capabilities()).await {
+                    Ok(caps) => caps,
+                    Err(f) => return Err(limit_bye(&mut session, host).unwrap_or(named(host, f))),
+                };
             let caps = caps_of(&caps);
             let found: Vec<&str> = INTERESTING
                 .iter()
