@@ -72,7 +72,10 @@ fn assert_timed_out(r: &Report) {
     );
     assert!(step.detail.contains("timed out"), "{r}");
     assert!(r.str("incoming-error").contains("timed out"), "{r}");
-    assert!(r.str("incoming-error").contains(LOOPBACK), "names the host: {r}");
+    assert!(
+        r.str("incoming-error").contains(LOOPBACK),
+        "names the host: {r}"
+    );
     assert!(
         r.ok_steps("incoming").contains(&"greeting".to_owned()),
         "the greeting was read: {r}"
@@ -266,7 +269,10 @@ fn pop3_and_smtp_refusals_read_as_sentences() {
         assert!(!error.contains("permanent error"), "{service}: {error}");
         assert!(!error.contains(&wrong), "the password leaked: {error}");
     }
-    assert!(!d.log().contains(&wrong), "the password leaked into the log");
+    assert!(
+        !d.log().contains(&wrong),
+        "the password leaked into the log"
+    );
 }
 
 #[test]
