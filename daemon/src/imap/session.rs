@@ -12,7 +12,7 @@
 //! Every step and every command afterwards runs under a deadline from
 //! [`crate::net::timeouts`]: async-imap has none of its own. A refusal is
 //! told in words: the server's text, not async-imap's debug form, and a
-//! server's own limit ([LIMIT], [UNAVAILABLE], [INUSE], [OVERQUOTA] of
+//! server's own limit (`[LIMIT]`, `[UNAVAILABLE]`, `[INUSE]`, `[OVERQUOTA]` of
 //! RFC 5530, or "too many connections") is [`FailureKind::ServerLimit`].
 
 use std::future::Future;

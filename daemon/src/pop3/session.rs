@@ -11,7 +11,7 @@
 //!
 //! [`failure`] tells a client error in words: a refused password names the
 //! host and the login with the server's text, and the response codes of a
-//! server's own limit ([IN-USE], [LOGIN-DELAY], [SYS/TEMP], RFC 2449 and
+//! server's own limit (`[IN-USE]`, `[LOGIN-DELAY]`, `[SYS/TEMP]`, RFC 2449 and
 //! RFC 3206) are [`FailureKind::ServerLimit`].
 
 use tracing::debug;

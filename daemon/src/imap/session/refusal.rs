@@ -3,8 +3,8 @@
 //! async-imap reports a `NO` or `BAD` with the response's debug form
 //! (`code: None, info: Some("[AUTHENTICATIONFAILED] Authentication
 //! failed.")`); these helpers take the server's words out of it, tell a
-//! refused password from a server's own limit (RFC 5530 [LIMIT],
-//! [UNAVAILABLE], [INUSE], [OVERQUOTA], or "too many connections") and
+//! refused password from a server's own limit (RFC 5530 `[LIMIT]`,
+//! `[UNAVAILABLE]`, `[INUSE]`, `[OVERQUOTA]`, or "too many connections") and
 //! build the sentence a person reads.
 
 use crate::net::steps::clean;
@@ -111,7 +111,7 @@ fn unescape(s: &str) -> String {
 }
 
 /// Whether a server's text says it refused for a limit of its own: the
-/// RFC 5530 response codes [LIMIT], [UNAVAILABLE], [INUSE], [OVERQUOTA],
+/// RFC 5530 response codes `[LIMIT]`, `[UNAVAILABLE]`, `[INUSE]`, `[OVERQUOTA]`,
 /// or words saying so (too many connections).
 pub fn is_limit(text: &str) -> bool {
     let upper = text.to_ascii_uppercase();
