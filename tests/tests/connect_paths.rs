@@ -22,7 +22,7 @@ use facteur_tests::dovecot::DovecotOptions;
 use facteur_tests::silent::{SilentServer, IMAP_GREETING, POP3_GREETING};
 use facteur_tests::tls::TestCa;
 use facteur_tests::{wait_account, Bus, Facteurd, Props, Settings, LOOPBACK};
-use support::{verify_settings, Report};
+use support::{verify_settings, Mail, Report};
 
 /// The command deadline the daemon gets in these tests.
 const COMMAND_TIMEOUT_MS: &str = "1500";
@@ -72,6 +72,10 @@ fn assert_timed_out(r: &Report) {
     );
     assert!(step.detail.contains("timed out"), "{r}");
     assert!(r.str("incoming-error").contains("timed out"), "{r}");
+    assert!(
+        r.str("incoming-error").contains(LOOPBACK),
+        "names the host: {r}"
+    );
     assert!(
         r.ok_steps("incoming").contains(&"greeting".to_owned()),
         "the greeting was read: {r}"
@@ -184,7 +188,7 @@ fn untrusted_certificate_is_named_and_coded() {
         .create_account(&settings)
         .unwrap_or_else(|e| panic!("CreateAccount failed: {e}"));
     let p = wait_account(&bus, &d, &path, "refusing the certificate", DEADLINE, |p| {
-        p.str("LastErrorCode") == "certificate-untrusted"
+        p.str("State") == "error" && p.str("LastErrorCode") == "certificate-untrusted"
     });
     let last = p.str("LastError");
     assert!(last.contains("localhost"), "{last}");
@@ -237,4 +241,87 @@ fn wrong_password_reads_as_a_sentence() {
         !d.log().contains(&wrong),
         "the password leaked into the log"
     );
+}
+
+#[test]
+fn pop3_and_smtp_refusals_read_as_sentences() {
+    let mail = Mail::start();
+    let bus = Bus::start();
+    let d = facteurd(&bus, &mail.ca, &[]);
+    let wrong = facteur_tests::unique_secret("wrong");
+    let login = support::ALICE;
+    let pop = mail
+        .alice()
+        .s("incoming-password", &wrong)
+        .s("incoming-protocol", "pop3")
+        .q("incoming-port", mail.dovecot.pop3s_port())
+        .s("incoming-security", "tls");
+    let r = verify_settings(&bus, &pop).expect("a report");
+    for service in ["incoming", "smtp"] {
+        assert!(!r.bool(&format!("{service}-ok")), "{r}");
+        assert_eq!(r.failed_step(service).step, "auth", "{r}");
+        let error = r.str(&format!("{service}-error"));
+        assert!(
+            error.contains(&format!("refused the password for login {login} (")),
+            "{service}: {r}"
+        );
+        assert_no_debug_text(service, &error);
+        assert!(!error.contains("permanent error"), "{service}: {error}");
+        assert!(!error.contains(&wrong), "the password leaked: {error}");
+    }
+    assert!(
+        !d.log().contains(&wrong),
+        "the password leaked into the log"
+    );
+}
+
+#[test]
+fn too_many_connections_is_a_server_limit() {
+    let user = "frank@example.test";
+    let pw = facteur_tests::unique_secret("frank");
+    let dovecot = support::dovecot(
+        DovecotOptions {
+            max_userip_connections: 1,
+            ..DovecotOptions::default()
+        },
+        user,
+        &pw,
+    );
+    let bus = Bus::start();
+    let d = facteurd(&bus, dovecot.ca(), &[]);
+    let settings = Settings::minimal(user, "localhost")
+        .s("name", "limited")
+        .q("incoming-port", dovecot.imaps_port())
+        .s("incoming-security", "tls")
+        .s("incoming-password", &pw);
+    // The account's engine holds the one connection allowed (IDLE).
+    let path = bus
+        .create_account(&settings)
+        .unwrap_or_else(|e| panic!("CreateAccount failed: {e}"));
+    wait_account(&bus, &d, &path, "idle", DEADLINE, |p| {
+        p.str("State") == "idle"
+    });
+    let r = verify_settings(&bus, &settings).expect("a report");
+    assert!(!r.bool("incoming-ok"), "{r}");
+    let error = r.str("incoming-error");
+    assert!(error.contains("limit of its own"), "{r}");
+    assert!(error.contains("[LIMIT]"), "{r}");
+    assert!(error.contains("localhost"), "{r}");
+    assert_no_debug_text("incoming-error", &error);
+
+    // A second account on the same login: server-limit, retried (offline).
+    let second = Settings::minimal("frank.two@example.test", "localhost")
+        .s("name", "limited-two")
+        .s("incoming-login", user)
+        .q("incoming-port", dovecot.imaps_port())
+        .s("incoming-security", "tls")
+        .s("incoming-password", &pw);
+    let path = bus
+        .create_account(&second)
+        .unwrap_or_else(|e| panic!("CreateAccount failed: {e}"));
+    let p = wait_account(&bus, &d, &path, "at the server's limit", DEADLINE, |p| {
+        p.str("LastErrorCode") == "server-limit"
+    });
+    assert_eq!(p.str("State"), "offline");
+    assert_no_debug_text("LastError", &p.str("LastError"));
 }

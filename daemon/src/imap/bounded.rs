@@ -11,7 +11,7 @@
 //! CRLF announces N bytes of literal (message bodies, which may be large
 //! and are bounded separately by [`MAX_LITERAL`]) that are passed through
 //! uncounted, but only in a response where imap-proto reads a literal
-//! ([`admits_literals`]: FETCH, LIST, LSUB, STATUS, ID, and the lines of
+//! (`admits_literals`: FETCH, LIST, LSUB, STATUS, ID, and the lines of
 //! such a response after a literal). Anywhere else a `{N}` is text that
 //! async-imap would not wait for (`* OK x {268435455}` is a complete
 //! response): honouring it would let the endless line after it through.

@@ -12,7 +12,7 @@
 //! Every step and every command afterwards runs under a deadline from
 //! [`crate::net::timeouts`]: async-imap has none of its own. A refusal is
 //! told in words: the server's text, not async-imap's debug form, and a
-//! server's own limit ([LIMIT], [UNAVAILABLE], [INUSE], [OVERQUOTA] of
+//! server's own limit (`[LIMIT]`, `[UNAVAILABLE]`, `[INUSE]`, `[OVERQUOTA]` of
 //! RFC 5530, or "too many connections") is [`FailureKind::ServerLimit`].
 
 use std::future::Future;
@@ -20,6 +20,11 @@ use std::time::Duration;
 
 use async_imap::{Client, Session};
 use tracing::debug;
+
+mod refusal;
+
+pub use refusal::{imap_failure, is_limit, said};
+use refusal::{login_refused, quoted_text};
 
 use super::bounded::Bounded;
 use crate::net::steps::{self, clean, SESSION_BUDGET};
@@ -94,145 +99,6 @@ pub async fn step_within<T>(
                 shown(limit)
             ),
         )),
-    }
-}
-
-/// Classify an async-imap error. Its text is cut to a sentence's length:
-/// some errors quote everything the server sent.
-pub fn imap_failure(what: &str, e: async_imap::error::Error) -> Failure {
-    let mut f = classify(what, e);
-    if f.message.chars().count() > 300 {
-        f.message = f.message.chars().take(300).chain("…".chars()).collect();
-    }
-    f
-}
-
-fn classify(what: &str, e: async_imap::error::Error) -> Failure {
-    use async_imap::error::Error as E;
-    match e {
-        E::Io(io) => Failure::new(
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                FailureKind::Timeout
-            } else {
-                FailureKind::Connection
-            },
-            format!("The connection broke during {what}: {io}"),
-        ),
-        E::ConnectionLost => Failure::new(
-            FailureKind::Connection,
-            format!("The server closed the connection during {what}"),
-        ),
-        E::No(m) | E::Bad(m) => {
-            let text = said(&m);
-            let kind = if is_limit(&text) {
-                FailureKind::ServerLimit
-            } else {
-                FailureKind::Protocol
-            };
-            Failure::new(
-                kind,
-                format!("The server refused {what}{}", quoted_text(&text)),
-            )
-        }
-        other => Failure::new(
-            FailureKind::Protocol,
-            format!("{what} failed: {}", clean(&other.to_string())),
-        ),
-    }
-}
-
-/// ` (text)`, or nothing for an empty text.
-fn quoted_text(text: &str) -> String {
-    if text.is_empty() {
-        String::new()
-    } else {
-        format!(" ({text})")
-    }
-}
-
-/// What the server said, out of the text of an async-imap `No`/`Bad`:
-/// async-imap puts the response's debug form there (`code: None, info:
-/// Some("[AUTHENTICATIONFAILED] Authentication failed.")`); a person wants
-/// `[AUTHENTICATIONFAILED] Authentication failed.`. Text in another form is
-/// kept as it is (cleaned).
-pub fn said(m: &str) -> String {
-    for key in ["info: ", "information: "] {
-        let Some(at) = m.find(key) else { continue };
-        let rest = &m[at + key.len()..];
-        if rest.starts_with("None") {
-            return alert_of(m);
-        }
-        if let Some(quoted) = rest.strip_prefix("Some(\"") {
-            return clean(&format!("{}{}", alert_of(m), unescape(quoted)));
-        }
-    }
-    clean(m)
-}
-
-/// `[ALERT] ` when the debug form carries that code (the one response
-/// code imap-proto parses that a person must see).
-fn alert_of(m: &str) -> String {
-    if m.contains("code: Some(Alert)") {
-        "[ALERT] ".to_owned()
-    } else {
-        String::new()
-    }
-}
-
-/// A Rust debug string up to its closing quote, unescaped.
-fn unescape(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => break,
-            '\\' => match chars.next() {
-                Some('n') | Some('r') | Some('t') => out.push(' '),
-                Some(other) => out.push(other),
-                None => break,
-            },
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Whether a server's text says it refused for a limit of its own: the
-/// RFC 5530 response codes [LIMIT], [UNAVAILABLE], [INUSE], [OVERQUOTA],
-/// or words saying so (too many connections).
-pub fn is_limit(text: &str) -> bool {
-    let upper = text.to_ascii_uppercase();
-    ["[LIMIT]", "[UNAVAILABLE]", "[INUSE]", "[OVERQUOTA]"]
-        .iter()
-        .any(|code| upper.contains(code))
-        || net::mentions_limit(text)
-}
-
-/// A refused login as a failure: a server limit, or the password refused.
-fn login_refused(host: &str, login: &str, e: async_imap::error::Error) -> Failure {
-    match e {
-        async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m) => {
-            let text = said(&m);
-            if is_limit(&text) {
-                Failure::new(
-                    FailureKind::ServerLimit,
-                    format!(
-                        "The server {host} refused the login for {login} for now, for a limit of \
-                         its own{}; facteur tries again later",
-                        quoted_text(&text)
-                    ),
-                )
-            } else {
-                Failure::new(
-                    FailureKind::Auth,
-                    format!(
-                        "The server {host} refused the password for login {login}{}",
-                        quoted_text(&text)
-                    ),
-                )
-            }
-        }
-        other => imap_failure("the login", other),
     }
 }
 
@@ -417,6 +283,44 @@ pub async fn connect(settings: &Settings, password: &str) -> Result<(ImapSession
     Ok((session, caps))
 }
 
+/// `f` with the host named: the helpers above say "The server" for any
+/// server.
+fn named(host: &str, mut f: Failure) -> Failure {
+    if let Some(rest) = f.message.strip_prefix("The server ") {
+        if !rest.starts_with(host) {
+            f.message = format!("The server {host} {rest}");
+        }
+    }
+    f
+}
+
+/// A `* BYE` that came in the unsolicited responses and names a limit of
+/// the server's (Dovecot: "Maximum number of connections from user+IP
+/// exceeded", right after the login), as a failure.
+fn limit_bye(session: &mut ImapSession, host: &str) -> Option<Failure> {
+    use async_imap::types::UnsolicitedResponse as U;
+    while let Ok(r) = session.unsolicited_responses.try_recv() {
+        let U::Other(resp) = r else { continue };
+        if let imap_proto::Response::Data {
+            status: imap_proto::Status::Bye,
+            outcome,
+        } = resp.parsed()
+        {
+            let text = clean(outcome.information.as_deref().unwrap_or_default());
+            if is_limit(&text) {
+                return Some(Failure::new(
+                    FailureKind::ServerLimit,
+                    format!(
+                        "The server {host} closed the connection after the login, for a limit of \
+                         its own ({text}); facteur tries again later"
+                    ),
+                ));
+            }
+        }
+    }
+    None
+}
+
 fn has(caps: &[String], name: &str) -> bool {
     caps.iter().any(|c| c.eq_ignore_ascii_case(name))
 }
@@ -452,7 +356,9 @@ pub async fn open(
         let limit = net::reply_timeout() * 2 + net::tls_timeout();
         client = steps
             .run(StepKind::Starttls, limit, async move {
-                let caps = client_capabilities(&mut client).await?;
+                let caps = client_capabilities(&mut client)
+                    .await
+                    .map_err(|f| named(host, f))?;
                 if !has(&caps, "STARTTLS") {
                     return Err(Failure::new(
                         FailureKind::Tls,
@@ -467,7 +373,8 @@ pub async fn open(
                     "STARTTLS",
                     client.run_command_and_check_ok("STARTTLS", None),
                 )
-                .await?;
+                .await
+                .map_err(|f| named(host, f))?;
                 // into_inner() drops whatever the server sent after its OK:
                 // nothing read before TLS is trusted after it (response
                 // injection).
@@ -498,7 +405,9 @@ pub async fn open(
     let limit = net::reply_timeout() + net::auth_timeout();
     let mut session = steps
         .run(StepKind::Auth, limit, async {
-            let caps = client_capabilities(&mut client).await?;
+            let caps = client_capabilities(&mut client)
+                .await
+                .map_err(|f| named(host, f))?;
             let offered: Vec<&str> = caps
                 .iter()
                 .filter_map(|c| {
@@ -544,7 +453,10 @@ pub async fn open(
     let caps = steps
         .run(StepKind::Capabilities, net::reply_timeout(), async {
             let caps =
-                step_within(net::REPLY_TIMEOUT, "CAPABILITY", session.capabilities()).await?;
+                match step_within(net::REPLY_TIMEOUT, "CAPABILITY", session.capabilities()).await {
+                    Ok(caps) => caps,
+                    Err(f) => return Err(limit_bye(&mut session, host).unwrap_or(named(host, f))),
+                };
             let caps = caps_of(&caps);
             let found: Vec<&str> = INTERESTING
                 .iter()
@@ -588,77 +500,20 @@ pub fn drain(session: &mut ImapSession) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_imap::error::Error as E;
 
     #[test]
-    fn the_server_text_is_taken_out_of_the_debug_form() {
-        assert_eq!(
-            said(r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#),
-            "[AUTHENTICATIONFAILED] Authentication failed."
+    fn failures_name_the_host_once() {
+        let f = Failure::new(
+            FailureKind::Timeout,
+            "The server did not answer CAPABILITY within 10 s: timed out",
         );
-        assert_eq!(
-            said(r#"code: Some(Alert), info: Some("Say \"hi\"")"#),
-            "[ALERT] Say \"hi\""
-        );
-        assert_eq!(said("code: None, info: None"), "");
-        assert_eq!(
-            said(
-                r#"outcome: ResponseOutcome { code: None, information: Some("No such mailbox") }"#
-            ),
-            "No such mailbox"
-        );
-        assert_eq!(said("plain words"), "plain words");
-    }
-
-    #[test]
-    fn a_refused_password_reads_as_a_sentence() {
-        let e = E::No(
-            r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#.to_owned(),
-        );
-        let f = login_refused("127.0.0.1", "bench1", e);
-        assert_eq!(f.kind, FailureKind::Auth);
+        let f = named("imap.example.net", f);
         assert_eq!(
             f.message,
-            "The server 127.0.0.1 refused the password for login bench1 \
-             ([AUTHENTICATIONFAILED] Authentication failed.)"
+            "The server imap.example.net did not answer CAPABILITY within 10 s: timed out"
         );
-        for debug in ["Some(", "None", "code:"] {
-            assert!(!f.message.contains(debug), "{f}");
-        }
-    }
-
-    #[test]
-    fn server_limits_at_login_are_their_own_kind() {
-        for text in [
-            "[LIMIT] Too many sessions",
-            "[UNAVAILABLE] Backend down",
-            "[INUSE] Mailbox locked",
-            "[OVERQUOTA] Over quota",
-            "Maximum number of connections from user+IP exceeded",
-        ] {
-            let e = E::No(format!("code: None, info: Some({text:?})"));
-            let f = login_refused("imap.example.net", "ann", e);
-            assert_eq!(f.kind, FailureKind::ServerLimit, "{text}: {f}");
-            assert_eq!(f.code(), "server-limit");
-            assert!(f.message.contains(text), "{f}");
-        }
-    }
-
-    #[test]
-    fn other_refusals_keep_the_words_only() {
-        let f = imap_failure(
-            "SELECT",
-            E::No(r#"code: None, info: Some("Mailbox doesn't exist: Foo")"#.to_owned()),
-        );
-        assert_eq!(f.kind, FailureKind::Protocol);
-        assert_eq!(
-            f.message,
-            "The server refused SELECT (Mailbox doesn't exist: Foo)"
-        );
-        let f = imap_failure(
-            "APPEND",
-            E::No(r#"code: None, info: Some("[OVERQUOTA] Quota exceeded")"#.to_owned()),
-        );
-        assert_eq!(f.kind, FailureKind::ServerLimit);
+        assert_eq!(named("imap.example.net", f.clone()).message, f.message);
+        let other = Failure::new(FailureKind::Connection, "Nothing listens");
+        assert_eq!(named("h", other).message, "Nothing listens");
     }
 }

@@ -185,7 +185,10 @@ pub fn describe_tls_error(e: &io::Error, host: &str) -> String {
                     "it is self-signed or issued by an unknown authority".to_owned()
                 }
                 C::Revoked => "it has been revoked".to_owned(),
-                C::BadSignature => "its signature is invalid".to_owned(),
+                C::BadSignature => "its signature does not verify against the trusted authorities \
+                                     (it was signed by an authority this system does not trust, \
+                                     or altered)"
+                    .to_owned(),
                 C::UnsupportedSignatureAlgorithmContext { .. }
                 | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
                     "its signature does not match the key of any trusted authority \
@@ -266,7 +269,10 @@ mod tests {
             ),
             (C::Expired, "it has expired"),
             (C::NotValidForName, "it is not valid for mail.example.net"),
-            (C::BadSignature, "its signature is invalid"),
+            (
+                C::BadSignature,
+                "does not verify against the trusted authorities",
+            ),
         ] {
             let f = refused(cert);
             assert_eq!(f.kind, FailureKind::Certificate, "{f}");

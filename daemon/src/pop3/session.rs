@@ -11,7 +11,7 @@
 //!
 //! [`failure`] tells a client error in words: a refused password names the
 //! host and the login with the server's text, and the response codes of a
-//! server's own limit ([IN-USE], [LOGIN-DELAY], [SYS/TEMP], RFC 2449 and
+//! server's own limit (`[IN-USE]`, `[LOGIN-DELAY]`, `[SYS/TEMP]`, RFC 2449 and
 //! RFC 3206) are [`FailureKind::ServerLimit`].
 
 use tracing::debug;
@@ -57,6 +57,17 @@ fn limit_reason(code: &ResponseCode) -> Option<&'static str> {
 /// and (for a refused login) the login; never a password.
 pub fn failure(host: &str, login: &str, e: Error) -> Failure {
     match &e {
+        Error::AuthenticationFailed {
+            code: None,
+            message,
+        } if net::mentions_limit(message) => Failure::new(
+            FailureKind::ServerLimit,
+            format!(
+                "The server {host} refused the login for {login} for now, for a limit of its \
+                     own ({}); facteur tries again later",
+                clean(message)
+            ),
+        ),
         Error::AuthenticationFailed { code, message } => {
             let said = match code {
                 Some(c) => clean(&format!("[{c}] {message}")),
@@ -314,6 +325,11 @@ mod tests {
         }
         let f = failure("h", "u", server(None, "Too many connections"));
         assert_eq!(f.kind, FailureKind::ServerLimit);
+        let e = Error::AuthenticationFailed {
+            code: None,
+            message: "Maximum number of connections from user+IP exceeded".to_owned(),
+        };
+        assert_eq!(failure("h", "u", e).kind, FailureKind::ServerLimit);
         let f = failure("h", "u", server(Some(ResponseCode::SysPerm), "broken"));
         assert_eq!(f.kind, FailureKind::Protocol);
     }
