@@ -95,8 +95,8 @@ fn typed<'a>(key: &keys::Key, value: &'a Given) -> Result<Typed<'a>, Invalid> {
         (KeyKind::Bool, Given::Bool(b)) => return Ok(Typed::Bool(*b)),
         (KeyKind::U16 | KeyKind::U32, Given::Int(n)) => {
             let fits = match key.kind {
-                KeyKind::U16 => u16::try_from(*n).map(|v| Typed::U16(v)).ok(),
-                _ => u32::try_from(*n).map(|v| Typed::U32(v)).ok(),
+                KeyKind::U16 => u16::try_from(*n).map(Typed::U16).ok(),
+                _ => u32::try_from(*n).map(Typed::U32).ok(),
             };
             return fits.ok_or_else(|| {
                 invalid(

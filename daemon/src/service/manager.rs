@@ -148,12 +148,12 @@ impl Manager {
     #[zbus(out_args("message"))]
     async fn get_message(&self, id: &str) -> Result<Vec<u8>, Error> {
         let (mid, record) = self.find(id)?;
-        // A damaged file is NotFound (see `errors::internal`).
-        self.daemon
-            .store
-            .message(&mid, &record)
-            .await
-            .map_err(|e| internal(e.context(format!("Message {id}"))))
+        self.daemon.store.message(&mid, &record).await.map_err(|e| {
+            match e.downcast::<crate::store::Damaged>() {
+                Ok(d) => Error::NotFound(super::text::dbus_string(format!("Message {id}: {d}"))),
+                Err(e) => internal(e),
+            }
+        })
     }
 
     /// Delete a message locally (and on the server where the account says so).

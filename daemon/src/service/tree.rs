@@ -11,11 +11,13 @@
 //! - **Introspection of parent nodes.** zbus's `Introspectable` writes the
 //!   whole subtree below a node, every child's interfaces included, where
 //!   the specification (and every other implementation) lists child nodes
-//!   by name only. systemd's busctl misreads those nested interfaces (its
-//!   parser keeps a method argument's `direction="in"` and reports it for
-//!   the next signal's arguments: `Unexpected signal <arg> direction value
-//!   'in'.`, three per `NewMessages` nested under `/`, `/org` and
-//!   `/org/facteur`). Every parent node — `/`, `/org`, `/org/facteur`, the
+//!   by name only. systemd's busctl (252) misreads those nested
+//!   interfaces: inside a child node its parser carries the last method
+//!   argument's direction over to the next signal, so `DeleteMessage`'s
+//!   `direction="in"` lands on the three arguments of `NewMessages` and it
+//!   prints `Unexpected signal <arg> direction value 'in'.` three times for
+//!   each of `/`, `/org` and `/org/facteur` (nine for `busctl tree`). The
+//!   served XML itself never puts a direction on a signal argument. Every parent node — `/`, `/org`, `/org/facteur`, the
 //!   root object and `/org/facteur/Facteur1/accounts` — therefore gets
 //!   [`Introspection`] instead: its own interfaces, then `<node name="…"/>`
 //!   for each child. Account objects are leaves, and zbus's own answer for
