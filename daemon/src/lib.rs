@@ -273,7 +273,8 @@ pub async fn run_with(
     if matches!(daemon.secrets, secrets::SecretStore::File(_)) {
         orphans.await;
     } else {
-        tokio::spawn(orphans);
+        // Tracked: shutdown waits for (or aborts) it.
+        daemon.scheduler.spawn(orphans);
     }
     daemon.refresh_credentials().await;
     daemon.load_status();
@@ -365,7 +366,12 @@ async fn watch_store(daemon: Arc<Daemon>) {
         if !recovered {
             continue;
         }
-        daemon.load_status();
+        // Counts and folder roles read the whole index: off the async
+        // workers.
+        let d = daemon.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || d.load_status()).await {
+            warn!("Cannot refresh the accounts after the store came back: {e}");
+        }
         for account in daemon.accounts.all() {
             let d = daemon.clone();
             // Tracked: shutdown waits for (or aborts) it.
