@@ -116,12 +116,12 @@ impl Driver {
             match delay {
                 Some(d) => warn!(
                     "Account {}: {failure}; retrying in about {} s.",
-                    self.reporter_id(),
+                    self.engine.id(),
                     d.as_secs()
                 ),
                 None => warn!(
                     "Account {}: {failure}; waiting for new credentials.",
-                    self.reporter_id()
+                    self.engine.id()
                 ),
             }
             self.reporter
@@ -153,10 +153,6 @@ impl Driver {
                 }
             }
         }
-    }
-
-    fn reporter_id(&self) -> &str {
-        self.engine.id()
     }
 
     /// One connected session, until it fails or is cancelled. `waiting`
