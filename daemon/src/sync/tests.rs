@@ -1,6 +1,6 @@
-//! The sync loop end to end inside the crate: a POP3 engine against a
-//! scripted server on 127.0.0.1 that refuses the password, with the test
-//! playing the events loop.
+//! The sync loop inside the crate: a POP3 engine against a scripted server
+//! on 127.0.0.1 that refuses the password, with the test playing the events
+//! loop; the scheduler's one engine per account and its shutdown.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -170,4 +170,38 @@ fn a_refused_password_waits_for_credentials_and_a_sync_answers_after_the_state()
         cancel.cancel();
         engine.await.expect("the engine ends when cancelled");
     });
+}
+
+#[tokio::test]
+async fn one_engine_per_account_and_none_after_shutdown() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = crate::store::Store::open(dir.path()).expect("a store");
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let scheduler = super::Scheduler::new(store, tx);
+    let closed = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let settings = Settings {
+        email: "f@example.test".into(),
+        incoming_protocol: Protocol::Pop3,
+        incoming_host: "127.0.0.1".into(),
+        incoming_port: Some(closed),
+        incoming_security: Security::None,
+        ..Settings::default()
+    };
+    let pw = || Zeroizing::new("pw".to_owned());
+    // Two starts at once: serialised, the first engine displaced.
+    tokio::join!(
+        scheduler.start("f", settings.clone(), pw()),
+        scheduler.start("f", settings.clone(), pw())
+    );
+    assert!(scheduler.is_running("f").await);
+    assert!(scheduler.reconfigure("f", settings.clone()).await);
+    assert!(!scheduler.reconfigure("nobody", settings.clone()).await);
+    scheduler.shutdown().await;
+    assert!(!scheduler.is_running("f").await);
+    // Nothing starts once the daemon is stopping.
+    scheduler.start("f", settings, pw()).await;
+    assert!(!scheduler.is_running("f").await);
 }
