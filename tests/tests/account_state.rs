@@ -137,7 +137,10 @@ fn a_failed_sync_has_set_offline_and_its_error_before_the_reply() {
     let p = bus.account(&path);
     let now = unix_now();
     assert_eq!(p.str("State"), "offline", "after {err}");
-    assert!(!p.str("LastError").is_empty(), "LastError is empty after {err}");
+    assert!(
+        !p.str("LastError").is_empty(),
+        "LastError is empty after {err}"
+    );
     assert_eq!(p.str("LastErrorCode"), "connection-failed");
     assert!(!p.bool("AttentionNeeded"));
     assert!(
@@ -173,11 +176,17 @@ fn a_wrong_password_waits_for_credentials_and_an_update_fixes_it() {
         let (_, refused) = logins(&dovecot);
         (refused >= 2).then_some(refused)
     })
-    .unwrap_or_else(|| panic!("Dovecot logged fewer than two refused logins:\n{}", dovecot.log()));
+    .unwrap_or_else(|| {
+        panic!(
+            "Dovecot logged fewer than two refused logins:\n{}",
+            dovecot.log()
+        )
+    });
     std::thread::sleep(QUIET);
     let (_, after) = logins(&dovecot);
     assert_eq!(
-        before, after,
+        before,
+        after,
         "facteurd kept trying the refused password:\n{}",
         last_lines(&d.log(), 40)
     );
@@ -295,7 +304,9 @@ fn progress_grows_during_a_first_sync_and_ends_at_zero() {
             "Progress does not grow: {seen:?}"
         );
     }
-    assert!(during.iter().all(|(done, total)| *total > 0 && done <= total));
+    assert!(during
+        .iter()
+        .all(|(done, total)| *total > 0 && done <= total));
     assert_eq!(during.last().map(|p| p.1), Some(COUNT), "{seen:?}");
     assert_eq!(seen.last(), Some(&(0, 0)), "Progress did not end at (0, 0)");
 }
@@ -337,7 +348,8 @@ fn renaming_and_a_new_poll_interval_do_not_reconnect() {
     );
     let (logins_after, _) = logins(&dovecot);
     assert_eq!(
-        logins_before, logins_after,
+        logins_before,
+        logins_after,
         "the Update logged in again\n{}",
         last_lines(&d.log(), 40)
     );

@@ -1,6 +1,6 @@
 //! # IMAP accounts
 //!
-//! The operations the sync layer ([`crate::sync`]) drives to keep one IMAP
+//! The operations the sync layer (the `sync` module) drives to keep one IMAP
 //! account in sync: connect and log in ([`Engine::connect`], through
 //! [`session`]), a pass over the folders ([`Engine::pass`], through
 //! [`sync`]), a wait for new mail with IDLE on INBOX or NOOP polling when

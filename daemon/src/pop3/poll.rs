@@ -18,7 +18,7 @@
 //! sent again next time. Message numbers are used inside one session only.
 //!
 //! The schedule around sessions (interval, backoff, requests, state) is
-//! the sync layer's ([`crate::sync`]); this module only knows how to poll
+//! the sync layer's (the `sync` module); this module only knows how to poll
 //! once and how to delete a message, and tells what it stores through an
 //! [`Observer`].
 

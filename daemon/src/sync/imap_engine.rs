@@ -35,6 +35,11 @@ use crate::settings::Settings;
 /// own, shorter deadline; this one only guards the sum).
 const CONNECT_LIMIT: Duration = Duration::from_secs(5 * 60);
 
+/// Longest a pass may take as a whole: each command has its own deadline;
+/// this bounds the sum (a first sync of a large account on a slow link
+/// takes long, but never stays `syncing` for good).
+const PASS_LIMIT: Duration = Duration::from_secs(60 * 60);
+
 /// Why a session ended.
 enum End {
     Cancelled,
@@ -111,12 +116,12 @@ impl Driver {
             match delay {
                 Some(d) => warn!(
                     "Account {}: {failure}; retrying in about {} s.",
-                    self.reporter_id(),
+                    self.engine.id(),
                     d.as_secs()
                 ),
                 None => warn!(
                     "Account {}: {failure}; waiting for new credentials.",
-                    self.reporter_id()
+                    self.engine.id()
                 ),
             }
             self.reporter
@@ -148,10 +153,6 @@ impl Driver {
                 }
             }
         }
-    }
-
-    fn reporter_id(&self) -> &str {
-        self.engine.id()
     }
 
     /// One connected session, until it fails or is cancelled. `waiting`
@@ -220,7 +221,19 @@ impl Driver {
             let full = Instant::now() >= full_due || !pending.is_empty();
             if full || inbox_dirty {
                 self.reporter.syncing();
-                match self.engine.pass(&mut session, full).await {
+                let pass = tokio::time::timeout(PASS_LIMIT, self.engine.pass(&mut session, full))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failure::new(
+                            FailureKind::Timeout,
+                            format!(
+                                "A pass over {} took longer than {} minutes",
+                                self.engine.settings().incoming_host,
+                                PASS_LIMIT.as_secs() / 60
+                            ),
+                        ))
+                    });
+                match pass {
                     Ok(new) => {
                         let answered = std::mem::take(&mut pending);
                         // Asked for during this pass: another one now.

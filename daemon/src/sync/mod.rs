@@ -28,3 +28,6 @@ pub mod wait;
 
 pub use scheduler::{Request, Scheduler};
 pub use state::{Field, State, Status};
+
+#[cfg(test)]
+mod tests;
