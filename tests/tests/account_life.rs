@@ -180,7 +180,12 @@ fn a_new_account_never_gets_the_id_of_one_whose_passwords_are_still_to_remove() 
     let second = bus
         .create_account(&alice(&dovecot))
         .unwrap_or_else(|e| panic!("second CreateAccount failed: {e}\n{}", d.log()));
-    assert_ne!(first, second, "the new account took the old id");
+    assert_ne!(
+        first,
+        second,
+        "the new account took the old id; log:\n{}",
+        last_lines(&d.log(), 30)
+    );
     unlock_keyring(&bus);
     let old = names::account_id(&first).expect("a path").to_owned();
     let gone = wait_until(DEADLINE, || {

@@ -112,6 +112,7 @@ impl Lifecycle {
     /// the store.
     pub async fn prepare(&self) -> Ready {
         let cleanup = self.cleanup();
+        cleanup.reconcile().await;
         let orphans_done = match *self.secrets {
             SecretStore::File(_) => cleanup.remove_orphans().await,
             SecretStore::Service(_) => false,
