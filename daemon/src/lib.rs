@@ -328,9 +328,12 @@ pub async fn run_with(
         ),
     };
     if let Some(e) = refused {
+        store_watch.abort();
+        let _ = store_watch.await;
         daemon.scheduler.shutdown().await;
         daemon.life.shutdown().await;
         events.abort();
+        let _ = events.await;
         return Err(e.into());
     }
     info!(
@@ -345,9 +348,13 @@ pub async fn run_with(
 
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     store_watch.abort();
+    let _ = store_watch.await;
+    // Engines first (their last events still reach the loop), then the
+    // tracked background tasks, then the events loop.
     daemon.scheduler.shutdown().await;
     daemon.life.shutdown().await;
     events.abort();
+    let _ = events.await;
     if let Err(e) = conn.release_name(names::BUS_NAME).await {
         warn!("Cannot release the bus name: {e}");
     }
@@ -388,7 +395,8 @@ async fn watch_store(daemon: Arc<Daemon>) {
         daemon.life.load_status().await;
         for account in daemon.accounts.all() {
             let d = daemon.clone();
-            tokio::spawn(async move {
+            // Tracked: shutdown waits for (or aborts) it.
+            daemon.scheduler.spawn(async move {
                 if let Err(f) = d.scheduler.sync(&account.id).await {
                     debug!(
                         "Account {}: the pass after the store came back: {f}",

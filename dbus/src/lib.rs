@@ -33,8 +33,10 @@ pub mod names {
     /// Prefix of every error name the daemon answers with.
     pub const ERROR_PREFIX: &str = "org.facteur.Facteur1.Error";
 
-    /// Every property of the Account interface, as DESIGN.md lists them
-    /// (plus `AcceptInvalidCerts`).
+    /// Every property of the Account interface: DESIGN.md's list, plus
+    /// `AcceptInvalidCerts` and the health and progress properties
+    /// (`LastErrorCode`, `AttentionNeeded`, `NextRetry`, `Progress`) whose
+    /// names DESIGN.md reserves.
     pub const ACCOUNT_PROPERTIES: &[&str] = &[
         "Id",
         "Name",
@@ -57,11 +59,32 @@ pub mod names {
         "State",
         "LastError",
         "LastErrorCode",
+        "AttentionNeeded",
+        "NextRetry",
+        "Progress",
         "LastSync",
         "MessageCount",
         "UnreadCount",
         "AcceptInvalidCerts",
     ];
+
+    /// The Account properties that describe run-time status rather than
+    /// settings: they change without `Update`, each announced with
+    /// PropertiesChanged.
+    pub const STATUS_PROPERTIES: &[&str] = &[
+        "State",
+        "LastError",
+        "LastErrorCode",
+        "AttentionNeeded",
+        "NextRetry",
+        "Progress",
+        "LastSync",
+        "MessageCount",
+        "UnreadCount",
+    ];
+
+    /// Every property of the Manager interface.
+    pub const MANAGER_PROPERTIES: &[&str] = &["Version", "SecretStore"];
 
     /// The object path of the account with the given id.
     pub fn account_path(id: &str) -> String {
@@ -90,6 +113,44 @@ pub mod state {
     pub const NEEDS_CREDENTIALS: &str = "needs-credentials";
     /// The account is switched off.
     pub const DISABLED: &str = "disabled";
+}
+
+/// Values of the `LastErrorCode` property of an account: a stable code a
+/// program can branch on, where `LastError` is the sentence for a person.
+pub mod error_code {
+    /// Healthy: no error since the last successful pass.
+    pub const NONE: &str = "";
+    /// The server refused the login or password.
+    pub const AUTH_FAILED: &str = "auth-failed";
+    /// TLS could not be set up with the server.
+    pub const TLS_FAILED: &str = "tls-failed";
+    /// The server's certificate is not trusted.
+    pub const CERTIFICATE_UNTRUSTED: &str = "certificate-untrusted";
+    /// The server could not be reached or closed the connection.
+    pub const CONNECTION_FAILED: &str = "connection-failed";
+    /// The server did not answer in time.
+    pub const TIMEOUT: &str = "timeout";
+    /// The server answered something facteur cannot use.
+    pub const PROTOCOL: &str = "protocol";
+    /// The disk holding the mail store is full.
+    pub const DISK_FULL: &str = "disk-full";
+    /// The keyring holding the password is locked.
+    pub const KEYRING_LOCKED: &str = "keyring-locked";
+    /// The server refused for a limit (too many connections, quota, rate).
+    pub const SERVER_LIMIT: &str = "server-limit";
+    /// Every code, `NONE` first.
+    pub const ALL: &[&str] = &[
+        NONE,
+        AUTH_FAILED,
+        TLS_FAILED,
+        CERTIFICATE_UNTRUSTED,
+        CONNECTION_FAILED,
+        TIMEOUT,
+        PROTOCOL,
+        DISK_FULL,
+        KEYRING_LOCKED,
+        SERVER_LIMIT,
+    ];
 }
 
 /// Values of the Manager's `SecretStore` property.

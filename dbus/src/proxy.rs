@@ -147,9 +147,20 @@ pub trait Account {
     /// The last error, empty when none.
     #[zbus(property)]
     fn last_error(&self) -> zbus::Result<String>;
-    /// The stable code of the last error, empty when healthy.
+    /// The stable code of the last error (see [`crate::error_code`]),
+    /// empty when healthy.
     #[zbus(property)]
     fn last_error_code(&self) -> zbus::Result<String>;
+    /// True when only the user can fix what is wrong (credentials, an
+    /// untrusted certificate).
+    #[zbus(property)]
+    fn attention_needed(&self) -> zbus::Result<bool>;
+    /// Unix seconds of the next retry while backing off, 0 when none.
+    #[zbus(property)]
+    fn next_retry(&self) -> zbus::Result<u64>;
+    /// (done, total) messages of the current pass, (0, 0) when idle.
+    #[zbus(property)]
+    fn progress(&self) -> zbus::Result<(u32, u32)>;
     /// Unix seconds of the last successful sync, 0 if never.
     #[zbus(property)]
     fn last_sync(&self) -> zbus::Result<u64>;

@@ -193,3 +193,142 @@ fn other_methods_answer_results_or_contract_errors() {
         }
     }
 }
+
+/// The doc comment (`<!-- Name: … -->`) right before each member.
+fn doc_before<'a>(file: &'a str, tag: &str, name: &str) -> Option<&'a str> {
+    let at = file.find(&format!("<{tag} name=\"{name}\""))?;
+    let before = file[..at].trim_end();
+    let body = before.strip_suffix("-->")?;
+    let start = body.rfind("<!--")?;
+    Some(body[start + 4..].trim())
+}
+
+#[test]
+fn the_xml_file_documents_every_member_key_and_value() {
+    let text = checked_in();
+    let file = parse(&text).expect("dbus/org.facteur.Facteur1.xml parses");
+    let mut undocumented = Vec::new();
+    for iface in facteur_tests::xml::interfaces(&file) {
+        for tag in ["method", "signal", "property"] {
+            for m in iface.children_named(tag) {
+                let name = m.attr("name").unwrap_or("?");
+                match doc_before(&text, tag, name) {
+                    Some(doc)
+                        if doc.starts_with(&format!("{name}:")) && doc.len() > name.len() + 8 => {}
+                    _ => undocumented.push(format!("{tag} {name}")),
+                }
+            }
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "no doc comment before: {undocumented:?}"
+    );
+    // The values a client branches on, and every dictionary key.
+    let mut missing = Vec::new();
+    let mut want = |what: &str, s: String| {
+        if !text.contains(&s) {
+            missing.push(format!("{what} {s}"));
+        }
+    };
+    for code in facteur_dbus::error_code::ALL
+        .iter()
+        .filter(|c| !c.is_empty())
+    {
+        want("LastErrorCode", format!(" {code} "));
+    }
+    want("LastErrorCode", "''".into());
+    use facteur_dbus::state;
+    for s in [
+        state::IDLE,
+        state::SYNCING,
+        state::OFFLINE,
+        state::ERROR,
+        state::NEEDS_CREDENTIALS,
+        state::DISABLED,
+    ] {
+        want("State", format!(" {s} "));
+    }
+    for e in [
+        "InvalidArgument",
+        "NotFound",
+        "AlreadyExists",
+        "AuthenticationFailed",
+        "ConnectionFailed",
+        "TlsFailed",
+        "Timeout",
+        "NotSupported",
+        "Internal",
+    ] {
+        want("error", format!("{}.{e} ", names::ERROR_PREFIX));
+    }
+    for k in facteur_dbus::KEYS {
+        want("settings key", format!("{} {}", k.name, k.kind.signature()));
+    }
+    for k in [
+        "id s",
+        "account o",
+        "folder s",
+        "from s",
+        "subject s",
+        "date x",
+        "size t",
+        "seen b",
+        "flagged b",
+        "has-attachments b",
+        "message-id s",
+    ] {
+        want("summary key", k.to_owned());
+    }
+    for k in [
+        "name s",
+        "role s",
+        "delimiter s",
+        "selectable b",
+        "messages u",
+        "unread u",
+    ] {
+        want("folder key", k.to_owned());
+    }
+    for k in ["source s", "verified b"] {
+        want("candidate key", k.to_owned());
+    }
+    assert!(missing.is_empty(), "not documented in the XML: {missing:?}");
+}
+
+#[test]
+fn every_key_of_a_verify_report_is_documented() {
+    let text = checked_in();
+    let bus = Bus::start();
+    let _d = Facteurd::start(&bus);
+    let settings = Settings::unreachable("doc@example.org").s("incoming-password", "pw");
+    let reply = bus
+        .call_facteur(
+            names::ROOT_PATH,
+            names::MANAGER_INTERFACE,
+            "VerifySettings",
+            &(settings.as_dict(),),
+        )
+        .expect("VerifySettings answers");
+    let report: std::collections::HashMap<String, zbus::zvariant::OwnedValue> =
+        reply.body().deserialize().expect("an a{sv}");
+    assert!(report.len() >= 7, "{report:?}");
+    let mut keys: BTreeSet<String> = report.keys().cloned().collect();
+    let steps: Vec<std::collections::HashMap<String, zbus::zvariant::OwnedValue>> = report["steps"]
+        .try_clone()
+        .expect("clone")
+        .try_into()
+        .expect("steps is aa{sv}");
+    assert!(!steps.is_empty(), "no step tried: {report:?}");
+    for s in &steps {
+        keys.extend(s.keys().cloned());
+    }
+    let undocumented: Vec<_> = keys
+        .iter()
+        .filter(|k| !text.contains(&format!(" {k} ")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "report keys not in the XML: {undocumented:?}"
+    );
+}

@@ -1109,8 +1109,8 @@ fn a_wrong_password_is_reported_and_not_retried_in_a_loop() {
         // than 80 s.
         .u("poll-interval-minutes", 1);
     let path = create(&bus, &d, &settings);
-    let props = wait_account(&bus, &d, &path, "State error", |p| {
-        p.str("State") == "error"
+    let props = wait_account(&bus, &d, &path, "State needs-credentials", |p| {
+        p.str("State") == "needs-credentials"
     });
     let err = props.str("LastError");
     assert!(
@@ -1136,7 +1136,7 @@ fn a_wrong_password_is_reported_and_not_retried_in_a_loop() {
         "the password was retried within 5 s:\n{}",
         failed_logins(&dovecot).join("\n")
     );
-    assert_eq!(bus.account(&path).str("State"), "error");
+    assert_eq!(bus.account(&path).str("State"), "needs-credentials");
 
     // Sync is a person asking: it tries once more and says why it failed.
     let e = sync(&bus, &path).expect_err("Sync with a wrong password must fail");

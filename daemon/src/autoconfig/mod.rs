@@ -27,22 +27,20 @@
 //! deployments: `--discovery-http-base`, `--discovery-dns` and
 //! `--provider-db` (see [`crate::Options`]).
 //!
-//! It owns no D-Bus code beyond turning a [`Candidate`] into its settings
-//! dictionary, and never stores anything.
+//! It owns no D-Bus code (the service turns a [`Candidate`] into its
+//! settings dictionary) and never stores anything.
 
 pub mod config;
 pub mod dns;
 pub mod http;
 pub mod probe;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context as _;
 use futures_util::future::join_all;
 use tracing::info;
-use zbus::zvariant::{OwnedValue, Value};
 
 use crate::settings::Security;
 use config::{AddressParts, Kind, Provider, Server};
@@ -400,55 +398,6 @@ pub fn from_provider(p: &Provider, parts: &AddressParts<'_>, source: Source) -> 
         .collect()
 }
 
-fn put(d: &mut HashMap<String, OwnedValue>, key: &str, value: Value<'_>) {
-    if let Ok(v) = OwnedValue::try_from(value) {
-        d.insert(key.to_owned(), v);
-    }
-}
-
-impl Candidate {
-    /// The candidate as a settings dictionary for `address` (the keys of
-    /// CreateAccount, no password) with `source` and `verified`. Logins
-    /// equal to their default (the address; the incoming login for SMTP)
-    /// are left out, so they follow later changes of the address.
-    pub fn to_dict(&self, address: &str) -> HashMap<String, OwnedValue> {
-        use facteur_dbus::keys;
-        let mut d = HashMap::new();
-        let i = &self.incoming;
-        put(&mut d, keys::EMAIL, Value::from(address));
-        put(
-            &mut d,
-            keys::INCOMING_PROTOCOL,
-            Value::from(i.kind.as_str()),
-        );
-        put(&mut d, keys::INCOMING_HOST, Value::from(i.host.as_str()));
-        put(&mut d, keys::INCOMING_PORT, Value::from(i.port));
-        put(
-            &mut d,
-            keys::INCOMING_SECURITY,
-            Value::from(i.security.as_str()),
-        );
-        if i.login != address {
-            put(&mut d, keys::INCOMING_LOGIN, Value::from(i.login.as_str()));
-        }
-        if let Some(s) = &self.smtp {
-            put(&mut d, keys::SMTP_HOST, Value::from(s.host.as_str()));
-            put(&mut d, keys::SMTP_PORT, Value::from(s.port));
-            put(
-                &mut d,
-                keys::SMTP_SECURITY,
-                Value::from(s.security.as_str()),
-            );
-            if s.login != i.login {
-                put(&mut d, keys::SMTP_LOGIN, Value::from(s.login.as_str()));
-            }
-        }
-        put(&mut d, "source", Value::from(self.source.as_str()));
-        put(&mut d, "verified", Value::from(self.verified));
-        d
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,8 +429,7 @@ mod tests {
         let parts = AddressParts::new("emily@me.com").expect("an address");
         let c = &from_provider(icloud, &parts, Source::ProviderDb)[0];
         assert_eq!(c.incoming.login, "emily");
-        let d = c.to_dict("emily@me.com");
-        assert!(d.contains_key("incoming-login"));
-        assert!(d.contains_key("smtp-login"));
+        let smtp = c.smtp.as_ref().expect("an SMTP server");
+        assert_eq!(smtp.login, "emily");
     }
 }

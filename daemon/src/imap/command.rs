@@ -9,15 +9,18 @@
 //!
 //! [`run`] sends a command and reads its responses itself: it succeeds only
 //! on the tagged `OK` of that command; `NO`/`BAD`, a `BYE`, the end of the
-//! stream or a stall of [`net::COMMAND_TIMEOUT`] between two responses is a
-//! [`Failure`]. The helpers below take what the sync needs out of the
+//! stream or a stall of the command deadline ([`net::command_timeout`])
+//! between two responses is a [`Failure`]: a server limit
+//! ([`FailureKind::ServerLimit`], see [`super::session::is_limit`]) or a
+//! refusal in words. The helpers below take what the sync needs out of the
 //! untagged responses (FETCH attributes, LIST entries).
 
 use std::borrow::Cow;
 
 use imap_proto::{AttributeValue, MailboxDatum, Response, Status};
 
-use super::session::{imap_failure, ImapSession};
+use super::session::{imap_failure, is_limit, ImapSession};
+use crate::net::timeouts::shown;
 use crate::net::{self, Failure, FailureKind};
 
 /// Run `command` (`what` names it in errors) and hand every untagged
@@ -29,21 +32,30 @@ pub async fn run(
     command: &str,
     mut each: impl FnMut(&Response<'_>),
 ) -> Result<bool, Failure> {
-    let tag = tokio::time::timeout(net::COMMAND_TIMEOUT, session.run_command(command))
+    let limit = net::command_timeout();
+    let tag = tokio::time::timeout(limit, session.run_command(command))
         .await
-        .map_err(|_| timeout(what))?
+        .map_err(|_| timeout(what, limit))?
         .map_err(|e| imap_failure(what, e))?;
     let mut bye: Option<String> = None;
     let mut changed = false;
     loop {
-        let next = tokio::time::timeout(net::COMMAND_TIMEOUT, session.read_response())
+        let next = tokio::time::timeout(limit, session.read_response())
             .await
-            .map_err(|_| timeout(what))?
+            .map_err(|_| timeout(what, limit))?
             .map_err(|e| read_failure(what, e))?;
         let Some(resp) = next else {
-            let why = bye.map(|b| format!(": {b}")).unwrap_or_default();
+            let why = bye
+                .as_deref()
+                .map(|b| format!(" ({})", net::server_text(b)))
+                .unwrap_or_default();
+            let kind = if bye.as_deref().is_some_and(is_limit) {
+                FailureKind::ServerLimit
+            } else {
+                FailureKind::Connection
+            };
             return Err(Failure::new(
-                FailureKind::Connection,
+                kind,
                 format!("The server closed the connection in the middle of {what}{why}"),
             ));
         };
@@ -53,13 +65,10 @@ pub async fn run(
                 status,
                 outcome,
             } if *t == tag => {
-                let text = outcome.information.as_deref().unwrap_or_default();
+                let text = net::server_text(outcome.information.as_deref().unwrap_or_default());
                 return match status {
                     Status::Ok => Ok(changed),
-                    _ => Err(Failure::new(
-                        FailureKind::Protocol,
-                        format!("The server refused {what}: {status:?} {text}"),
-                    )),
+                    _ => Err(refused(what, status, &text)),
                 };
             }
             Response::Data {
@@ -119,14 +128,35 @@ fn read_failure(what: &str, e: std::io::Error) -> Failure {
     imap_failure(what, async_imap::error::Error::Io(e))
 }
 
-fn timeout(what: &str) -> Failure {
+fn timeout(what: &str, limit: std::time::Duration) -> Failure {
     Failure::new(
         FailureKind::Timeout,
         format!(
-            "The server stalled for {} s during {what}",
-            net::COMMAND_TIMEOUT.as_secs()
+            "The server stalled for {} during {what}: timed out",
+            shown(limit)
         ),
     )
+}
+
+/// A tagged `NO` or `BAD` as a failure: a server limit or a refusal.
+fn refused(what: &str, status: &Status, text: &str) -> Failure {
+    let word = match status {
+        Status::No => "NO",
+        Status::Bad => "BAD",
+        Status::Bye => "BYE",
+        _ => "an unexpected status",
+    };
+    let kind = if is_limit(text) {
+        FailureKind::ServerLimit
+    } else {
+        FailureKind::Protocol
+    };
+    let said = if text.is_empty() {
+        String::new()
+    } else {
+        format!(" {text}")
+    };
+    Failure::new(kind, format!("The server refused {what} ({word}{said})"))
 }
 
 /// What a FETCH response said about one message.
@@ -220,6 +250,22 @@ pub fn internal_date(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_sentences_and_limits_their_own_kind() {
+        let f = refused("UID FETCH", &Status::No, "[OVERQUOTA] Quota exceeded");
+        assert_eq!(f.kind, FailureKind::ServerLimit);
+        assert_eq!(
+            f.message,
+            "The server refused UID FETCH (NO [OVERQUOTA] Quota exceeded)"
+        );
+        let f = refused("LIST", &Status::Bad, "Error in IMAP command");
+        assert_eq!(f.kind, FailureKind::Protocol);
+        assert!(!f.message.contains("Bad"), "{f}");
+        let f = timeout("SELECT", std::time::Duration::from_secs(60));
+        assert_eq!(f.kind, FailureKind::Timeout);
+        assert!(f.message.contains("60 s"), "{f}");
+    }
 
     #[test]
     fn internal_dates() {

@@ -1,12 +1,19 @@
 //! # IMAP connection and login
 //!
-//! Connects per the account's security (implicit TLS, STARTTLS that is
-//! required — never a silent fall back to plain text — or plain only when
-//! the account says `none`), reads the greeting, logs in with AUTHENTICATE
-//! PLAIN when offered and LOGIN otherwise, and re-reads the capabilities
-//! after login (Dovecot announces CONDSTORE and friends only then).
+//! The one connect/login path of IMAP, for the sync engine and Verify
+//! alike ([`open`]): connects per the account's security (implicit TLS,
+//! STARTTLS that is required — never a silent fall back to plain text — or
+//! plain only when the account says `none`), reads the greeting, logs in
+//! with AUTHENTICATE PLAIN when offered and LOGIN otherwise, and re-reads
+//! the capabilities after login (Dovecot announces CONDSTORE and friends
+//! only then). Each step is recorded in a [`Steps`]: Verify reports them,
+//! the sync engine ([`connect`]) logs the one that failed.
 //!
-//! Every step runs under a timeout: async-imap has none of its own.
+//! Every step and every command afterwards runs under a deadline from
+//! [`crate::net::timeouts`]: async-imap has none of its own. A refusal is
+//! told in words: the server's text, not async-imap's debug form, and a
+//! server's own limit ([LIMIT], [UNAVAILABLE], [INUSE], [OVERQUOTA] of
+//! RFC 5530, or "too many connections") is [`FailureKind::ServerLimit`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,8 +22,22 @@ use async_imap::{Client, Session};
 use tracing::debug;
 
 use super::bounded::Bounded;
-use crate::net::{self, Failure, FailureKind, Stream};
+use crate::net::steps::{self, clean, SESSION_BUDGET};
+use crate::net::timeouts::shown;
+use crate::net::{self, Failure, FailureKind, Service, StepKind, Steps, Stream, Transport};
 use crate::settings::{Security, Settings};
+
+/// The capabilities a report names and the capabilities step's detail
+/// lists, when the server has them.
+pub const INTERESTING: &[&str] = &[
+    "IDLE",
+    "CONDSTORE",
+    "QRESYNC",
+    "UIDPLUS",
+    "MOVE",
+    "SPECIAL-USE",
+    "NOTIFY",
+];
 
 /// The stream under an IMAP client: response lines bounded (see
 /// [`Bounded`]).
@@ -46,7 +67,8 @@ pub struct Caps {
     pub all: Vec<String>,
 }
 
-/// Run an IMAP step under [`net::COMMAND_TIMEOUT`], mapping errors.
+/// Run an IMAP step under the command deadline
+/// ([`net::command_timeout`]), mapping errors.
 pub async fn step<T>(
     what: &str,
     fut: impl Future<Output = async_imap::error::Result<T>>,
@@ -54,20 +76,22 @@ pub async fn step<T>(
     step_within(net::COMMAND_TIMEOUT, what, fut).await
 }
 
-/// Run an IMAP step under `limit`.
+/// Run an IMAP step under `limit` (cut to `FACTEUR_COMMAND_TIMEOUT_MS`
+/// when that is set, see [`net::within`]).
 pub async fn step_within<T>(
     limit: Duration,
     what: &str,
     fut: impl Future<Output = async_imap::error::Result<T>>,
 ) -> Result<T, Failure> {
+    let limit = net::within(limit);
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(imap_failure(what, e)),
         Err(_) => Err(Failure::new(
             FailureKind::Timeout,
             format!(
-                "The server did not answer {what} within {} s",
-                limit.as_secs()
+                "The server did not answer {what} within {}: timed out",
+                shown(limit)
             ),
         )),
     }
@@ -98,11 +122,117 @@ fn classify(what: &str, e: async_imap::error::Error) -> Failure {
             FailureKind::Connection,
             format!("The server closed the connection during {what}"),
         ),
-        E::No(m) | E::Bad(m) => Failure::new(
+        E::No(m) | E::Bad(m) => {
+            let text = said(&m);
+            let kind = if is_limit(&text) {
+                FailureKind::ServerLimit
+            } else {
+                FailureKind::Protocol
+            };
+            Failure::new(
+                kind,
+                format!("The server refused {what}{}", quoted_text(&text)),
+            )
+        }
+        other => Failure::new(
             FailureKind::Protocol,
-            format!("The server refused {what}: {m}"),
+            format!("{what} failed: {}", clean(&other.to_string())),
         ),
-        other => Failure::new(FailureKind::Protocol, format!("{what} failed: {other}")),
+    }
+}
+
+/// ` (text)`, or nothing for an empty text.
+fn quoted_text(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(" ({text})")
+    }
+}
+
+/// What the server said, out of the text of an async-imap `No`/`Bad`:
+/// async-imap puts the response's debug form there (`code: None, info:
+/// Some("[AUTHENTICATIONFAILED] Authentication failed.")`); a person wants
+/// `[AUTHENTICATIONFAILED] Authentication failed.`. Text in another form is
+/// kept as it is (cleaned).
+pub fn said(m: &str) -> String {
+    for key in ["info: ", "information: "] {
+        let Some(at) = m.find(key) else { continue };
+        let rest = &m[at + key.len()..];
+        if rest.starts_with("None") {
+            return alert_of(m);
+        }
+        if let Some(quoted) = rest.strip_prefix("Some(\"") {
+            return clean(&format!("{}{}", alert_of(m), unescape(quoted)));
+        }
+    }
+    clean(m)
+}
+
+/// `[ALERT] ` when the debug form carries that code (the one response
+/// code imap-proto parses that a person must see).
+fn alert_of(m: &str) -> String {
+    if m.contains("code: Some(Alert)") {
+        "[ALERT] ".to_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// A Rust debug string up to its closing quote, unescaped.
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') | Some('r') | Some('t') => out.push(' '),
+                Some(other) => out.push(other),
+                None => break,
+            },
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether a server's text says it refused for a limit of its own: the
+/// RFC 5530 response codes [LIMIT], [UNAVAILABLE], [INUSE], [OVERQUOTA],
+/// or words saying so (too many connections).
+pub fn is_limit(text: &str) -> bool {
+    let upper = text.to_ascii_uppercase();
+    ["[LIMIT]", "[UNAVAILABLE]", "[INUSE]", "[OVERQUOTA]"]
+        .iter()
+        .any(|code| upper.contains(code))
+        || net::mentions_limit(text)
+}
+
+/// A refused login as a failure: a server limit, or the password refused.
+fn login_refused(host: &str, login: &str, e: async_imap::error::Error) -> Failure {
+    match e {
+        async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m) => {
+            let text = said(&m);
+            if is_limit(&text) {
+                Failure::new(
+                    FailureKind::ServerLimit,
+                    format!(
+                        "The server {host} refused the login for {login} for now, for a limit of \
+                         its own{}; facteur tries again later",
+                        quoted_text(&text)
+                    ),
+                )
+            } else {
+                Failure::new(
+                    FailureKind::Auth,
+                    format!(
+                        "The server {host} refused the password for login {login}{}",
+                        quoted_text(&text)
+                    ),
+                )
+            }
+        }
+        other => imap_failure("the login", other),
     }
 }
 
@@ -151,7 +281,8 @@ where
     // An unauthenticated Client has no capabilities() of its own: run the
     // command and collect its untagged answer from the side channel.
     let (tx, rx) = async_channel::bounded(16);
-    step(
+    step_within(
+        net::REPLY_TIMEOUT,
         "CAPABILITY",
         client.run_command_and_check_ok("CAPABILITY", Some(tx)),
     )
@@ -169,10 +300,6 @@ where
         }
     }
     Ok(all)
-}
-
-async fn capabilities(client: &mut Client<ImapStream>) -> Result<Caps, Failure> {
-    Ok(caps_from(client_capabilities(client).await?))
 }
 
 fn caps_from(all: Vec<String>) -> Caps {
@@ -230,13 +357,18 @@ where
         imap_proto::Response::Data {
             status: imap_proto::Status::Bye,
             outcome,
-        } => Err(Failure::new(
-            FailureKind::Connection,
-            format!(
-                "{host} refused the connection: {}",
-                outcome.information.as_deref().unwrap_or_default()
-            ),
-        )),
+        } => {
+            let text = clean(outcome.information.as_deref().unwrap_or_default());
+            let kind = if is_limit(&text) {
+                FailureKind::ServerLimit
+            } else {
+                FailureKind::Connection
+            };
+            Err(Failure::new(
+                kind,
+                format!("{host} refused the connection{}", quoted_text(&text)),
+            ))
+        }
         _ => Err(Failure::new(
             FailureKind::Protocol,
             format!("{host} did not greet as an IMAP server does; is this the right port?"),
@@ -244,104 +376,31 @@ where
     }
 }
 
-/// Connect and log in. Returns the session and the post-login
-/// capabilities.
+/// Connect and log in for the sync engine: [`open`] with a recorder of its
+/// own, whose failed step is logged; then ID (RFC 2971) when offered.
+/// Returns the session and the post-login capabilities.
 pub async fn connect(settings: &Settings, password: &str) -> Result<(ImapSession, Caps), Failure> {
     let host = settings.incoming_host.as_str();
     let port = settings.incoming_port();
-    let insecure = settings.accept_invalid_certs;
-    let stream = net::connect(
-        host,
-        port,
-        settings.incoming_security == Security::Tls,
-        insecure,
-    )
-    .await?;
-    let mut client = Client::new(Bounded::new(stream));
-    tokio::time::timeout(net::COMMAND_TIMEOUT, greeting(&mut client, host))
-        .await
-        .map_err(|_| {
-            Failure::new(
-                FailureKind::Timeout,
-                format!(
-                    "{host} sent no IMAP greeting within {} s",
-                    net::COMMAND_TIMEOUT.as_secs()
-                ),
-            )
-        })??;
-    let mut caps = capabilities(&mut client).await?;
-    if settings.incoming_security == Security::Starttls {
-        if !caps.all.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
-            return Err(Failure::new(
-                FailureKind::Tls,
-                format!(
-                    "{host}:{port} does not offer STARTTLS; refusing to log in over plain text \
-                     (use security tls on port 993, or none only on a trusted network)"
-                ),
-            ));
+    let mut steps = Steps::new(Service::Incoming, format!("{host}:{port}"), SESSION_BUDGET);
+    let (mut session, caps) = match open(settings, Some(password), &mut steps).await {
+        Ok(v) => v,
+        Err(f) => {
+            if let Some(s) = steps.last_failed() {
+                debug!(
+                    "IMAP {host}:{port}: the {} step failed after {} ms: {}",
+                    s.step.as_str(),
+                    s.elapsed.as_millis(),
+                    s.detail
+                );
+            }
+            return Err(f);
         }
-        step(
-            "STARTTLS",
-            client.run_command_and_check_ok("STARTTLS", None),
-        )
-        .await?;
-        // into_inner() drops whatever the server sent after its OK: nothing
-        // read before TLS is trusted after it (response injection).
-        let tls = net::starttls(client.into_inner().into_inner(), host, insecure).await?;
-        client = Client::new(Bounded::new(tls));
-        // RFC 3501 §6.2.1: capabilities learned before TLS are discarded.
-        caps = capabilities(&mut client).await?;
-    }
-    let login = settings.incoming_login();
-    let refused = |e: async_imap::error::Error| match e {
-        async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m) => Failure::new(
-            FailureKind::Auth,
-            format!("The server {host} refused the password for login {login}: {m}"),
-        ),
-        other => imap_failure("login", other),
     };
-    let session = if caps
-        .all
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case("AUTH=PLAIN"))
-    {
-        let auth = Plain { login, password };
-        tokio::time::timeout(net::COMMAND_TIMEOUT, client.authenticate("PLAIN", &auth))
-            .await
-            .map_err(|_| {
-                Failure::new(
-                    FailureKind::Timeout,
-                    format!("{host} did not answer the login"),
-                )
-            })?
-            .map_err(|(e, _)| refused(e))?
-    } else if caps
-        .all
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case("LOGINDISABLED"))
-    {
-        return Err(Failure::new(
-            FailureKind::NotSupported,
-            format!("{host} disables LOGIN on this connection and offers no AUTH=PLAIN"),
-        ));
-    } else {
-        tokio::time::timeout(net::COMMAND_TIMEOUT, client.login(login, password))
-            .await
-            .map_err(|_| {
-                Failure::new(
-                    FailureKind::Timeout,
-                    format!("{host} did not answer the login"),
-                )
-            })?
-            .map_err(|(e, _)| refused(e))?
-    };
-    let mut session = session;
-    let after = step("CAPABILITY", session.capabilities()).await?;
-    let caps = caps_of(&after);
-    drain(&mut session);
     if caps.id {
         // RFC 2971; some providers (NetEase) refuse SELECT without it.
-        let _ = step(
+        let _ = step_within(
+            net::REPLY_TIMEOUT,
             "ID",
             session.id([
                 ("name", Some("facteur")),
@@ -351,9 +410,165 @@ pub async fn connect(settings: &Settings, password: &str) -> Result<(ImapSession
         .await;
     }
     debug!(
-        "Logged in to {host}:{port} as {login}; capabilities {:?}.",
+        "Logged in to {host}:{port} as {}; capabilities {:?}.",
+        settings.incoming_login(),
         caps.all
     );
+    Ok((session, caps))
+}
+
+fn has(caps: &[String], name: &str) -> bool {
+    caps.iter().any(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// The one IMAP connect and login, step by step into `steps`: `dns`,
+/// `connect`, `tls` (implicit TLS), `greeting`, `starttls` (when the
+/// account asks for it), `auth` and `capabilities` (after login). Without
+/// a password the `auth` step fails with [`FailureKind::Credentials`].
+/// Returns the session and the post-login capabilities.
+pub async fn open(
+    settings: &Settings,
+    password: Option<&str>,
+    steps: &mut Steps,
+) -> Result<(ImapSession, Caps), Failure> {
+    let host = settings.incoming_host.as_str();
+    let port = settings.incoming_port();
+    let insecure = settings.accept_invalid_certs;
+    let tcp = steps::open_tcp(steps, host, port).await?;
+    let transport = if settings.incoming_security == Security::Tls {
+        steps::handshake(steps, StepKind::Tls, tcp, host, insecure, "").await?
+    } else {
+        Transport::Plain(tcp)
+    };
+    let mut client = Client::new(Bounded::new(net::timed(transport)));
+    steps
+        .run(StepKind::Greeting, net::reply_timeout(), async {
+            let text = greeting(&mut client, host).await?;
+            Ok(((), format!("* OK {}", clean(&text))))
+        })
+        .await?;
+
+    if settings.incoming_security == Security::Starttls {
+        let limit = net::reply_timeout() * 2 + net::tls_timeout();
+        client = steps
+            .run(StepKind::Starttls, limit, async move {
+                let caps = client_capabilities(&mut client).await?;
+                if !has(&caps, "STARTTLS") {
+                    return Err(Failure::new(
+                        FailureKind::Tls,
+                        format!(
+                            "{host}:{port} does not offer STARTTLS, so the password would travel \
+                             in clear text; use security tls (port 993), or ask the provider"
+                        ),
+                    ));
+                }
+                step_within(
+                    net::REPLY_TIMEOUT,
+                    "STARTTLS",
+                    client.run_command_and_check_ok("STARTTLS", None),
+                )
+                .await?;
+                // into_inner() drops whatever the server sent after its OK:
+                // nothing read before TLS is trusted after it (response
+                // injection).
+                let Transport::Plain(tcp) = net::untimed(client.into_inner().into_inner()) else {
+                    return Err(Failure::new(FailureKind::Protocol, "STARTTLS on TLS"));
+                };
+                let transport = net::upgrade(tcp, host, insecure).await?;
+                let detail = format!(
+                    "STARTTLS offered and accepted; {}",
+                    steps::tls_summary(&transport, insecure)
+                );
+                Ok((Client::new(Bounded::new(net::timed(transport))), detail))
+            })
+            .await?;
+    }
+
+    // RFC 3501 §6.2.1: capabilities learned before TLS are discarded.
+    let login = settings.incoming_login();
+    let Some(password) = password else {
+        return Err(steps.fail(
+            StepKind::Auth,
+            Failure::new(
+                FailureKind::Credentials,
+                format!("No password is known for login {login}"),
+            ),
+        ));
+    };
+    let limit = net::reply_timeout() + net::auth_timeout();
+    let mut session = steps
+        .run(StepKind::Auth, limit, async {
+            let caps = client_capabilities(&mut client).await?;
+            let offered: Vec<&str> = caps
+                .iter()
+                .filter_map(|c| {
+                    c.get(..5)
+                        .filter(|p| p.eq_ignore_ascii_case("AUTH="))
+                        .and_then(|_| c.get(5..))
+                })
+                .collect();
+            let offered_text = if offered.is_empty() {
+                "no AUTH= mechanism offered".to_owned()
+            } else {
+                format!("mechanisms offered: {}", offered.join(" "))
+            };
+            let (session, used) = if offered.iter().any(|m| m.eq_ignore_ascii_case("PLAIN")) {
+                let auth = Plain { login, password };
+                let s = client
+                    .authenticate("PLAIN", &auth)
+                    .await
+                    .map_err(|(e, _)| login_refused(host, login, e))?;
+                (s, "AUTHENTICATE PLAIN")
+            } else if has(&caps, "LOGINDISABLED") {
+                return Err(Failure::new(
+                    FailureKind::NotSupported,
+                    format!(
+                        "{host} refuses LOGIN on this connection and offers no AUTH=PLAIN \
+                         ({offered_text})"
+                    ),
+                ));
+            } else {
+                let s = client
+                    .login(login, password)
+                    .await
+                    .map_err(|(e, _)| login_refused(host, login, e))?;
+                (s, "LOGIN")
+            };
+            Ok((
+                session,
+                format!("{offered_text}; used {used}; logged in as {login}"),
+            ))
+        })
+        .await?;
+
+    let caps = steps
+        .run(StepKind::Capabilities, net::reply_timeout(), async {
+            let caps =
+                step_within(net::REPLY_TIMEOUT, "CAPABILITY", session.capabilities()).await?;
+            let caps = caps_of(&caps);
+            let found: Vec<&str> = INTERESTING
+                .iter()
+                .copied()
+                .filter(|name| has(&caps.all, name))
+                .collect();
+            let missing: Vec<&str> = INTERESTING
+                .iter()
+                .copied()
+                .filter(|name| !has(&caps.all, name))
+                .collect();
+            let mut detail = if found.is_empty() {
+                format!("none of {}", INTERESTING.join(", "))
+            } else {
+                found.join(" ")
+            };
+            if !missing.is_empty() && !found.is_empty() {
+                detail.push_str(&format!(" (not offered: {})", missing.join(" ")));
+            }
+            detail.push_str(&format!("; all: {}", clean(&caps.all.join(" "))));
+            Ok((caps, detail))
+        })
+        .await?;
+    drain(&mut session);
     Ok((session, caps))
 }
 
@@ -368,4 +583,82 @@ pub fn drain(session: &mut ImapSession) -> bool {
         }
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_imap::error::Error as E;
+
+    #[test]
+    fn the_server_text_is_taken_out_of_the_debug_form() {
+        assert_eq!(
+            said(r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(
+            said(r#"code: Some(Alert), info: Some("Say \"hi\"")"#),
+            "[ALERT] Say \"hi\""
+        );
+        assert_eq!(said("code: None, info: None"), "");
+        assert_eq!(
+            said(
+                r#"outcome: ResponseOutcome { code: None, information: Some("No such mailbox") }"#
+            ),
+            "No such mailbox"
+        );
+        assert_eq!(said("plain words"), "plain words");
+    }
+
+    #[test]
+    fn a_refused_password_reads_as_a_sentence() {
+        let e = E::No(
+            r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#.to_owned(),
+        );
+        let f = login_refused("127.0.0.1", "bench1", e);
+        assert_eq!(f.kind, FailureKind::Auth);
+        assert_eq!(
+            f.message,
+            "The server 127.0.0.1 refused the password for login bench1 \
+             ([AUTHENTICATIONFAILED] Authentication failed.)"
+        );
+        for debug in ["Some(", "None", "code:"] {
+            assert!(!f.message.contains(debug), "{f}");
+        }
+    }
+
+    #[test]
+    fn server_limits_at_login_are_their_own_kind() {
+        for text in [
+            "[LIMIT] Too many sessions",
+            "[UNAVAILABLE] Backend down",
+            "[INUSE] Mailbox locked",
+            "[OVERQUOTA] Over quota",
+            "Maximum number of connections from user+IP exceeded",
+        ] {
+            let e = E::No(format!("code: None, info: Some({text:?})"));
+            let f = login_refused("imap.example.net", "ann", e);
+            assert_eq!(f.kind, FailureKind::ServerLimit, "{text}: {f}");
+            assert_eq!(f.code(), "server-limit");
+            assert!(f.message.contains(text), "{f}");
+        }
+    }
+
+    #[test]
+    fn other_refusals_keep_the_words_only() {
+        let f = imap_failure(
+            "SELECT",
+            E::No(r#"code: None, info: Some("Mailbox doesn't exist: Foo")"#.to_owned()),
+        );
+        assert_eq!(f.kind, FailureKind::Protocol);
+        assert_eq!(
+            f.message,
+            "The server refused SELECT (Mailbox doesn't exist: Foo)"
+        );
+        let f = imap_failure(
+            "APPEND",
+            E::No(r#"code: None, info: Some("[OVERQUOTA] Quota exceeded")"#.to_owned()),
+        );
+        assert_eq!(f.kind, FailureKind::ServerLimit);
+    }
 }

@@ -90,6 +90,15 @@ struct Mark {
 }
 
 impl Engine {
+    /// The stored sync state of a folder, looked up off the async workers.
+    async fn folder_state(&self, name: &str) -> Result<Option<FolderState>, Failure> {
+        let (id, name) = (self.id.clone(), name.to_owned());
+        Ok(self
+            .blocking(move |store| store.folder(&id, &name))
+            .await?
+            .and_then(|f| f.state))
+    }
+
     /// One pass over one folder; returns the number of new messages and
     /// leaves the folder selected.
     pub(super) async fn sync_folder(
@@ -131,18 +140,15 @@ impl Engine {
         // mail: they are stored (and announced with their new ids), but only
         // those whose content was not there before count and are notified.
         let mut seen_before: Option<HashSet<String>> = None;
-        let mut known = self
-            .store
-            .folder(&self.id, &folder.name)
-            .map_err(local)?
-            .and_then(|f| f.state);
+        let mut known = self.folder_state(&folder.name).await?;
         if let Some(state) = known {
             if state.uidvalidity != uidvalidity {
                 info!(
                     "Account {}: UIDVALIDITY of {} changed ({} → {uidvalidity}); fetching it again.",
                     self.id, folder.display, state.uidvalidity
                 );
-                seen_before = Some(self.store.hashes(&self.id, folder.no).map_err(local)?);
+                let (id, no) = (self.id.clone(), folder.no);
+                seen_before = Some(self.blocking(move |store| store.hashes(&id, no)).await?);
                 self.store
                     .clear_folder(&self.id, folder, false)
                     .await
@@ -221,11 +227,7 @@ impl Engine {
                 std::sync::atomic::Ordering::Relaxed,
             );
         }
-        let after = self
-            .store
-            .folder(&self.id, &folder.name)
-            .map_err(local)?
-            .and_then(|f| f.state);
+        let after = self.folder_state(&folder.name).await?;
         let state = FolderState {
             uidvalidity,
             uidnext: next,
@@ -249,7 +251,8 @@ impl Engine {
         state: FolderState,
         (modseq, exists): (u64, u32),
     ) -> Result<Vec<u32>, Failure> {
-        let mut local_uids = self.store.uids(&self.id, folder.no).map_err(local)?;
+        let (id, no) = (self.id.clone(), folder.no);
+        let mut local_uids = self.blocking(move |store| store.uids(&id, no)).await?;
         // Below the mark, and over every stored UID (some may lie above a
         // mark held back by a UID the server left out).
         let top = state
@@ -396,10 +399,10 @@ impl Engine {
         listed.retain(|uid, _| *uid >= from || missing_set.contains(uid));
         // What is stored already is not fetched again (a mark held back by a
         // UID the server left out covers UIDs stored after it).
+        let (id, no) = (self.id.clone(), folder.no);
         let mut stored: BTreeSet<u32> = self
-            .store
-            .uids(&self.id, folder.no)
-            .map_err(local)?
+            .blocking(move |store| store.uids(&id, no))
+            .await?
             .into_keys()
             .collect();
         let mut batches: Vec<Vec<u32>> = Vec::new();
@@ -438,6 +441,9 @@ impl Engine {
         if !current.is_empty() {
             batches.push(current);
         }
+        // The pass's Progress: found so far, as folders are examined.
+        self.reporter
+            .found(batches.iter().map(Vec::len).sum::<usize>() as u32);
         // The mark covers a UID once it is stored; UIDs the server did not
         // list are gone and may be passed over.
         let upper: Vec<u32> = listed.keys().copied().filter(|u| *u >= from).collect();
@@ -491,6 +497,7 @@ impl Engine {
                 );
             }
             stored.extend(received.iter().map(|m| m.uid));
+            let arrived = received.len() as u32;
             // The state after this batch: every UID below the mark is now
             // stored (or gone from the server), so a crash re-fetches only
             // what follows.
@@ -504,11 +511,18 @@ impl Engine {
                 .store_batch(&self.id, folder, received, Some(state))
                 .await
                 .map_err(local)?;
+            self.reporter.stored(arrived);
             if !ids.is_empty() {
-                for id in &ids {
-                    let Ok(Some(r)) = self.store.record(id) else {
-                        continue;
-                    };
+                let wanted = ids.clone();
+                let records = self
+                    .blocking(move |store| {
+                        Ok(wanted
+                            .iter()
+                            .filter_map(|id| store.record(id).ok().flatten())
+                            .collect::<Vec<_>>())
+                    })
+                    .await?;
+                for r in records {
                     if seen_before.is_some_and(|seen| seen.contains(&r.hash)) {
                         continue;
                     }

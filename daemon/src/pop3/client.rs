@@ -145,6 +145,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<S> {
         }
     }
 
+    /// Change the time allowed for one network step from now on (a login
+    /// may be given longer than a greeting, the commands after it longer
+    /// still).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.config.timeout = timeout;
+        self.wire.set_timeout(timeout);
+    }
+
     /// The text of the server's `+OK` greeting (empty after STLS).
     pub fn greeting(&self) -> &str {
         &self.greeting

@@ -10,6 +10,8 @@
 //!   STAT, UIDL, LIST, RETR streamed into a sink, TOP, DELE, RSET, NOOP, QUIT.
 //! - [`capabilities`]: the parsed CAPA reply.
 //! - [`error`]: the typed error the scheduler branches on.
+//! - [`session`]: the one connect/login path (sync and Verify), and client
+//!   errors as failures in words.
 //! - `wire`: bounded line reading, timeouts, byte-stuffing, redacted tracing.
 //!
 //! Left to others: TCP and TLS (the `net` module), the choice of security
@@ -35,6 +37,7 @@ pub mod capabilities;
 pub mod client;
 pub mod error;
 pub mod poll;
+pub mod session;
 mod wire;
 
 #[cfg(test)]

@@ -16,25 +16,22 @@
 //! A kill before 2 completes means a re-download; between 2 and 4 the
 //! unique-ids are known, so nothing is stored twice and the DELE is simply
 //! sent again next time. Message numbers are used inside one session only.
+//!
+//! The schedule around sessions (interval, backoff, requests, state) is
+//! the sync layer's ([`crate::sync`]); this module only knows how to poll
+//! once and how to delete a message, and tells what it stores through an
+//! [`Observer`].
 
-use std::collections::{BTreeSet, VecDeque};
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use crate::sync::State;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
-use super::capabilities::Capabilities;
-use super::client::{Client, Config};
 use super::error::Error;
-use crate::net::{self, Failure, FailureKind, Stream};
-use crate::settings::{Security, Settings};
+use crate::net::{Failure, FailureKind};
+use crate::settings::Settings;
 use crate::store::{Flags, FolderInfo, MessageId, NewMessage, Store};
-use crate::sync::events::Reporter;
-use crate::sync::scheduler::Request;
 
 /// Largest message accepted: bounded memory whatever the server says.
 pub const MAX_MESSAGE: u64 = 128 * 1024 * 1024;
@@ -42,84 +39,31 @@ pub const MAX_MESSAGE: u64 = 128 * 1024 * 1024;
 const BATCH_MESSAGES: usize = 100;
 /// Bytes held before a batch is stored.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
-/// First retry delay after a failed session; doubles up to [`RETRY_MAX`],
-/// then the normal interval takes over.
-const RETRY_START: Duration = Duration::from_secs(2);
-/// Longest retry delay before the next interval.
-const RETRY_MAX: Duration = Duration::from_secs(80);
 
-/// Where the answer to a Sync goes.
-type SyncReply = tokio::sync::oneshot::Sender<Result<u32, Failure>>;
-
-/// Map a client error to a failure the scheduler and D-Bus understand.
-pub fn failure(host: &str, login: &str, e: Error) -> Failure {
-    let kind = match &e {
-        Error::Io(_) | Error::Closed | Error::Desynchronized => FailureKind::Connection,
-        Error::Timeout(_) => FailureKind::Timeout,
-        Error::AuthenticationFailed { .. } => {
-            return Failure::new(
-                FailureKind::Auth,
-                format!("The server {host} refused the password for login {login}: {e}"),
-            )
-        }
-        Error::TlsRequired | Error::StlsInjection => FailureKind::Tls,
-        Error::Sink(_) => FailureKind::Local,
-        Error::Server { .. } if e.is_transient() => FailureKind::Connection,
-        _ => FailureKind::Protocol,
-    };
-    Failure::new(kind, format!("{host}: {e}"))
+/// What the poller tells about what it stores, as it goes. Implemented by
+/// the sync layer's reporter.
+pub trait Observer: Send + Sync {
+    /// New messages are durably stored in `folder` (display name).
+    fn new_messages(&self, folder: &str, ids: Vec<String>);
+    /// Message counts may have changed.
+    fn counts(&self);
+    /// One desktop notification for `count` new messages.
+    fn notify(&self, count: usize, samples: Vec<(String, String)>);
+    /// `n` messages to fetch were found in this session.
+    fn found(&self, n: u32);
+    /// `n` more messages of this session are stored.
+    fn stored(&self, n: u32);
 }
 
-/// Connect, secure and log in per the account's settings.
-pub async fn login(
-    settings: &Settings,
-    password: &str,
-) -> Result<(Client<Stream>, Capabilities), Failure> {
-    let host = settings.incoming_host.as_str();
-    let login = settings.incoming_login();
-    let fail = |e| failure(host, login, e);
-    let insecure = settings.accept_invalid_certs;
-    let port = settings.incoming_port();
-    let stream = net::connect(
-        host,
-        port,
-        settings.incoming_security == Security::Tls,
-        insecure,
-    )
-    .await?;
-    let config = Config::default();
-    let mut client = Client::connect(stream, config).await.map_err(fail)?;
-    let mut caps = client.capa().await.map_err(fail)?;
-    if settings.incoming_security == Security::Starttls {
-        caps.require_stls().map_err(|e| {
-            Failure::new(
-                FailureKind::Tls,
-                format!(
-                    "{host}:{port} does not offer STLS; refusing to log in over plain text ({e})"
-                ),
-            )
-        })?;
-        let plain = client.stls().await.map_err(fail)?;
-        let tls = net::starttls(plain, host, insecure).await?;
-        client = Client::after_stls(tls, config);
-        // RFC 2595 §4: what was said before TLS is forgotten.
-        caps = client.capa().await.map_err(fail)?;
-    }
-    client.login(&caps, login, password).await.map_err(fail)?;
-    if caps.advertised() && !caps.uidl() {
-        // CAPA may be re-issued after login with more; RFC 2449 §5.
-        caps = client.capa().await.map_err(fail)?;
-    }
-    Ok((client, caps))
-}
+pub use super::session::{failure, login};
 
-/// One account's POP3 engine.
+/// One account's POP3 sessions.
 pub struct Poller {
     id: String,
     settings: Settings,
     password: Zeroizing<String>,
     store: Store,
-    reporter: Reporter,
+    reporter: Arc<dyn Observer>,
 }
 
 impl Poller {
@@ -129,7 +73,7 @@ impl Poller {
         settings: Settings,
         password: Zeroizing<String>,
         store: Store,
-        reporter: Reporter,
+        reporter: Arc<dyn Observer>,
     ) -> Self {
         Poller {
             id,
@@ -140,115 +84,41 @@ impl Poller {
         }
     }
 
-    /// Poll until cancelled.
-    pub async fn run(self, mut requests: mpsc::Receiver<Request>, cancel: CancellationToken) {
-        // The INBOX exists (empty) from the start, so listing it works
-        // before the first poll has stored anything.
-        if let Err(f) = self.inbox() {
-            warn!("Account {}: cannot create the local INBOX: {f}", self.id);
-        }
-        let interval = Duration::from_secs(u64::from(self.settings.poll_interval_minutes) * 60);
-        let mut retry = RETRY_START;
-        // Syncs this poll answers, each with the new messages already stored
-        // for it by the poll that was running when it came.
-        let mut waiting: Vec<(SyncReply, u32)> = Vec::new();
-        let mut queued = VecDeque::new();
-        loop {
-            self.reporter.state(State::Syncing, "");
-            let mut joined = Vec::new();
-            let result = {
-                let poll = self.poll();
-                tokio::pin!(poll);
-                loop {
-                    tokio::select! {
-                        r = &mut poll => break r,
-                        _ = cancel.cancelled() => return,
-                        r = requests.recv() => match r {
-                            Some(Request::Sync(reply)) => joined.push(reply),
-                            Some(other) => queued.push_back(other),
-                            None => return,
-                        },
-                    }
-                }
-            };
-            for (reply, carried) in waiting.drain(..) {
-                let _ = reply.send(result.clone().map(|n| n.saturating_add(carried)));
-            }
-            // A Sync that came during this poll may have come after its UIDL:
-            // it is answered by a new poll right away, with what this one
-            // stored (mail it fetched is reported, never lost to a Sync).
-            let stored = result.as_ref().map_or(0, |n| *n);
-            waiting.extend(joined.into_iter().map(|reply| (reply, stored)));
-            let next = match &result {
-                Ok(_) => {
-                    retry = RETRY_START;
-                    self.reporter.synced();
-                    self.reporter.state(State::Idle, "");
-                    interval
-                }
-                Err(f) => {
-                    let st = match f.kind {
-                        FailureKind::Auth
-                        | FailureKind::Tls
-                        | FailureKind::NotSupported
-                        | FailureKind::DiskFull => State::Error,
-                        _ => State::Offline,
-                    };
-                    self.reporter.failure(st, f);
-                    if f.is_transient() {
-                        let delay = retry.min(interval);
-                        warn!(
-                            "Account {}: {f}; retrying in about {} s.",
-                            self.id,
-                            delay.as_secs()
-                        );
-                        retry = crate::imap::next_backoff(retry).min(RETRY_MAX);
-                        delay
-                    } else {
-                        // A refused password is not retried in a tight loop.
-                        warn!("Account {}: {f}; next try at the next poll.", self.id);
-                        interval.max(RETRY_MAX)
-                    }
-                }
-            };
-            let deadline = Instant::now()
-                + if waiting.is_empty() {
-                    next
-                } else {
-                    Duration::ZERO
-                };
-            loop {
-                let request = match queued.pop_front() {
-                    Some(r) => Some(r),
-                    None => tokio::select! {
-                        _ = tokio::time::sleep_until(deadline) => break,
-                        _ = cancel.cancelled() => return,
-                        r = requests.recv() => r,
-                    },
-                };
-                match request {
-                    Some(Request::Sync(reply)) => {
-                        waiting.push((reply, 0));
-                        break;
-                    }
-                    Some(Request::Delete(id, reply)) => {
-                        let r = self.delete_local(&id).await;
-                        let poll_now = matches!(r, Ok(true));
-                        let _ = reply.send(r.map(|_| ()));
-                        if poll_now {
-                            break;
-                        }
-                    }
-                    None => return,
-                }
-            }
+    /// The account's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Take settings that need no new connection (see
+    /// [`Settings::same_connection`]); used from the next session.
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
+    /// Run a blocking store call off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(r) => r.map_err(Failure::from),
+            Err(e) => Err(Failure::new(
+                FailureKind::Local,
+                format!("A store lookup failed: {e}"),
+            )),
         }
     }
 
     /// Delete a message locally; with leave-on-server and delete-on-server,
     /// remember to delete it on the server at the next session (stored, so
     /// it survives restarts). Returns whether a server deletion is pending.
-    async fn delete_local(&self, id: &MessageId) -> Result<bool, Failure> {
+    pub async fn delete_local(&self, id: &MessageId) -> Result<bool, Failure> {
         let s = &self.settings;
         let pending = if s.leave_on_server && s.delete_on_server {
             self.store
@@ -266,22 +136,19 @@ impl Poller {
         Ok(pending)
     }
 
-    fn inbox(&self) -> Result<FolderInfo, Failure> {
-        match self
-            .store
-            .folder(&self.id, "INBOX")
-            .map_err(Failure::from)?
-        {
+    /// The local INBOX, made (empty) when missing: listing it works
+    /// before the first poll has stored anything.
+    pub async fn inbox(&self) -> Result<FolderInfo, Failure> {
+        let id = self.id.clone();
+        self.blocking(move |store| match store.folder(&id, "INBOX")? {
             Some(f) => Ok(f),
-            None => self
-                .store
-                .upsert_folder(&self.id, "INBOX", "INBOX", None, Some("inbox".into()), true)
-                .map_err(Failure::from),
-        }
+            None => store.upsert_folder(&id, "INBOX", "INBOX", None, Some("inbox".into()), true),
+        })
+        .await
     }
 
     /// One session; returns the number of new messages.
-    async fn poll(&self) -> Result<u32, Failure> {
+    pub async fn poll(&self) -> Result<u32, Failure> {
         let host = self.settings.incoming_host.clone();
         let login_name = self.settings.incoming_login().to_owned();
         let fail = |e| failure(&host, &login_name, e);
@@ -314,7 +181,8 @@ impl Poller {
             .into_iter()
             .map(|e| (e.number, e.size))
             .collect();
-        let known = self.store.pop3_entries(&self.id).map_err(Failure::from)?;
+        let id = self.id.clone();
+        let known = self.blocking(move |store| store.pop3_entries(&id)).await?;
         let on_server: BTreeSet<&str> = listing.iter().map(|e| e.uid.as_str()).collect();
         let gone: Vec<String> = known
             .keys()
@@ -326,7 +194,7 @@ impl Poller {
             .await
             .map_err(Failure::from)?;
 
-        let inbox = self.inbox()?;
+        let inbox = self.inbox().await?;
         let mut samples = Vec::new();
         let mut new_total = 0u32;
         let mut delete_now: Vec<u32> = Vec::new();
@@ -349,6 +217,7 @@ impl Poller {
                 size <= MAX_MESSAGE
             })
             .collect();
+        self.reporter.found(fresh.len() as u32);
         if !fresh.is_empty() {
             debug!(
                 "Account {}: {} new message(s) on {host}.",
@@ -404,10 +273,22 @@ impl Poller {
                     delete_now.append(&mut batch_numbers);
                 }
                 batch_numbers.clear();
-                for id in ids.iter().take(5usize.saturating_sub(samples.len())) {
-                    if let Ok(Some(r)) = self.store.record(id) {
-                        samples.push((r.meta.from.clone(), r.meta.subject.clone()));
-                    }
+                self.reporter.stored(ids.len() as u32);
+                let wanted: Vec<MessageId> = ids
+                    .iter()
+                    .take(5usize.saturating_sub(samples.len()))
+                    .cloned()
+                    .collect();
+                let records = self
+                    .blocking(move |store| {
+                        Ok(wanted
+                            .iter()
+                            .filter_map(|id| store.record(id).ok().flatten())
+                            .collect::<Vec<_>>())
+                    })
+                    .await?;
+                for r in records {
+                    samples.push((r.meta.from.clone(), r.meta.subject.clone()));
                 }
                 new_total = new_total.saturating_add(ids.len() as u32);
                 self.reporter
@@ -418,7 +299,8 @@ impl Poller {
         // Messages stored in an earlier session that must still go: not left
         // on the server (a crash came between store and QUIT, or the option
         // changed), or deleted locally with delete-on-server.
-        let known = self.store.pop3_entries(&self.id).map_err(Failure::from)?;
+        let id = self.id.clone();
+        let known = self.blocking(move |store| store.pop3_entries(&id)).await?;
         for entry in &listing {
             if let Some(k) = known.get(&entry.uid) {
                 let pending = self.settings.leave_on_server

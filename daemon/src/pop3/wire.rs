@@ -111,6 +111,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Wire<S> {
         }
     }
 
+    /// Change the time allowed for each network step from now on.
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Return the stream, provided the server has sent nothing that we have
     /// not consumed. Used after `+OK` to STLS: anything already buffered was
     /// sent in cleartext before the handshake and would be trusted as if it

@@ -12,8 +12,10 @@ use tracing::{info, warn};
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{OwnedValue, Value};
 
+use super::dicts::ToDict as _;
 use super::text::{clean_dict, dbus_string, dbus_text};
-use super::{change_error, failure_error, internal, secret_error, summary_dict, Dict};
+use super::tree::Served;
+use super::{change_error, failure_error, internal, secret_error, summary_dict};
 use crate::accounts::{Account, Field, Settings, State, Status};
 use crate::Daemon;
 
@@ -24,9 +26,10 @@ pub struct AccountObject {
 }
 
 impl AccountObject {
-    /// The object of `account`.
-    pub fn new(daemon: Arc<Daemon>, account: Arc<Account>) -> Self {
-        AccountObject { daemon, account }
+    /// The object of `account`, ready to serve (a `Set` of one of its
+    /// properties answers `PropertyReadOnly`).
+    pub fn new(daemon: Arc<Daemon>, account: Arc<Account>) -> Served<Self> {
+        Served::new(AccountObject { daemon, account })
     }
 }
 
@@ -211,7 +214,7 @@ impl AccountObject {
             .scheduler
             .sync(&self.account.id)
             .await
-            .map_err(failure_error)
+            .map_err(Error::from)
     }
 
     /// Folder tree with roles and counts.
@@ -222,14 +225,7 @@ impl AccountObject {
         let mut out = Vec::new();
         for f in store.folders(id).map_err(internal)? {
             let (total, unread) = store.counts(id, Some(f.no)).map_err(internal)?;
-            let mut d = Dict::new();
-            d.put("name", f.display.clone());
-            d.put("role", f.role.clone().unwrap_or_default());
-            d.put("delimiter", f.delimiter.clone().unwrap_or_default());
-            d.put("selectable", f.selectable);
-            d.put("messages", total);
-            d.put("unread", unread);
-            out.push(d.0);
+            out.push(super::dicts::folder_dict(&f, total, unread));
         }
         Ok(out)
     }

@@ -1,9 +1,11 @@
 //! # From engine events to D-Bus
 //!
-//! Drains the engines' [`Event`] channel: updates each account's status and
-//! announces it with PropertiesChanged, emits `NewMessages` on the Manager
-//! (the engines send it only after the store is flushed), and shows one
-//! desktop notification per batch.
+//! Drains the engines' [`Event`] channel in order: updates each account's
+//! status and announces it with PropertiesChanged, emits `NewMessages` on
+//! the Manager (the engines send it only after the store is flushed), shows
+//! one desktop notification per batch (a task the scheduler tracks), and
+//! answers each [`Event::Flush`] once everything before it is announced, so
+//! an engine's reply to Sync or DeleteMessage never overtakes its state.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,7 +19,8 @@ use zbus::zvariant::ObjectPath;
 
 use super::account::emit_status;
 use crate::accounts::Account;
-use crate::sync::events::Event;
+use crate::sync::events::{Event, Problem};
+use crate::sync::State;
 use crate::Daemon;
 
 /// Shortest time between two recounts of one account's messages.
@@ -53,6 +56,29 @@ async fn recount(daemon: &Daemon, emitter: &SignalEmitter<'_>, account: &Account
     }
 }
 
+/// Apply a state change and what becomes of the last error.
+fn apply_state(status: &mut crate::sync::Status, state: State, problem: Problem, next_retry: u64) {
+    status.state = state;
+    status.next_retry = next_retry;
+    match problem {
+        Problem::Keep => {}
+        Problem::Clear => {
+            status.last_error.clear();
+            status.last_error_code.clear();
+            status.attention_needed = false;
+        }
+        Problem::Set {
+            message,
+            code,
+            attention,
+        } => {
+            status.last_error = message;
+            status.last_error_code = code.to_owned();
+            status.attention_needed = attention;
+        }
+    }
+}
+
 /// Run until the channel closes.
 pub async fn run(
     conn: zbus::Connection,
@@ -62,33 +88,36 @@ pub async fn run(
     let mut counted: HashMap<String, Instant> = HashMap::new();
     let mut stale: HashSet<String> = HashSet::new();
     while let Some(event) = rx.recv().await {
-        let account_id = match &event {
-            Event::State { account, .. }
-            | Event::Synced { account, .. }
-            | Event::NewMessages { account, .. }
-            | Event::Counts { account }
-            | Event::Notify { account, .. } => account.clone(),
-        };
+        let account_id = event.account().to_owned();
         let Some(account) = daemon.accounts.get(&account_id) else {
+            if let Event::Flush { done, .. } = event {
+                let _ = done.send(());
+            }
             continue;
         };
         let path = names::account_path(&account_id);
         let Ok(emitter) = SignalEmitter::new(&conn, path.clone()) else {
+            if let Event::Flush { done, .. } = event {
+                let _ = done.send(());
+            }
             continue;
         };
         match event {
             Event::State {
-                state, error, code, ..
+                state,
+                problem,
+                next_retry,
+                ..
             } => {
                 if stale.remove(&account_id) {
                     recount(&daemon, &emitter, &account).await;
                     counted.insert(account_id.clone(), Instant::now());
                 }
-                let changed = account.set_status(|s| {
-                    s.state = state;
-                    s.last_error = error;
-                    s.last_error_code = code.to_owned();
-                });
+                let changed = account.set_status(|s| apply_state(s, state, problem, next_retry));
+                emit_status(&emitter, &account, &changed).await;
+            }
+            Event::Progress { done, total, .. } => {
+                let changed = account.set_status(|s| s.progress = (done, total));
                 emit_status(&emitter, &account, &changed).await;
             }
             Event::Synced { at, .. } => {
@@ -96,17 +125,25 @@ pub async fn run(
                     recount(&daemon, &emitter, &account).await;
                     counted.insert(account_id.clone(), Instant::now());
                 }
-                let folders = detected_folders(&daemon, &account_id);
+                let folders = {
+                    let d = daemon.clone();
+                    let id = account_id.clone();
+                    tokio::task::spawn_blocking(move || detected_folders(&d, &id))
+                        .await
+                        .ok()
+                };
                 let changed = account.set_status(|s| {
                     s.last_sync = at;
-                    s.detected_folders = folders;
+                    if let Some(folders) = folders {
+                        s.detected_folders = folders;
+                    }
                 });
                 emit_status(&emitter, &account, &changed).await;
             }
             Event::Counts { .. } => {
                 // Counting reads every record of the account: during a long
                 // first sync, at most once a second; the pass's end (or its
-                // failure) settles the last count.
+                // failure, or a reply) settles the last count.
                 let recent = counted
                     .get(&account_id)
                     .is_some_and(|at: &Instant| at.elapsed() < COUNT_INTERVAL);
@@ -117,6 +154,14 @@ pub async fn run(
                     counted.insert(account_id.clone(), Instant::now());
                     stale.remove(&account_id);
                 }
+            }
+            Event::Flush { done, .. } => {
+                // A reply follows: the counts it implies are shown first.
+                if stale.remove(&account_id) {
+                    recount(&daemon, &emitter, &account).await;
+                    counted.insert(account_id.clone(), Instant::now());
+                }
+                let _ = done.send(());
             }
             Event::NewMessages { folder, ids, .. } => {
                 let Ok(root) = SignalEmitter::new(&conn, names::ROOT_PATH) else {
@@ -135,7 +180,8 @@ pub async fn run(
             }
             Event::Notify { count, samples, .. } => {
                 let name = account.settings().name().to_owned();
-                // Sent over the bus too (org.freedesktop.Notifications).
+                // Sent over the bus too (org.freedesktop.Notifications);
+                // tracked, so shutdown waits for it.
                 let samples: Vec<(String, String)> = samples
                     .into_iter()
                     .map(|(from, subject)| {
@@ -145,7 +191,9 @@ pub async fn run(
                         )
                     })
                     .collect();
-                tokio::spawn(async move { crate::notify::new_mail(&name, count, &samples).await });
+                daemon
+                    .scheduler
+                    .spawn(async move { crate::notify::new_mail(&name, count, &samples).await });
             }
         }
     }

@@ -14,6 +14,7 @@ use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
 use super::account::AccountObject;
+use super::dicts::ToDict as _;
 use super::{change_error, internal};
 use crate::store::{MessageId, Record};
 use crate::Daemon;
@@ -105,7 +106,7 @@ impl Manager {
             .discover(address)
             .await
             .iter()
-            .map(|c| super::text::clean_dict(c.to_dict(address)))
+            .map(|c| super::dicts::candidate_dict(c, address))
             .collect())
     }
 
@@ -147,23 +148,18 @@ impl Manager {
     #[zbus(out_args("message"))]
     async fn get_message(&self, id: &str) -> Result<Vec<u8>, Error> {
         let (mid, record) = self.find(id)?;
-        match self.daemon.store.message(&mid, &record).await {
-            Ok(raw) => Ok(raw),
-            Err(e) => match e.downcast_ref::<crate::store::Damaged>() {
-                Some(d) => Err(Error::NotFound(format!("Message {id}: {d}"))),
-                None => Err(internal(e)),
-            },
-        }
+        // A damaged file is NotFound (see `errors::internal`).
+        self.daemon
+            .store
+            .message(&mid, &record)
+            .await
+            .map_err(|e| internal(e.context(format!("Message {id}"))))
     }
 
     /// Delete a message locally (and on the server where the account says so).
     async fn delete_message(&self, id: &str) -> Result<(), Error> {
         let (mid, _) = self.find(id)?;
-        self.daemon
-            .scheduler
-            .delete(mid)
-            .await
-            .map_err(super::failure_error)
+        self.daemon.scheduler.delete(mid).await.map_err(Error::from)
     }
 
     /// Emitted after new mail is durably stored.

@@ -3,13 +3,22 @@
 //! The objects of the contract: the Manager and the ObjectManager at
 //! `/org/facteur/Facteur1` ([`manager`]), one object per account under
 //! `/org/facteur/Facteur1/accounts/` ([`account`]). Every failure is turned
-//! into the contract's [`Error`] here, at the edge, by the functions below;
-//! the modules behind it never build D-Bus errors themselves.
+//! into the contract's [`Error`] here, at the edge, by one `From` per
+//! internal error type ([`errors`]); the modules behind it never build
+//! D-Bus errors themselves. The dictionaries returned are built in
+//! [`dicts`], and [`tree`] serves the standard interfaces as clients expect
+//! them (read-only properties, parent nodes).
 
 pub mod account;
+pub mod dicts;
+pub mod errors;
 pub mod events;
 pub mod manager;
 pub mod text;
+pub mod tree;
+
+pub use dicts::summary_dict;
+pub use errors::internal;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,9 +28,8 @@ use tracing::error;
 use zbus::zvariant::{OwnedValue, Value};
 
 use crate::accounts::Change;
-use crate::net::{Failure, FailureKind};
+use crate::net::Failure;
 use crate::secrets::SecretError;
-use crate::store::Summary;
 use crate::Daemon;
 
 /// Serve the ObjectManager, the Manager and every loaded account. Called
@@ -29,11 +37,12 @@ use crate::Daemon;
 pub async fn serve(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> zbus::Result<()> {
     let server = conn.object_server();
     server
-        .at(names::ROOT_PATH, zbus::fdo::ObjectManager)
+        .at(
+            names::ROOT_PATH,
+            tree::Served::new(manager::Manager::new(daemon.clone())),
+        )
         .await?;
-    server
-        .at(names::ROOT_PATH, manager::Manager::new(daemon.clone()))
-        .await?;
+    tree::serve_parents(server, daemon).await?;
     for account in daemon.accounts.all() {
         server
             .at(
@@ -69,30 +78,15 @@ pub fn settings_input(dict: &HashMap<String, OwnedValue>) -> crate::accounts::In
     dict.iter().map(|(k, v)| (k.clone(), given(v))).collect()
 }
 
-/// Map a refused settings change.
+/// Map a refused settings change (kept for the method bodies that still
+/// call it: the same as `Error::from`).
 pub fn change_error(e: Change) -> Error {
-    match e {
-        Change::Invalid(m) => Error::InvalidArgument(m),
-        Change::AlreadyExists(m) => Error::AlreadyExists(m),
-        Change::Internal(e) => internal(e),
-    }
+    e.into()
 }
 
-/// Map an unexpected failure: logged with its whole chain, answered as
-/// `Internal` carrying the chain.
-pub fn internal(e: anyhow::Error) -> Error {
-    error!("Request failed: {e:#}");
-    Error::Internal(text::dbus_string(format!("{e:#}")))
-}
-
-/// Map a secret store failure.
+/// Map a secret store failure (the same as `Error::from`).
 pub fn secret_error(e: SecretError) -> Error {
-    match e {
-        SecretError::Timeout => Error::Timeout(e.to_string()),
-        // The keyring refused to open: a person must unlock it first.
-        SecretError::Locked => Error::AuthenticationFailed(e.to_string()),
-        SecretError::Insecure(..) | SecretError::Store(_) => Error::Internal(e.to_string()),
-    }
+    e.into()
 }
 
 /// The answer of a method whose engine has not landed yet: an honest
@@ -104,22 +98,9 @@ pub fn not_yet(what: &str) -> Error {
     ))
 }
 
-/// Map an engine failure to the error a client branches on.
+/// Map an engine failure (the same as `Error::from`).
 pub fn failure_error(f: Failure) -> Error {
-    // The message may quote a server.
-    let f = Failure {
-        message: text::dbus_string(f.message),
-        ..f
-    };
-    match f.kind {
-        FailureKind::Connection | FailureKind::Protocol => Error::ConnectionFailed(f.message),
-        FailureKind::Tls | FailureKind::Certificate => Error::TlsFailed(f.message),
-        FailureKind::ServerLimit => Error::ConnectionFailed(f.message),
-        FailureKind::Timeout => Error::Timeout(f.message),
-        FailureKind::Auth | FailureKind::Credentials => Error::AuthenticationFailed(f.message),
-        FailureKind::NotSupported => Error::NotSupported(f.message),
-        FailureKind::Local | FailureKind::DiskFull => Error::Internal(f.message),
-    }
+    f.into()
 }
 
 /// An `a{sv}` under construction.
@@ -144,25 +125,4 @@ impl Dict {
             Err(e) => error!("Cannot encode {key}: {e}"),
         }
     }
-}
-
-/// The contract's message summary.
-pub fn summary_dict(s: &Summary) -> HashMap<String, OwnedValue> {
-    let mut d = Dict::new();
-    let r = &s.record;
-    d.put("id", s.id.to_string());
-    if let Ok(path) = zbus::zvariant::ObjectPath::try_from(names::account_path(&s.id.account)) {
-        d.put("account", path);
-    }
-    d.put("folder", s.folder.clone());
-    d.put("from", r.meta.from.clone());
-    d.put("to", r.meta.to.clone());
-    d.put("subject", r.meta.subject.clone());
-    d.put("date", r.meta.date);
-    d.put("size", r.size);
-    d.put("seen", r.flags.has(crate::store::Flags::SEEN));
-    d.put("flagged", r.flags.has(crate::store::Flags::FLAGGED));
-    d.put("has-attachments", r.meta.has_attachments);
-    d.put("message-id", r.meta.message_id.clone());
-    d.0
 }

@@ -9,17 +9,22 @@
 //! certificate checks and `accept-invalid-certs` behave as for IMAP. lettre
 //! then gets the encrypted stream and does EHLO, AUTH and the transaction.
 //!
-//! Every step is recorded in a [`Steps`], which is the Verify report for
-//! `Verify` and the error context for `Send`.
+//! Every step is recorded in a [`Steps`] (the recorder of [`crate::net`]),
+//! which is the Verify report for `Verify` and the error context for
+//! `Send`, and runs under its deadline from [`crate::net::timeouts`]; the
+//! stream lettre gets has the command deadline on every read and write.
+//! A server's own limit (421, and 452/454 when they say so) is
+//! [`FailureKind::ServerLimit`]; a refused password names the host, the
+//! login and the server's words.
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::extension::ClientId;
 
 use super::wire::{Lines, Prefixed, Reply};
+use crate::net::steps::{self, clean, StepKind, Steps};
 use crate::net::{self, Failure, FailureKind, Transport};
 use crate::settings::{Security, Settings};
-use crate::verify::steps::{self, clean, StepKind, Steps, AUTH_TIMEOUT, REPLY_TIMEOUT};
 
 /// The name given in EHLO: an address literal, as mail clients do, so that
 /// the machine's host name does not leak into every message sent.
@@ -95,19 +100,82 @@ fn io_failure(host: &str, what: &str, e: std::io::Error) -> Failure {
     } else {
         FailureKind::Connection
     };
-    Failure::new(kind, format!("{host}: {what}: {e}"))
+    let message = match kind {
+        FailureKind::Timeout => format!("{host} did not answer {what}: timed out"),
+        FailureKind::Protocol => {
+            format!("{host} sent something facteur cannot read during {what} ({e})")
+        }
+        _ => format!("The connection to {host} failed during {what} ({e})"),
+    };
+    Failure::new(kind, message)
+}
+
+/// What a lettre error says, without lettre's `permanent error (535): `
+/// prefix.
+fn said(e: &lettre::transport::smtp::Error) -> String {
+    let text = clean(&e.to_string());
+    for kind in ["permanent error", "transient error"] {
+        if let Some(rest) = text.strip_prefix(kind) {
+            if let Some((_, after)) = rest.split_once("): ") {
+                return after.to_owned();
+            }
+        }
+    }
+    text
+}
+
+/// Whether an SMTP reply code and text mean a limit of the server's own:
+/// 421 (service not available, closing: too many connections, rate
+/// limits), 452 (insufficient storage, too many recipients), 454 and
+/// other 4xx replies when their text says so.
+pub fn is_limit(code: u16, text: &str) -> bool {
+    match code {
+        421 | 452 => true,
+        400..=499 => net::mentions_limit(text),
+        _ => false,
+    }
+}
+
+/// A server limit as a failure.
+fn limit_failure(host: &str, what: &str, code: u16, text: &str) -> Failure {
+    Failure::new(
+        FailureKind::ServerLimit,
+        format!(
+            "{host} refused {what} for now, for a limit of its own ({code} {text}); facteur \
+             tries again later"
+        ),
+    )
 }
 
 /// A lettre error as a failure, `what` naming the step.
 pub fn lettre_failure(host: &str, what: &str, e: &lettre::transport::smtp::Error) -> Failure {
-    let kind = if e.is_timeout() {
-        FailureKind::Timeout
-    } else if e.is_permanent() || e.is_transient() || e.is_response() {
-        FailureKind::Protocol
+    let text = said(e);
+    if let Some(code) = e.status().map(u16::from) {
+        if is_limit(code, &text) {
+            return limit_failure(host, what, code, &text);
+        }
+    }
+    if e.is_timeout() {
+        Failure::new(
+            FailureKind::Timeout,
+            format!("{host} did not answer during {what}: timed out"),
+        )
+    } else if let Some(code) = e.status() {
+        Failure::new(
+            FailureKind::Protocol,
+            format!("{host} refused {what} ({code} {text})"),
+        )
+    } else if e.is_response() {
+        Failure::new(
+            FailureKind::Protocol,
+            format!("{host} answered {what} with something facteur cannot read ({text})"),
+        )
     } else {
-        FailureKind::Connection
-    };
-    Failure::new(kind, format!("{host}: {what}: {}", clean(&e.to_string())))
+        Failure::new(
+            FailureKind::Connection,
+            format!("The connection to {host} failed during {what} ({text})"),
+        )
+    }
 }
 
 async fn reply(lines: &mut Lines<Transport>, host: &str, what: &str) -> Result<Reply, Failure> {
@@ -124,9 +192,13 @@ async fn ehlo(lines: &mut Lines<Transport>, host: &str) -> Result<Reply, Failure
         .map_err(|e| io_failure(host, "sending EHLO", e))?;
     let r = reply(lines, host, "EHLO").await?;
     if r.code != 250 {
+        let text = clean(&r.text());
+        if is_limit(r.code, &text) {
+            return Err(limit_failure(host, "EHLO", r.code, &text));
+        }
         return Err(Failure::new(
             FailureKind::Protocol,
-            format!("{host} refused EHLO: {}", clean(&r.text())),
+            format!("{host} refused EHLO ({} {text})", r.code),
         ));
     }
     Ok(r)
@@ -155,7 +227,7 @@ pub async fn open(
     };
     let mut lines = Lines::new(transport);
     let first_ehlo = steps
-        .run(StepKind::Greeting, REPLY_TIMEOUT * 2, async {
+        .run(StepKind::Greeting, net::reply_timeout() * 2, async {
             let greeting = reply(&mut lines, host, "the greeting").await.map_err(|f| {
                 if f.kind == FailureKind::Protocol {
                     Failure::new(
@@ -171,9 +243,13 @@ pub async fn open(
                 }
             })?;
             if greeting.code != 220 {
+                let text = clean(&greeting.text());
+                if is_limit(greeting.code, &text) {
+                    return Err(limit_failure(host, "the connection", greeting.code, &text));
+                }
                 return Err(Failure::new(
                     FailureKind::Connection,
-                    format!("{host} refused the connection: {}", clean(&greeting.text())),
+                    format!("{host} refused the connection ({} {text})", greeting.code),
                 ));
             }
             let r = ehlo(&mut lines, host).await?;
@@ -183,7 +259,7 @@ pub async fn open(
 
     let mut final_ehlo = Some(first_ehlo.clone());
     if security == Security::Starttls {
-        let limit = REPLY_TIMEOUT + steps::TLS_TIMEOUT;
+        let limit = net::reply_timeout() * 2 + net::tls_timeout();
         lines = steps
             .run(StepKind::Starttls, limit, async move {
                 let offered = first_ehlo.keywords().iter().any(|(k, _)| k == "STARTTLS");
@@ -203,9 +279,13 @@ pub async fn open(
                     .map_err(|e| io_failure(host, "sending STARTTLS", e))?;
                 let r = reply(&mut lines, host, "STARTTLS").await?;
                 if r.code != 220 {
+                    let text = clean(&r.text());
+                    if is_limit(r.code, &text) {
+                        return Err(limit_failure(host, "STARTTLS", r.code, &text));
+                    }
                     return Err(Failure::new(
                         FailureKind::Tls,
-                        format!("{host} refused STARTTLS: {}", clean(&r.text())),
+                        format!("{host} refused STARTTLS ({} {text})", r.code),
                     ));
                 }
                 // Anything already buffered came in clear text after the go
@@ -236,7 +316,7 @@ pub async fn open(
     }
 
     let caps = steps
-        .run(StepKind::Capabilities, REPLY_TIMEOUT, async {
+        .run(StepKind::Capabilities, net::reply_timeout(), async {
             let r = match final_ehlo {
                 Some(r) => r,
                 None => ehlo(&mut lines, host).await?,
@@ -270,57 +350,85 @@ pub async fn open(
     }
     let offered = caps.auth.clone();
     let conn = steps
-        .run(StepKind::Auth, AUTH_TIMEOUT, async move {
-            let mut conn =
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &client_id())
+        .run(
+            StepKind::Auth,
+            net::reply_timeout() + net::auth_timeout(),
+            async move {
+                let mut conn =
+                    AsyncSmtpConnection::connect_with_transport(Box::new(stream), &client_id())
+                        .await
+                        .map_err(|e| lettre_failure(host, "EHLO", &e))?;
+                let Some(password) = password.filter(|_| !offered.is_empty()) else {
+                    return Ok((
+                        conn,
+                        "The server offers no AUTH: mail is sent without logging in".to_owned(),
+                    ));
+                };
+                let mechanism = if offered.iter().any(|m| m == "PLAIN") {
+                    Mechanism::Plain
+                } else if offered.iter().any(|m| m == "LOGIN") {
+                    Mechanism::Login
+                } else {
+                    return Err(Failure::new(
+                        FailureKind::NotSupported,
+                        format!(
+                            "{host} offers only AUTH {}; facteur logs in with PLAIN or LOGIN",
+                            offered.join(" ")
+                        ),
+                    ));
+                };
+                let credentials = Credentials::new(login.to_owned(), password.to_owned());
+                conn.auth(&[mechanism], &credentials)
                     .await
-                    .map_err(|e| lettre_failure(host, "EHLO", &e))?;
-            let Some(password) = password.filter(|_| !offered.is_empty()) else {
-                return Ok((
+                    .map_err(|e| match e.status() {
+                        Some(code) if e.is_permanent() => Failure::new(
+                            FailureKind::Auth,
+                            format!(
+                                "The server {host} refused the password for login {login} \
+                             ({code} {})",
+                                said(&e)
+                            ),
+                        ),
+                        _ => lettre_failure(host, "the login", &e),
+                    })?;
+                let used = match mechanism {
+                    Mechanism::Plain => "PLAIN",
+                    Mechanism::Login => "LOGIN",
+                    Mechanism::Xoauth2 => "XOAUTH2",
+                };
+                Ok((
                     conn,
-                    "The server offers no AUTH: mail is sent without logging in".to_owned(),
-                ));
-            };
-            let mechanism = if offered.iter().any(|m| m == "PLAIN") {
-                Mechanism::Plain
-            } else if offered.iter().any(|m| m == "LOGIN") {
-                Mechanism::Login
-            } else {
-                return Err(Failure::new(
-                    FailureKind::NotSupported,
                     format!(
-                        "{host} offers only AUTH {}; facteur logs in with PLAIN or LOGIN",
+                        "mechanisms offered: {}; used {used}; logged in as {login}",
                         offered.join(" ")
                     ),
-                ));
-            };
-            let credentials = Credentials::new(login.to_owned(), password.to_owned());
-            conn.auth(&[mechanism], &credentials)
-                .await
-                .map_err(|e| match e.status() {
-                    Some(code) if e.is_permanent() => Failure::new(
-                        FailureKind::Auth,
-                        format!(
-                            "The server {host} refused the password for login {login}: {}",
-                            clean(&e.to_string())
-                                .trim_start_matches(&format!("permanent error ({code}): "))
-                        ),
-                    ),
-                    _ => lettre_failure(host, "AUTH", &e),
-                })?;
-            let used = match mechanism {
-                Mechanism::Plain => "PLAIN",
-                Mechanism::Login => "LOGIN",
-                Mechanism::Xoauth2 => "XOAUTH2",
-            };
-            Ok((
-                conn,
-                format!(
-                    "mechanisms offered: {}; used {used}; logged in as {login}",
-                    offered.join(" ")
-                ),
-            ))
-        })
+                ))
+            },
+        )
         .await?;
     Ok(Session { conn, caps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_limits_are_recognised() {
+        assert!(is_limit(421, "4.7.0 Too many connections, closing"));
+        assert!(is_limit(421, "Service not available"));
+        assert!(is_limit(452, "4.5.3 Too many recipients"));
+        assert!(is_limit(454, "4.7.0 Rate limit exceeded, try again later"));
+        assert!(!is_limit(
+            454,
+            "4.7.0 TLS not available due to local problem"
+        ));
+        assert!(!is_limit(535, "5.7.8 Too many connections"));
+        assert!(!is_limit(250, "ok"));
+        let f = limit_failure("smtp.example.net", "the connection", 421, "too busy");
+        assert_eq!(f.kind, FailureKind::ServerLimit);
+        assert_eq!(f.code(), "server-limit");
+        assert!(f.message.contains("smtp.example.net"), "{f}");
+        assert!(f.message.contains("421 too busy"), "{f}");
+    }
 }

@@ -2,24 +2,65 @@
 //!
 //! How the sync engines tell the rest of the daemon what happened without
 //! knowing about D-Bus: each engine holds a [`Reporter`] that sends
-//! [`Event`]s down one channel; the service layer drains it, updates the
-//! account status, emits signals and shows desktop notifications.
+//! [`Event`]s down one channel; the service layer drains it in order,
+//! updates the account status, emits signals and shows desktop
+//! notifications.
+//!
+//! Before an engine answers a request (Sync, DeleteMessage) it awaits
+//! [`Reporter::flush`]: an [`Event::Flush`] the events loop answers once
+//! everything sent before it is applied and announced, so the reply never
+//! overtakes the state it implies.
 
-use tokio::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::State;
+use crate::net::Failure;
+
+/// What an account's last error becomes with a state change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    /// Unchanged (a new attempt after a failure keeps showing why).
+    Keep,
+    /// Cleared: the account is healthy.
+    Clear,
+    /// This failure.
+    Set {
+        /// `LastError`: a sentence a person can act on.
+        message: String,
+        /// `LastErrorCode`.
+        code: &'static str,
+        /// `AttentionNeeded`.
+        attention: bool,
+    },
+}
 
 /// Something an engine reports about its account.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Event {
-    /// The account's state changed (`LastError` empty when healthy).
+    /// The account's state changed.
     State {
         /// Account id.
         account: String,
         /// The new state.
-        state: crate::sync::State,
-        /// The error a person can act on, or empty.
-        error: String,
-        /// The stable `LastErrorCode`, empty when healthy.
-        code: &'static str,
+        state: State,
+        /// What becomes of the last error.
+        problem: Problem,
+        /// Unix seconds of the next attempt, 0 for none.
+        next_retry: u64,
+    },
+    /// (done, total) messages of the current pass; (0, 0) when none runs.
+    Progress {
+        /// Account id.
+        account: String,
+        /// Messages stored in this pass.
+        done: u32,
+        /// Messages to fetch found so far in this pass.
+        total: u32,
     },
     /// A sync pass finished successfully at this unix time.
     Synced {
@@ -51,13 +92,52 @@ pub enum Event {
         /// (from, subject) of the first few.
         samples: Vec<(String, String)>,
     },
+    /// Answer once every event before this one is applied and announced
+    /// (counts included).
+    Flush {
+        /// Account id.
+        account: String,
+        /// Answered by the events loop.
+        done: oneshot::Sender<()>,
+    },
+}
+
+impl Event {
+    /// The account the event is about.
+    pub fn account(&self) -> &str {
+        match self {
+            Event::State { account, .. }
+            | Event::Progress { account, .. }
+            | Event::Synced { account, .. }
+            | Event::NewMessages { account, .. }
+            | Event::Counts { account }
+            | Event::Notify { account, .. }
+            | Event::Flush { account, .. } => account,
+        }
+    }
+}
+
+/// Shortest time between two Progress updates of one pass.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait for the events loop to answer a flush.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+struct Progress {
+    done: u32,
+    total: u32,
+    /// When the last update was sent; `None` before the first of a pass.
+    sent: Option<Instant>,
+    /// Whether a non-zero value was sent in this pass.
+    shown: bool,
 }
 
 /// The sending end an engine holds, bound to its account.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Reporter {
     account: String,
     tx: mpsc::UnboundedSender<Event>,
+    progress: Mutex<Progress>,
 }
 
 impl Reporter {
@@ -66,6 +146,7 @@ impl Reporter {
         Reporter {
             account: account.to_owned(),
             tx,
+            progress: Mutex::new(Progress::default()),
         }
     }
 
@@ -75,36 +156,125 @@ impl Reporter {
         let _ = self.tx.send(e);
     }
 
-    /// Report the state.
-    pub fn state(&self, state: crate::sync::State, error: impl Into<String>) {
+    fn state(&self, state: State, problem: Problem, next_retry: u64) {
         self.send(Event::State {
             account: self.account.clone(),
             state,
-            error: error.into(),
-            code: "",
+            problem,
+            next_retry,
         });
     }
 
-    /// Report a failure: the state, its sentence and its code.
-    pub fn failure(&self, state: crate::sync::State, failure: &crate::net::Failure) {
-        self.send(Event::State {
-            account: self.account.clone(),
-            state,
-            error: failure.message.clone(),
-            code: failure.code(),
-        });
+    /// A connection or a pass starts: `syncing`, the last error kept, no
+    /// retry pending, progress from (0, 0).
+    pub fn syncing(&self) {
+        self.reset_progress();
+        self.state(State::Syncing, Problem::Keep, 0);
     }
 
-    /// Report a finished pass.
-    pub fn synced(&self) {
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+    /// A pass succeeded: `LastSync` now, then `idle` with the last error,
+    /// its code, AttentionNeeded and NextRetry cleared.
+    pub fn healthy(&self) {
+        self.reset_progress();
         self.send(Event::Synced {
             account: self.account.clone(),
-            at,
+            at: super::health::unix_now(),
         });
+        self.state(State::Idle, Problem::Clear, 0);
+    }
+
+    /// A failure: `state`, its sentence, code and attention, and the unix
+    /// second of the next attempt (0 for none).
+    pub fn failed(&self, state: State, failure: &Failure, next_retry: u64) {
+        self.reset_progress();
+        self.state(
+            state,
+            Problem::Set {
+                message: failure.message.clone(),
+                code: failure.code(),
+                attention: failure.attention_needed(),
+            },
+            next_retry,
+        );
+    }
+
+    /// Wait until the events loop has applied and announced everything
+    /// reported so far (bounded: a stuck bus never holds a reply for good).
+    pub async fn flush(&self) {
+        let (done, answered) = oneshot::channel();
+        self.send(Event::Flush {
+            account: self.account.clone(),
+            done,
+        });
+        if tokio::time::timeout(FLUSH_TIMEOUT, answered).await.is_err() {
+            debug!(
+                "Account {}: the events loop did not answer a flush within {} s.",
+                self.account,
+                FLUSH_TIMEOUT.as_secs()
+            );
+        }
+    }
+
+    fn lock_progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        match self.progress.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Back to (0, 0), announced only if something else was shown.
+    fn reset_progress(&self) {
+        let shown = {
+            let mut p = self.lock_progress();
+            let shown = p.shown;
+            *p = Progress::default();
+            shown
+        };
+        if shown {
+            self.send(Event::Progress {
+                account: self.account.clone(),
+                done: 0,
+                total: 0,
+            });
+        }
+    }
+
+    /// Change the progress of the pass and send it if the last update is
+    /// at least [`PROGRESS_INTERVAL`] old (never one update per message).
+    fn progress(&self, change: impl FnOnce(&mut Progress)) {
+        let update = {
+            let mut p = self.lock_progress();
+            change(&mut p);
+            let due = p.sent.is_none_or(|at| at.elapsed() >= PROGRESS_INTERVAL);
+            if due && p.total > 0 {
+                p.sent = Some(Instant::now());
+                p.shown = true;
+                Some((p.done.min(p.total), p.total))
+            } else {
+                None
+            }
+        };
+        if let Some((done, total)) = update {
+            self.send(Event::Progress {
+                account: self.account.clone(),
+                done,
+                total,
+            });
+        }
+    }
+
+    /// Messages to fetch found in this pass (adds to the total).
+    pub fn found(&self, n: u32) {
+        if n > 0 {
+            self.progress(|p| p.total = p.total.saturating_add(n));
+        }
+    }
+
+    /// Messages stored in this pass (adds to what is done).
+    pub fn stored(&self, n: u32) {
+        if n > 0 {
+            self.progress(|p| p.done = p.done.saturating_add(n));
+        }
     }
 
     /// Report stored messages.
@@ -136,5 +306,157 @@ impl Reporter {
             count,
             samples,
         });
+    }
+}
+
+impl crate::imap::Observer for Reporter {
+    fn new_messages(&self, folder: &str, ids: Vec<String>) {
+        Reporter::new_messages(self, folder, ids);
+    }
+    fn counts(&self) {
+        Reporter::counts(self);
+    }
+    fn notify(&self, count: usize, samples: Vec<(String, String)>) {
+        Reporter::notify(self, count, samples);
+    }
+    fn found(&self, n: u32) {
+        Reporter::found(self, n);
+    }
+    fn stored(&self, n: u32) {
+        Reporter::stored(self, n);
+    }
+}
+
+impl crate::pop3::poll::Observer for Reporter {
+    fn new_messages(&self, folder: &str, ids: Vec<String>) {
+        Reporter::new_messages(self, folder, ids);
+    }
+    fn counts(&self) {
+        Reporter::counts(self);
+    }
+    fn notify(&self, count: usize, samples: Vec<(String, String)>) {
+        Reporter::notify(self, count, samples);
+    }
+    fn found(&self, n: u32) {
+        Reporter::found(self, n);
+    }
+    fn stored(&self, n: u32) {
+        Reporter::stored(self, n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<Event>) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_is_rate_limited_and_ends_at_zero() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let r = Reporter::new("a", tx);
+        r.syncing();
+        r.found(100);
+        for _ in 0..50 {
+            r.stored(1);
+        }
+        let sent: Vec<(u32, u32)> = drain(&mut rx)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Progress { done, total, .. } => Some((done, total)),
+                _ => None,
+            })
+            .collect();
+        // One update, not one per message.
+        assert_eq!(sent, vec![(0, 100)]);
+        tokio::time::advance(PROGRESS_INTERVAL).await;
+        r.stored(1);
+        r.found(20);
+        let sent: Vec<(u32, u32)> = drain(&mut rx)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Progress { done, total, .. } => Some((done, total)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, vec![(51, 100)]);
+        r.healthy();
+        let events = drain(&mut rx);
+        assert!(matches!(
+            events.first(),
+            Some(Event::Progress {
+                done: 0,
+                total: 0,
+                ..
+            })
+        ));
+        assert!(matches!(
+            events.last(),
+            Some(Event::State {
+                state: State::Idle,
+                problem: Problem::Clear,
+                next_retry: 0,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failure_carries_its_code_attention_and_retry() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let r = Reporter::new("a", tx);
+        let f = Failure::new(crate::net::FailureKind::Auth, "refused");
+        r.failed(State::NeedsCredentials, &f, 0);
+        match drain(&mut rx).pop() {
+            Some(Event::State {
+                state,
+                problem,
+                next_retry,
+                ..
+            }) => {
+                assert_eq!(state, State::NeedsCredentials);
+                assert_eq!(next_retry, 0);
+                assert_eq!(
+                    problem,
+                    Problem::Set {
+                        message: "refused".into(),
+                        code: "auth-failed",
+                        attention: true
+                    }
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_the_loop() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let r = Reporter::new("a", tx);
+        r.counts();
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = answered.clone();
+        let loop_ = tokio::spawn(async move {
+            let mut before = 0;
+            while let Some(e) = rx.recv().await {
+                match e {
+                    Event::Flush { done, .. } => {
+                        seen.store(before == 1, std::sync::atomic::Ordering::SeqCst);
+                        let _ = done.send(());
+                    }
+                    _ => before += 1,
+                }
+            }
+        });
+        r.flush().await;
+        assert!(answered.load(std::sync::atomic::Ordering::SeqCst));
+        drop(r);
+        let _ = loop_.await;
     }
 }

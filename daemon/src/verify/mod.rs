@@ -7,8 +7,12 @@
 //! unsaved settings and by `Account.Verify` for saved ones. Nothing is
 //! stored, and a password never appears in a report or a log line.
 //!
-//! Each step has its own timeout (see [`steps`]) and each service a budget
-//! of [`SERVICE_BUDGET`], so a report comes back in about 20 s at worst,
+//! The connect and login of each protocol is the one the sync engines use
+//! ([`crate::imap::session::open`], [`crate::pop3::session::open`],
+//! [`crate::smtp::connect::open`]), recording its steps in a
+//! [`crate::net::Steps`]. Each step has its deadline from
+//! [`crate::net::timeouts`] and each service a budget of
+//! [`SERVICE_BUDGET`], so a report comes back in about 20 s at worst,
 //! under the 25 s a D-Bus caller waits by default.
 //!
 //! Settings without an SMTP host get `smtp-ok` false and an `smtp-error`
@@ -26,11 +30,9 @@ pub mod imap;
 pub mod pop3;
 pub mod steps;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tracing::info;
-use zbus::zvariant::{OwnedValue, Value};
 
 use crate::net::{Failure, FailureKind};
 use crate::settings::{Protocol, Settings};
@@ -85,7 +87,8 @@ pub async fn verify(
         let mut steps = Steps::new(Service::Smtp, target, SERVICE_BUDGET);
         let result = match crate::smtp::connect::open(settings, smtp_password, &mut steps).await {
             Ok(mut session) => {
-                let _ = tokio::time::timeout(steps::REPLY_TIMEOUT, session.conn.quit()).await;
+                let _ =
+                    tokio::time::timeout(crate::net::reply_timeout(), session.conn.quit()).await;
                 Ok(session.caps.report())
             }
             Err(f) => Err(f),
@@ -118,53 +121,9 @@ pub async fn verify(
     report
 }
 
-fn millis(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
-fn put(d: &mut HashMap<String, OwnedValue>, key: &str, value: Value<'_>) {
-    if let Ok(v) = OwnedValue::try_from(value) {
-        d.insert(key.to_owned(), v);
-    }
-}
-
 impl Report {
     /// Whether both servers answered and accepted the login.
     pub fn ok(&self) -> bool {
         self.incoming.is_ok() && self.smtp.is_ok()
-    }
-
-    /// The report as the contract's `a{sv}`.
-    pub fn to_dict(&self) -> HashMap<String, OwnedValue> {
-        let mut d = HashMap::new();
-        let error = |r: &Result<(), Failure>| match r {
-            Ok(()) => String::new(),
-            Err(f) => f.message.clone(),
-        };
-        put(&mut d, "incoming-ok", Value::from(self.incoming.is_ok()));
-        put(&mut d, "incoming-error", Value::from(error(&self.incoming)));
-        put(&mut d, "smtp-ok", Value::from(self.smtp.is_ok()));
-        put(&mut d, "smtp-error", Value::from(error(&self.smtp)));
-        put(
-            &mut d,
-            "capabilities",
-            Value::from(self.capabilities.clone()),
-        );
-        put(&mut d, "elapsed-ms", Value::from(millis(self.elapsed)));
-        let steps: Vec<HashMap<String, OwnedValue>> = self
-            .steps
-            .iter()
-            .map(|s| {
-                let mut e = HashMap::new();
-                put(&mut e, "service", Value::from(s.service.as_str()));
-                put(&mut e, "step", Value::from(s.step.as_str()));
-                put(&mut e, "ok", Value::from(s.ok));
-                put(&mut e, "detail", Value::from(s.detail.clone()));
-                put(&mut e, "elapsed-ms", Value::from(millis(s.elapsed)));
-                e
-            })
-            .collect();
-        put(&mut d, "steps", Value::from(steps));
-        d
     }
 }
