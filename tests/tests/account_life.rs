@@ -180,7 +180,12 @@ fn a_new_account_never_gets_the_id_of_one_whose_passwords_are_still_to_remove() 
     let second = bus
         .create_account(&alice(&dovecot))
         .unwrap_or_else(|e| panic!("second CreateAccount failed: {e}\n{}", d.log()));
-    assert_ne!(first, second, "the new account took the old id");
+    assert_ne!(
+        first,
+        second,
+        "the new account took the old id; log:\n{}",
+        last_lines(&d.log(), 30)
+    );
     unlock_keyring(&bus);
     let old = names::account_id(&first).expect("a path").to_owned();
     let gone = wait_until(DEADLINE, || {
@@ -199,11 +204,12 @@ fn update_of_the_name_only_does_not_reconnect() {
     let marker = unique_secret("life-rename");
     let dovecot = dovecot(&marker);
     let d = facteurd(&bus, &dovecot, true);
+    let start = logins(&dovecot);
     let path = bus.create_account(&alice(&dovecot)).expect("create");
     synced(&bus, &d, &path);
     let before = wait_until(DEADLINE, || {
         let n = logins(&dovecot);
-        (n > 0).then_some(n)
+        (n > start).then_some(n)
     })
     .expect("Dovecot logged Alice's login");
     let signals = bus.signals();
@@ -238,11 +244,12 @@ fn update_of_the_port_reconnects() {
     let marker = unique_secret("life-port");
     let dovecot = dovecot(&marker);
     let d = facteurd(&bus, &dovecot, true);
+    let start = logins(&dovecot);
     let path = bus.create_account(&alice(&dovecot)).expect("create");
     synced(&bus, &d, &path);
     let before = wait_until(DEADLINE, || {
         let n = logins(&dovecot);
-        (n > 0).then_some(n)
+        (n > start).then_some(n)
     })
     .expect("Dovecot logged Alice's login");
 
@@ -263,4 +270,51 @@ fn update_of_the_port_reconnects() {
         p.str("State") == "idle" && p.u16("IncomingPort") == dovecot.imap_port()
     });
     assert_eq!(p.u32("MessageCount"), 1);
+}
+
+#[test]
+fn a_new_smtp_password_restarts_nothing_and_a_first_incoming_one_starts_the_engine() {
+    let bus = Bus::start();
+    let marker = unique_secret("life-passwords");
+    let dovecot = dovecot(&marker);
+    let d = facteurd(&bus, &dovecot, true);
+    // No incoming password: the account waits for one.
+    let start = logins(&dovecot);
+    let path = bus
+        .create_account(&alice(&dovecot).without("incoming-password"))
+        .expect("create without a password");
+    wait_account(&bus, &d, &path, "needs-credentials", DEADLINE, |p| {
+        p.str("State") == "needs-credentials" && p.bool("AttentionNeeded")
+    });
+    assert_eq!(logins(&dovecot), start, "logged in without a password");
+
+    // Giving it starts the engine with it.
+    bus.update_account(&path, &Settings::new().s("incoming-password", PASSWORD))
+        .expect("Update with the password");
+    synced(&bus, &d, &path);
+    let before = wait_until(DEADLINE, || {
+        let n = logins(&dovecot);
+        (n > start).then_some(n)
+    })
+    .expect("Dovecot logged Alice's login");
+
+    // A new SMTP password touches no engine.
+    let signals = bus.signals();
+    bus.update_account(&path, &Settings::new().s("smtp-password", "pw-smtp-only"))
+        .expect("Update of the SMTP password");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        logins(&dovecot),
+        before,
+        "a new SMTP password reconnected the account; facteurd log:\n{}",
+        last_lines(&d.log(), 40)
+    );
+    assert!(
+        !signals
+            .changed_properties(&path)
+            .contains(&"State".to_owned()),
+        "State changed after a new SMTP password"
+    );
+    assert_eq!(bus.account(&path).str("State"), "idle");
+    assert!(!d.log().contains(PASSWORD) && !d.log().contains("pw-smtp-only"));
 }

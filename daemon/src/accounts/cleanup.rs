@@ -75,17 +75,26 @@ impl Cleanup {
         }
     }
 
+    /// At start, before any change can run: a noted id that is still an
+    /// account is one whose Delete did not finish (a crash before its
+    /// settings file went); its passwords are its own, so the note goes.
+    pub async fn reconcile(&self) {
+        for id in self.retired.ids().await {
+            if self.registry.knows(&id) {
+                info!("Account {id} still exists; its passwords are kept.");
+                self.retired.remove(&id).await;
+            }
+        }
+    }
+
     /// Try once to remove the passwords of every retired id; true when
-    /// none is left.
+    /// none is left. An id the registry still knows is being deleted right
+    /// now (its settings file is not gone yet): it waits for the next pass.
     pub async fn remove_retired(&self) -> bool {
         let mut left = false;
         for id in self.retired.ids().await {
             if self.registry.knows(&id) {
-                // An account with this id exists again: its Delete did not
-                // finish (a crash before its settings file went). Its
-                // passwords are its own.
-                info!("Account {id} still exists; its passwords are kept.");
-                self.retired.remove(&id).await;
+                left = true;
                 continue;
             }
             match self.secrets.delete_account(&id).await {

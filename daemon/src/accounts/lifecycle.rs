@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 
 use super::cleanup::Cleanup;
 use super::retired::Retired;
-use super::{Account, Change, Field, Input, Passwords, Registry, Settings, State};
+use super::{Account, Change, Field, Input, Registry, Settings, State};
 use crate::secrets::{SecretError, SecretStore, Which};
 use crate::store::Store;
 use crate::sync::Scheduler;
@@ -112,6 +112,7 @@ impl Lifecycle {
     /// the store.
     pub async fn prepare(&self) -> Ready {
         let cleanup = self.cleanup();
+        cleanup.reconcile().await;
         let orphans_done = match *self.secrets {
             SecretStore::File(_) => cleanup.remove_orphans().await,
             SecretStore::Service(_) => false,
@@ -214,7 +215,17 @@ impl Lifecycle {
         .map_err(|e| Change::Internal(anyhow::anyhow!("The settings task failed: {e}")))??;
         let id = reservation.id.clone();
         let label = reservation.settings().email.clone();
-        let saved = self.save_passwords(&id, &label, &passwords).await;
+        let incoming_saved = self
+            .save_one(&id, &label, Which::Incoming, &passwords.incoming)
+            .await;
+        let smtp_saved = match &incoming_saved {
+            Ok(()) => {
+                self.save_one(&id, &label, Which::Smtp, &passwords.smtp)
+                    .await
+            }
+            // The same store: the incoming refusal says it all.
+            Err(_) => Ok(()),
+        };
         let registry = self.registry.clone();
         let committed = tokio::task::spawn_blocking(move || registry.commit(reservation))
             .await
@@ -227,8 +238,8 @@ impl Lifecycle {
                 return Err(e);
             }
         };
-        match (saved, passwords.incoming) {
-            (Err((_, e)), _) => {
+        match (incoming_saved, passwords.incoming) {
+            (Err(e), _) => {
                 account.set_status(|s| secret_refused(s, &e));
             }
             (Ok(()), Some(password)) if !password.is_empty() => {
@@ -239,6 +250,9 @@ impl Lifecycle {
             (Ok(()), _) => {
                 account.set_status(|s| no_password(s, &id));
             }
+        }
+        if let Err(e) = smtp_saved {
+            account.set_status(|s| smtp_refused(s, &e));
         }
         info!("Account {id} created ({label}).");
         Ok(account)
@@ -257,19 +271,18 @@ impl Lifecycle {
                 })??;
         let id = account.id.as_str();
         let after = account.settings();
-        let saved = self.save_passwords(id, &after.email, &passwords).await;
+        let label = after.email.clone();
+        let incoming_saved = self
+            .save_one(id, &label, Which::Incoming, &passwords.incoming)
+            .await;
+        let smtp_saved = self
+            .save_one(id, &label, Which::Smtp, &passwords.smtp)
+            .await;
         let mut status = Vec::new();
-        match (saved, passwords.incoming) {
-            (Err((Which::Incoming, e)), _) => {
+        match (incoming_saved, passwords.incoming) {
+            (Err(e), _) => {
                 self.scheduler.stop(id).await;
                 status = account.set_status(|s| secret_refused(s, &e));
-            }
-            (Err((Which::Smtp, e)), _) => {
-                // The incoming side is untouched: say why, change nothing.
-                status = account.set_status(|s| {
-                    s.last_error = e.to_string();
-                    s.last_error_code = secret_code(&e).to_owned();
-                });
             }
             (Ok(()), Some(password)) if password.is_empty() => {
                 self.scheduler.stop(id).await;
@@ -288,6 +301,14 @@ impl Lifecycle {
                 self.scheduler.reconfigure(id, after).await;
             }
             (Ok(()), None) => {}
+        }
+        if let Err(e) = smtp_saved {
+            // The incoming side is untouched: say why, change no state.
+            for field in account.set_status(|s| smtp_refused(s, &e)) {
+                if !status.contains(&field) {
+                    status.push(field);
+                }
+            }
         }
         Ok(Updated { before, status })
     }
@@ -417,26 +438,22 @@ impl Lifecycle {
         Ok(crate::verify::verify(&settings, incoming, smtp).await)
     }
 
-    /// Store the passwords given for account `id` (each written once); on
-    /// a refusal, which one and why (logged).
-    async fn save_passwords(
+    /// Store one password when one was given (written once; `""`
+    /// removes it). The reason is logged when the store refuses.
+    async fn save_one(
         &self,
         id: &str,
         label: &str,
-        passwords: &Passwords,
-    ) -> Result<(), (Which, SecretError)> {
-        let given = [
-            (Which::Incoming, &passwords.incoming),
-            (Which::Smtp, &passwords.smtp),
-        ];
-        for (which, password) in given {
-            let Some(password) = password else { continue };
-            if let Err(e) = self.secrets.set(id, label, which, password).await {
-                warn!("Account {id}: cannot store its password: {e}");
-                return Err((which, e));
-            }
-        }
-        Ok(())
+        which: Which,
+        password: &Option<Zeroizing<String>>,
+    ) -> Result<(), SecretError> {
+        let Some(password) = password else {
+            return Ok(());
+        };
+        self.secrets
+            .set(id, label, which, password)
+            .await
+            .inspect_err(|e| warn!("Account {id}: cannot store its password: {e}"))
     }
 
     /// Read the incoming password once and settle the credential state
@@ -505,6 +522,13 @@ fn secret_refused(s: &mut super::Status, e: &SecretError) {
     s.last_error_code = secret_code(e).to_owned();
     s.attention_needed = true;
     s.next_retry = 0;
+}
+
+/// The SMTP password could not be stored: said in `LastError`; the
+/// incoming side, and so the state, is untouched.
+fn smtp_refused(s: &mut super::Status, e: &SecretError) {
+    s.last_error = format!("The SMTP password was not stored: {e}");
+    s.last_error_code = secret_code(e).to_owned();
 }
 
 fn no_password(s: &mut super::Status, id: &str) {
