@@ -429,7 +429,8 @@ mod tests {
         let parts = AddressParts::new("emily@me.com").expect("an address");
         let c = &from_provider(icloud, &parts, Source::ProviderDb)[0];
         assert_eq!(c.incoming.login, "emily");
+        // Apple's SMTP wants the whole address.
         let smtp = c.smtp.as_ref().expect("an SMTP server");
-        assert_eq!(smtp.login, "emily");
+        assert_eq!(smtp.login, "emily@me.com");
     }
 }
