@@ -1,35 +1,41 @@
 //! # facteurd
 //!
-//! The per-user mail-sync daemon. Data flows one way:
+//! The per-user mail-sync daemon. Imports only run downward, one layer to
+//! the next:
 //!
 //! - [`service`]: the D-Bus objects (Manager at the root, one Account object
-//!   per account, the ObjectManager). Maps every failure to the contract's
-//!   error enum at the edge.
+//!   per account, the ObjectManager, the introspection of parent nodes). The
+//!   only place zvariant, `a{sv}`, property names and state strings appear;
+//!   every internal error type has one `From` into the contract's error.
 //! - [`accounts`]: settings validation (one code path for create, update and
-//!   verify), the registry of accounts, stored one file per account, and
+//!   verify), the registry of accounts (one file per account), and
 //!   [`accounts::lifecycle`], the one home of create, update, delete,
-//!   credentials and engine starts.
-//! - [`scheduler`]: one supervised engine task per account, with its
-//!   cancellation token and request channel ("sync now", "delete this").
-//! - [`imap`] and [`pop3`]: the protocol engines (connect and log in; sync
-//!   folders, IDLE; poll). They report through [`events`] and never touch
-//!   D-Bus.
+//!   credentials and engine starts (with the durable note of passwords still
+//!   to remove after a Delete with a locked keyring).
+//! - [`sync`]: the scheduler (one supervised engine per account, starts
+//!   serialised, a displaced engine cancelled and awaited, background tasks
+//!   tracked), the requests, the one backoff, the one failure → state
+//!   mapping, the one wait loop, and the events through which engines report
+//!   without knowing about D-Bus. [`sync::State`] is typed.
+//! - [`imap`], [`pop3`], [`smtp`]: the protocols. Each has one connect and
+//!   login path, shared by sync and verify ([`imap::session::open`],
+//!   [`pop3::session::open`], [`smtp::connect::open`]); the sync layer drives
+//!   them and they report through a small observer trait of their own.
+//! - [`verify`]: the "verify connection" report, made of the protocols'
+//!   connect paths; [`autoconfig`]: candidate settings for an address.
 //! - [`store`]: the sled index (metadata, folders, flags, sync state, POP3
-//!   UIDLs, the unified index) and the content-addressed message files.
-//! - [`mail`]: header metadata parsed from raw messages.
-//! - [`net`]: TCP, TLS (rustls, system roots), timeouts, keepalive, and the
-//!   typed [`net::Failure`] every protocol reports.
-//! - [`notify`]: desktop notifications.
-//! - [`secrets`]: passwords, in the Secret Service or a 0600 file.
-//! - [`fsutil`]: atomic file writes shared by the stores above.
-//! - [`logging`]: journald or stderr.
-//! - [`verify`]: the "verify connection" report (incoming and SMTP).
-//! - [`smtp`]: sending, with the copy in the Sent folder.
-//! - [`autoconfig`]: candidate settings for an address (the wizard).
+//!   UIDLs, the unified index), the content-addressed message files and the
+//!   per-account manifests.
+//! - [`net`]: TCP, TLS (rustls, system roots), the one timeout table, the
+//!   step recorder, and the typed [`net::Failure`] every protocol reports.
+//! - [`settings`]: account settings as plain data, readable by every layer.
+//! - [`mail`], [`notify`], [`secrets`], [`fsutil`], [`logging`]: header
+//!   metadata, desktop notifications, passwords (Secret Service or a 0600
+//!   file), atomic file writes, journald or stderr.
 //!
 //! [`run`] wires them together: open the store, connect to the bus, load the
-//! accounts, serve the objects, start the engines, then take the bus name
-//! and tell systemd we are ready.
+//! accounts and their credentials, serve the objects, start the engines,
+//! then take the bus name and tell systemd we are ready.
 
 pub mod accounts;
 pub mod autoconfig;

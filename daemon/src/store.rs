@@ -7,10 +7,10 @@
 //!
 //! The index is derived data. What only this machine holds (a POP3 message
 //! the server deleted) is also written to a per-account manifest
-//! ([`manifest`]), so that a lost index is rebuilt from the message files
+//! (`manifest`), so that a lost index is rebuilt from the message files
 //! and the manifests, and the servers fill in the rest.
 //!
-//! Faults of the disk and of the index are told apart ([`open`]):
+//! Faults of the disk and of the index are told apart (`open`):
 //!
 //! - an index that cannot be parsed (garbage, a panic inside sled, a wrong
 //!   schema version, a truncated file that comes up empty) is moved aside

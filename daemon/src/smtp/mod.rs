@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use crate::net::{Failure, FailureKind};
 use crate::settings::{Protocol, Settings};
 use crate::store::Store;
-use crate::verify::steps::{Service, Steps};
+use crate::net::steps::{Service, Steps};
 
 /// Time allowed to connect, upgrade and log in before sending.
 pub const CONNECT_BUDGET: Duration = Duration::from_secs(20);
@@ -172,7 +172,7 @@ pub async fn send(
             ),
         },
         Ok(Err(e)) => {
-            let text = crate::verify::steps::clean(&e.to_string());
+            let text = crate::net::steps::clean(&e.to_string());
             if e.is_permanent() {
                 Outcome::Failed(SendError {
                     cause: Cause::Rejected,

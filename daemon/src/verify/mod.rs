@@ -28,7 +28,6 @@
 
 pub mod imap;
 pub mod pop3;
-pub mod steps;
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +35,7 @@ use tracing::info;
 
 use crate::net::{Failure, FailureKind};
 use crate::settings::{Protocol, Settings};
-use steps::{Service, Step, Steps};
+use crate::net::steps::{Service, Step, Steps};
 
 /// Time allowed for each service (incoming and SMTP run at the same time).
 pub const SERVICE_BUDGET: Duration = Duration::from_secs(20);
