@@ -26,10 +26,10 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
+use crate::net::steps::{Service, Steps};
 use crate::net::{Failure, FailureKind};
 use crate::settings::{Protocol, Settings};
 use crate::store::Store;
-use crate::net::steps::{Service, Steps};
 
 /// Time allowed to connect, upgrade and log in before sending.
 pub const CONNECT_BUDGET: Duration = Duration::from_secs(20);

@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
+use crate::net::steps::{Service, Step, Steps};
 use crate::net::{Failure, FailureKind};
 use crate::settings::{Protocol, Settings};
-use crate::net::steps::{Service, Step, Steps};
 
 /// Time allowed for each service (incoming and SMTP run at the same time).
 pub const SERVICE_BUDGET: Duration = Duration::from_secs(20);
