@@ -34,6 +34,7 @@ mod blobs;
 mod listing;
 mod manifest;
 mod messages;
+mod observer;
 mod open;
 mod pop3;
 mod removal;
@@ -48,6 +49,7 @@ use tracing::{info, warn};
 
 use crate::fsutil::{disk_condition, DiskCondition};
 pub use messages::{Flags, FolderInfo, FolderState, MessageId, NewMessage, Record, Summary};
+pub use observer::Observer;
 pub use repair::Damaged;
 
 /// Version of the index layout written by this daemon.

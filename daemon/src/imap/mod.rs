@@ -45,20 +45,7 @@ const NOOP_INTERVAL: Duration = Duration::from_secs(60);
 /// sent a folder list that cannot be read.
 pub(crate) const LIST_RETRY: Duration = Duration::from_secs(30 * 60);
 
-/// What the engine tells about what it stores, as it goes. Implemented by
-/// the sync layer's reporter.
-pub trait Observer: Send + Sync {
-    /// New messages are durably stored in `folder` (display name).
-    fn new_messages(&self, folder: &str, ids: Vec<String>);
-    /// Message counts may have changed (flags, expunges, new mail).
-    fn counts(&self);
-    /// One desktop notification for `count` new messages.
-    fn notify(&self, count: usize, samples: Vec<(String, String)>);
-    /// `n` more messages to fetch were found in this pass.
-    fn found(&self, n: u32);
-    /// `n` more messages of this pass are stored.
-    fn stored(&self, n: u32);
-}
+pub use crate::store::Observer;
 
 /// One account's IMAP operations, with what they remember between passes.
 pub struct Engine {
@@ -127,14 +114,7 @@ impl Engine {
         &self,
         f: impl FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, Failure> {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(r) => r.map_err(Failure::from),
-            Err(e) => Err(Failure::new(
-                FailureKind::Local,
-                format!("A store lookup failed: {e}"),
-            )),
-        }
+        self.store.blocking(f).await.map_err(Failure::from)
     }
 
     /// Connect and log in; what the server can do is kept for the session.

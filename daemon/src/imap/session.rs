@@ -252,14 +252,7 @@ pub async fn connect(settings: &Settings, password: &str) -> Result<(ImapSession
     let (mut session, caps) = match open(settings, Some(password), &mut steps).await {
         Ok(v) => v,
         Err(f) => {
-            if let Some(s) = steps.last_failed() {
-                debug!(
-                    "IMAP {host}:{port}: the {} step failed after {} ms: {}",
-                    s.step.as_str(),
-                    s.elapsed.as_millis(),
-                    s.detail
-                );
-            }
+            steps.log_last_failed("IMAP");
             return Err(f);
         }
     };

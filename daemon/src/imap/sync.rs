@@ -515,12 +515,7 @@ impl Engine {
             if !ids.is_empty() {
                 let wanted = ids.clone();
                 let records = self
-                    .blocking(move |store| {
-                        Ok(wanted
-                            .iter()
-                            .filter_map(|id| store.record(id).ok().flatten())
-                            .collect::<Vec<_>>())
-                    })
+                    .blocking(move |store| Ok(store.records(&wanted)))
                     .await?;
                 for r in records {
                     if seen_before.is_some_and(|seen| seen.contains(&r.hash)) {

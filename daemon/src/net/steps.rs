@@ -178,6 +178,20 @@ impl Steps {
         self.list.iter().rev().find(|s| !s.ok)
     }
 
+    /// Say in the debug log which step failed last (the sync engines keep
+    /// no report, only this line).
+    pub fn log_last_failed(&self, protocol: &str) {
+        if let Some(s) = self.last_failed() {
+            tracing::debug!(
+                "{protocol} {}: the {} step failed after {} ms: {}",
+                self.target,
+                s.step.as_str(),
+                s.elapsed.as_millis(),
+                s.detail
+            );
+        }
+    }
+
     /// Record a step that failed without being tried on the network (no
     /// password, say).
     pub fn fail(&mut self, kind: StepKind, failure: Failure) -> Failure {

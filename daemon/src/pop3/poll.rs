@@ -40,20 +40,7 @@ const BATCH_MESSAGES: usize = 100;
 /// Bytes held before a batch is stored.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-/// What the poller tells about what it stores, as it goes. Implemented by
-/// the sync layer's reporter.
-pub trait Observer: Send + Sync {
-    /// New messages are durably stored in `folder` (display name).
-    fn new_messages(&self, folder: &str, ids: Vec<String>);
-    /// Message counts may have changed.
-    fn counts(&self);
-    /// One desktop notification for `count` new messages.
-    fn notify(&self, count: usize, samples: Vec<(String, String)>);
-    /// `n` messages to fetch were found in this session.
-    fn found(&self, n: u32);
-    /// `n` more messages of this session are stored.
-    fn stored(&self, n: u32);
-}
+pub use crate::store::Observer;
 
 pub use super::session::{failure, login};
 
@@ -105,14 +92,7 @@ impl Poller {
         &self,
         f: impl FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, Failure> {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(r) => r.map_err(Failure::from),
-            Err(e) => Err(Failure::new(
-                FailureKind::Local,
-                format!("A store lookup failed: {e}"),
-            )),
-        }
+        self.store.blocking(f).await.map_err(Failure::from)
     }
 
     /// Delete a message locally; with leave-on-server and delete-on-server,
@@ -280,12 +260,7 @@ impl Poller {
                     .cloned()
                     .collect();
                 let records = self
-                    .blocking(move |store| {
-                        Ok(wanted
-                            .iter()
-                            .filter_map(|id| store.record(id).ok().flatten())
-                            .collect::<Vec<_>>())
-                    })
+                    .blocking(move |store| Ok(store.records(&wanted)))
                     .await?;
                 for r in records {
                     samples.push((r.meta.from.clone(), r.meta.subject.clone()));

@@ -14,8 +14,6 @@
 //! server's own limit (`[IN-USE]`, `[LOGIN-DELAY]`, `[SYS/TEMP]`, RFC 2449 and
 //! RFC 3206) are [`FailureKind::ServerLimit`].
 
-use tracing::debug;
-
 use super::capabilities::Capabilities;
 use super::client::{Client, Config};
 use super::error::{Error, ResponseCode};
@@ -168,14 +166,7 @@ pub async fn login(
     let (mut client, mut caps) = match open(settings, Some(password), &mut steps).await {
         Ok(v) => v,
         Err(f) => {
-            if let Some(s) = steps.last_failed() {
-                debug!(
-                    "POP3 {host}:{port}: the {} step failed after {} ms: {}",
-                    s.step.as_str(),
-                    s.elapsed.as_millis(),
-                    s.detail
-                );
-            }
+            steps.log_last_failed("POP3");
             return Err(f);
         }
     };

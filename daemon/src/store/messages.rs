@@ -562,7 +562,26 @@ impl Store {
         Ok(changed)
     }
 
-    /// The record of a message.
+    /// The records of those messages that are stored (unreadable ones
+    /// left out).
+    pub fn records(&self, ids: &[MessageId]) -> Vec<Record> {
+        ids.iter()
+            .filter_map(|id| self.record(id).ok().flatten())
+            .collect()
+    }
+
+    /// Run blocking store work (sled, files) off the async workers.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| anyhow::anyhow!("A store task failed: {e}"))?
+    }
+
+    /// The record of a message, if it is stored.
     pub fn record(&self, id: &MessageId) -> Result<Option<Record>> {
         let Some(v) = self
             .handle()?

@@ -309,25 +309,7 @@ impl Reporter {
     }
 }
 
-impl crate::imap::Observer for Reporter {
-    fn new_messages(&self, folder: &str, ids: Vec<String>) {
-        Reporter::new_messages(self, folder, ids);
-    }
-    fn counts(&self) {
-        Reporter::counts(self);
-    }
-    fn notify(&self, count: usize, samples: Vec<(String, String)>) {
-        Reporter::notify(self, count, samples);
-    }
-    fn found(&self, n: u32) {
-        Reporter::found(self, n);
-    }
-    fn stored(&self, n: u32) {
-        Reporter::stored(self, n);
-    }
-}
-
-impl crate::pop3::poll::Observer for Reporter {
+impl crate::store::Observer for Reporter {
     fn new_messages(&self, folder: &str, ids: Vec<String>) {
         Reporter::new_messages(self, folder, ids);
     }

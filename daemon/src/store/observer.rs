@@ -1,0 +1,19 @@
+//! # What a protocol engine announces as it stores
+//!
+//! The IMAP and POP3 engines tell, as they go, what they durably stored and
+//! how far the pass is, through this one trait; the sync layer's reporter
+//! implements it (the protocols never import the sync layer).
+
+/// What an engine tells about what it stores, as it goes.
+pub trait Observer: Send + Sync {
+    /// New messages are durably stored in `folder` (display name).
+    fn new_messages(&self, folder: &str, ids: Vec<String>);
+    /// Message counts may have changed (flags, expunges, new mail).
+    fn counts(&self);
+    /// One desktop notification for `count` new messages.
+    fn notify(&self, count: usize, samples: Vec<(String, String)>);
+    /// `n` more messages to fetch were found in this pass.
+    fn found(&self, n: u32);
+    /// `n` more messages of this pass are stored.
+    fn stored(&self, n: u32);
+}
