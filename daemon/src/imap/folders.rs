@@ -161,22 +161,19 @@ impl Engine {
             } else {
                 role_from_name(&shown, n.delimiter.as_deref())
             };
+            let (id, raw_name, display) = (self.id.clone(), raw.to_owned(), shown.clone());
+            let (delimiter, role) = (n.delimiter.clone(), role.map(str::to_owned));
             let info = self
-                .store
-                .upsert_folder(
-                    &self.id,
-                    raw,
-                    &shown,
-                    n.delimiter.clone(),
-                    role.map(str::to_owned),
-                    selectable,
-                )
-                .map_err(local)?;
+                .blocking(move |store| {
+                    store.upsert_folder(&id, &raw_name, &display, delimiter, role, selectable)
+                })
+                .await?;
             if selectable {
                 folders.push(info);
             }
         }
-        for old in self.store.folders(&self.id).map_err(local)? {
+        let id = self.id.clone();
+        for old in self.blocking(move |store| store.folders(&id)).await? {
             if !seen.contains(&old.name) {
                 info!(
                     "Account {}: folder {:?} is gone from the server; dropping its local copy.",
@@ -225,18 +222,20 @@ impl Engine {
                 Err(f) => Err(f),
             };
         }
+        let id = self.id.clone();
         let mut known: Vec<_> = self
-            .store
-            .folders(&self.id)
-            .map_err(Failure::from)?
+            .blocking(move |store| store.folders(&id))
+            .await?
             .into_iter()
             .filter(|f| f.selectable)
             .collect();
         if !known.iter().any(|f| f.name.eq_ignore_ascii_case("INBOX")) {
+            let id = self.id.clone();
             known.push(
-                self.store
-                    .upsert_folder(&self.id, "INBOX", "INBOX", None, Some("inbox".into()), true)
-                    .map_err(Failure::from)?,
+                self.blocking(move |store| {
+                    store.upsert_folder(&id, "INBOX", "INBOX", None, Some("inbox".into()), true)
+                })
+                .await?,
             );
         }
         Ok(known)
