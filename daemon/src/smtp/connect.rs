@@ -112,7 +112,7 @@ fn io_failure(host: &str, what: &str, e: std::io::Error) -> Failure {
 
 /// What a lettre error says, without lettre's `permanent error (535): `
 /// prefix.
-fn said(e: &lettre::transport::smtp::Error) -> String {
+pub(crate) fn said(e: &lettre::transport::smtp::Error) -> String {
     let text = clean(&e.to_string());
     for kind in ["permanent error", "transient error"] {
         if let Some(rest) = text.strip_prefix(kind) {

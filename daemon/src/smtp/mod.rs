@@ -172,7 +172,11 @@ pub async fn send(
             ),
         },
         Ok(Err(e)) => {
-            let text = crate::net::steps::clean(&e.to_string());
+            // The server's own words, with its code: "550 5.1.1 No such user".
+            let text = match e.status() {
+                Some(code) => format!("{code} {}", connect::said(&e)),
+                None => connect::said(&e),
+            };
             if e.is_permanent() {
                 Outcome::Failed(SendError {
                     cause: Cause::Rejected,
