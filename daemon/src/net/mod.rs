@@ -37,8 +37,8 @@ use tokio::net::TcpStream;
 pub use failure::{mentions_limit, server_text, Failure, FailureKind};
 pub use steps::{Service, Step, StepKind, Steps};
 pub use timeouts::{
-    auth_timeout, command_timeout, connect_timeout, dns_timeout, reply_timeout, tls_timeout,
-    within, COMMAND_TIMEOUT, REPLY_TIMEOUT, STREAM_READ_TIMEOUT,
+    auth_timeout, command_timeout, connect_timeout, dns_timeout, goodbye_timeout, reply_timeout,
+    tls_timeout, within, COMMAND_TIMEOUT, REPLY_TIMEOUT, STREAM_READ_TIMEOUT,
 };
 pub use tls::{describe_tls_error, upgrade};
 

@@ -257,8 +257,27 @@ async fn connect_any(
 ) -> Result<(TcpStream, String), Failure> {
     let mut errors = Vec::new();
     let mut refused = true;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
+    // One silent address (a black-holed IPv6 route) must not eat the whole
+    // step: each but the last gets its share, at least 2 s; the last gets
+    // what the step has left (the caller's deadline bounds it all).
+    let n = addrs.len().max(1) as u32;
+    let share = (super::connect_timeout() / n).max(Duration::from_secs(2));
+    let last = addrs.len().saturating_sub(1);
+    for (i, addr) in addrs.into_iter().enumerate() {
+        let attempt = TcpStream::connect(addr);
+        let result = if i < last {
+            match tokio::time::timeout(share, attempt).await {
+                Ok(r) => r,
+                Err(_) => {
+                    refused = false;
+                    errors.push(format!("{}: no answer within {}", addr.ip(), shown(share)));
+                    continue;
+                }
+            }
+        } else {
+            attempt.await
+        };
+        match result {
             Ok(tcp) => {
                 super::set_keepalive(&tcp);
                 return Ok((tcp, format!("Connected to {addr}")));

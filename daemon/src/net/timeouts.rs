@@ -37,7 +37,11 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// connection trips it; every command has its own shorter deadline.
 pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(11 * 60);
 
-/// The environment variable that caps the command deadlines (tests).
+/// How long a report waits for LOGOUT/QUIT after its answer is known: the
+/// report must come back within the time a D-Bus caller waits.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The environment variable that caps the deadlines (for tests).
 pub const COMMAND_TIMEOUT_ENV: &str = "FACTEUR_COMMAND_TIMEOUT_MS";
 
 /// The cap from [`COMMAND_TIMEOUT_ENV`], read once.
@@ -94,6 +98,11 @@ pub fn reply_timeout() -> Duration {
 /// The deadline of a login.
 pub fn auth_timeout() -> Duration {
     within(AUTH_TIMEOUT)
+}
+
+/// [`GOODBYE_TIMEOUT`], capped like the others.
+pub fn goodbye_timeout() -> Duration {
+    within(GOODBYE_TIMEOUT)
 }
 
 /// The deadline of one command (or of the next response of a long one).

@@ -143,16 +143,25 @@ pub async fn upgrade(
 }
 
 /// A failed handshake as a failure: [`FailureKind::Certificate`] when the
-/// certificate was refused, [`FailureKind::Tls`] otherwise.
+/// certificate was refused, [`FailureKind::Connection`] when the network
+/// dropped the connection before TLS said anything (a reset, an early end:
+/// retrying helps), [`FailureKind::Tls`] otherwise.
 pub fn handshake_failure(e: &io::Error, host: &str) -> Failure {
-    let refused = matches!(
-        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
-        Some(rustls::Error::InvalidCertificate(_))
-    );
-    let kind = if refused {
-        FailureKind::Certificate
-    } else {
-        FailureKind::Tls
+    let tls = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    let kind = match tls {
+        Some(rustls::Error::InvalidCertificate(_)) => FailureKind::Certificate,
+        Some(_) => FailureKind::Tls,
+        None if matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::BrokenPipe
+        ) =>
+        {
+            FailureKind::Connection
+        }
+        None => FailureKind::Tls,
     };
     Failure::new(kind, describe_tls_error(e, host))
 }
@@ -293,7 +302,12 @@ mod tests {
         let f = handshake_failure(&e, "mail.example.net");
         assert_eq!(f.kind, FailureKind::Tls);
         assert_eq!(f.code(), "tls-failed");
-        let plain = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
-        assert_eq!(handshake_failure(&plain, "h").kind, FailureKind::Tls);
+        // The network dropping the connection is not a TLS problem.
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(handshake_failure(&reset, "h").kind, FailureKind::Connection);
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        assert_eq!(handshake_failure(&eof, "h").kind, FailureKind::Connection);
+        let other = io::Error::other("odd");
+        assert_eq!(handshake_failure(&other, "h").kind, FailureKind::Tls);
     }
 }

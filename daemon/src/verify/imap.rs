@@ -21,7 +21,7 @@ pub async fn check(
 ) -> Result<Vec<String>, Failure> {
     let (mut session, caps) = crate::imap::session::open(settings, password, steps).await?;
     // Best effort: the report is complete either way.
-    let _ = tokio::time::timeout(net::reply_timeout(), session.logout()).await;
+    let _ = tokio::time::timeout(net::goodbye_timeout(), session.logout()).await;
     let has = |name: &str| caps.all.iter().any(|c| c.eq_ignore_ascii_case(name));
     let mut report: Vec<String> = INTERESTING
         .iter()

@@ -87,7 +87,7 @@ pub async fn verify(
         let result = match crate::smtp::connect::open(settings, smtp_password, &mut steps).await {
             Ok(mut session) => {
                 let _ =
-                    tokio::time::timeout(crate::net::reply_timeout(), session.conn.quit()).await;
+                    tokio::time::timeout(crate::net::goodbye_timeout(), session.conn.quit()).await;
                 Ok(session.caps.report())
             }
             Err(f) => Err(f),

@@ -70,7 +70,7 @@ pub async fn check(
         })
         .await?;
     // Best effort: QUIT ends the session without changing the maildrop.
-    let _ = tokio::time::timeout(net::reply_timeout(), client.quit()).await;
+    let _ = tokio::time::timeout(net::goodbye_timeout(), client.quit()).await;
 
     let mut report: Vec<String> = INTERESTING
         .iter()

@@ -121,31 +121,63 @@ pub fn is_limit(text: &str) -> bool {
         || net::mentions_limit(text)
 }
 
-/// A refused login as a failure: a server limit, or the password refused.
+/// A refused login as a failure. Only a refusal of the credentials is
+/// `Auth` (which makes the account wait for a new password): a bare `NO`,
+/// or the RFC 5530 codes `[AUTHENTICATIONFAILED]`, `[AUTHORIZATIONFAILED]`
+/// and `[EXPIRED]`. A server limit is `ServerLimit`; `[SERVERBUG]` and a
+/// `BAD` are the server's own trouble (`Protocol`, retried);
+/// `[PRIVACYREQUIRED]` asks for TLS; `[CONTACTADMIN]` needs the provider.
 pub(super) fn login_refused(host: &str, login: &str, e: async_imap::error::Error) -> Failure {
-    match e {
-        async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m) => {
-            let text = said(&m);
-            if is_limit(&text) {
-                Failure::new(
-                    FailureKind::ServerLimit,
-                    format!(
-                        "The server {host} refused the login for {login} for now, for a limit of \
-                         its own{}; facteur tries again later",
-                        quoted_text(&text)
-                    ),
-                )
-            } else {
-                Failure::new(
-                    FailureKind::Auth,
-                    format!(
-                        "The server {host} refused the password for login {login}{}",
-                        quoted_text(&text)
-                    ),
-                )
-            }
-        }
-        other => imap_failure("the login", other),
+    let (text, bad) = match e {
+        async_imap::error::Error::No(m) => (said(&m), false),
+        async_imap::error::Error::Bad(m) => (said(&m), true),
+        other => return imap_failure("the login", other),
+    };
+    let upper = text.to_ascii_uppercase();
+    let has = |code: &str| upper.contains(code);
+    let words = quoted_text(&text);
+    if is_limit(&text) {
+        Failure::new(
+            FailureKind::ServerLimit,
+            format!(
+                "The server {host} refused the login for {login} for now, for a limit of \
+                 its own{words}; facteur tries again later"
+            ),
+        )
+    } else if has("[AUTHENTICATIONFAILED]") || has("[AUTHORIZATIONFAILED]") || has("[EXPIRED]") {
+        Failure::new(
+            FailureKind::Auth,
+            format!("The server {host} refused the password for login {login}{words}"),
+        )
+    } else if has("[PRIVACYREQUIRED]") {
+        Failure::new(
+            FailureKind::Tls,
+            format!(
+                "The server {host} refuses logins without encryption{words}; use security tls \
+                 or starttls"
+            ),
+        )
+    } else if has("[CONTACTADMIN]") {
+        Failure::new(
+            FailureKind::NotSupported,
+            format!(
+                "The server {host} refused the login for {login} and asks you to contact its \
+                 administrator{words}"
+            ),
+        )
+    } else if bad || has("[SERVERBUG]") {
+        Failure::new(
+            FailureKind::Protocol,
+            format!(
+                "The server {host} could not log {login} in because of a problem of its \
+                 own{words}; facteur tries again later"
+            ),
+        )
+    } else {
+        Failure::new(
+            FailureKind::Auth,
+            format!("The server {host} refused the password for login {login}{words}"),
+        )
     }
 }
 
@@ -153,6 +185,32 @@ pub(super) fn login_refused(host: &str, login: &str, e: async_imap::error::Error
 mod tests {
     use super::*;
     use async_imap::error::Error as E;
+
+    #[test]
+    fn only_a_refusal_of_the_credentials_asks_for_a_password() {
+        let kind = |e| login_refused("h", "u", e).kind;
+        let no = |t: &str| E::No(format!("code: None, info: Some({t:?})"));
+        assert_eq!(
+            kind(no("[AUTHENTICATIONFAILED] Authentication failed.")),
+            FailureKind::Auth
+        );
+        assert_eq!(kind(no("Login failed.")), FailureKind::Auth);
+        assert_eq!(kind(no("[EXPIRED] Password expired")), FailureKind::Auth);
+        assert_eq!(
+            kind(no("[SERVERBUG] Internal error occurred")),
+            FailureKind::Protocol
+        );
+        assert_eq!(kind(no("[PRIVACYREQUIRED] Use TLS")), FailureKind::Tls);
+        assert_eq!(
+            kind(no("[CONTACTADMIN] Account disabled")),
+            FailureKind::NotSupported
+        );
+        assert_eq!(
+            kind(no("[LIMIT] Too many connections")),
+            FailureKind::ServerLimit
+        );
+        assert_eq!(kind(E::Bad("unexpected".into())), FailureKind::Protocol);
+    }
 
     #[test]
     fn the_server_text_is_taken_out_of_the_debug_form() {
