@@ -262,6 +262,14 @@ impl Lifecycle {
     /// leave its engine as the change requires.
     pub async fn update(&self, account: &Arc<Account>, input: &Input) -> Result<Updated, Change> {
         let _one = self.changes.lock().await;
+        // Queued behind a Delete: the account is gone (the registry checks
+        // again under its lock).
+        if !self.is_registered(account) {
+            return Err(Change::NotFound(format!(
+                "Account {} no longer exists",
+                account.id
+            )));
+        }
         let (registry, target, dict) = (self.registry.clone(), account.clone(), input.clone());
         let (before, passwords) =
             tokio::task::spawn_blocking(move || registry.update(&target, &dict))
@@ -317,11 +325,14 @@ impl Lifecycle {
     /// passwords as soon as the secret store can be written. When the mail
     /// or the settings file cannot be removed, the account stays whole
     /// (minus mail that is fetched again) and the error says why.
-    pub async fn delete(&self, account: &Arc<Account>) -> anyhow::Result<()> {
+    ///
+    /// `Ok(false)` when the account was already gone (a Delete that ran
+    /// first): nothing was done.
+    pub async fn delete(&self, account: &Arc<Account>) -> anyhow::Result<bool> {
         let _one = self.changes.lock().await;
         let id = account.id.clone();
-        if self.registry.get(&id).is_none() {
-            return Ok(());
+        if !self.is_registered(account) {
+            return Ok(false);
         }
         self.scheduler.stop(&id).await;
         if let Err(e) = self.retired.add(&id).await {
@@ -366,7 +377,15 @@ impl Lifecycle {
             }
         }
         info!("Account {id} deleted.");
-        Ok(())
+        Ok(true)
+    }
+
+    /// Whether `account` is still the registered account of its id (not
+    /// deleted by a change that ran first).
+    fn is_registered(&self, account: &Arc<Account>) -> bool {
+        self.registry
+            .get(&account.id)
+            .is_some_and(|a| Arc::ptr_eq(&a, account))
     }
 
     /// Send `raw` through the account (SMTP AUTH with its SMTP password,

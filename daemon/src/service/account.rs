@@ -183,15 +183,28 @@ impl AccountObject {
     async fn delete(&self, #[zbus(object_server)] server: &ObjectServer) -> Result<(), Error> {
         // The lifecycle removes the engine, the mail and the settings file
         // at once, and the passwords when the secret store can be written.
-        self.daemon
+        let deleted = self
+            .daemon
             .life
             .delete(&self.account)
             .await
             .map_err(internal)?;
-        server
-            .remove::<AccountObject, _>(names::account_path(&self.account.id).as_str())
-            .await
-            .map_err(|e| internal(e.into()))?;
+        if !deleted {
+            // A Delete that ran first removed it (and its object).
+            return Err(Error::NotFound(format!(
+                "Account {} no longer exists",
+                self.account.id
+            )));
+        }
+        let path = names::account_path(&self.account.id);
+        match server.remove::<AccountObject, _>(path.as_str()).await {
+            // Already unserved: the account is gone all the same.
+            Ok(_) | Err(zbus::Error::InterfaceNotFound) => {}
+            Err(e) => warn!(
+                "Account {}: cannot unserve its object: {e}",
+                self.account.id
+            ),
+        }
         Ok(())
     }
 
