@@ -32,6 +32,7 @@ use zeroize::Zeroizing;
 use super::cleanup::Cleanup;
 use super::retired::Retired;
 use super::{Account, Change, Field, Input, Registry, Settings, State};
+use crate::net::{Failure, FailureKind};
 use crate::secrets::{SecretError, SecretStore, Which};
 use crate::store::Store;
 use crate::sync::Scheduler;
@@ -57,6 +58,26 @@ pub struct Lifecycle {
 /// The accounts whose engines can start, with their passwords, read once
 /// by [`Lifecycle::prepare`] for [`Lifecycle::start_engines`].
 pub struct Ready(Vec<(Arc<Account>, Zeroizing<String>)>);
+
+/// A Delete that could not be done: the account stays whole.
+#[derive(Debug)]
+pub struct DeleteFailed {
+    /// Why.
+    pub error: anyhow::Error,
+    /// The status fields changed by restarting the account's engine.
+    pub status: Vec<Field>,
+}
+
+/// What [`Lifecycle::ensure_engine`] found.
+#[derive(Debug, Default)]
+pub struct Engine {
+    /// The status fields that changed.
+    pub status: Vec<Field>,
+    /// Why no engine runs, when none does.
+    pub refused: Option<Failure>,
+    /// The account was deleted meanwhile.
+    pub gone: bool,
+}
 
 /// What an update changed.
 #[derive(Debug)]
@@ -192,7 +213,12 @@ impl Lifecycle {
                     s.state = State::Error;
                 }
                 s.last_error = why.message.clone();
-                s.last_error_code = if why.is_disk_full() { "disk-full" } else { "" }.to_owned();
+                s.last_error_code = if why.is_disk_full() {
+                    facteur_dbus::error_code::DISK_FULL
+                } else {
+                    facteur_dbus::error_code::INTERNAL
+                }
+                .to_owned();
             });
         }
     }
@@ -328,7 +354,7 @@ impl Lifecycle {
     ///
     /// `Ok(false)` when the account was already gone (a Delete that ran
     /// first): nothing was done.
-    pub async fn delete(&self, account: &Arc<Account>) -> anyhow::Result<bool> {
+    pub async fn delete(&self, account: &Arc<Account>) -> Result<bool, DeleteFailed> {
         let _one = self.changes.lock().await;
         let id = account.id.clone();
         if !self.is_registered(account) {
@@ -336,8 +362,11 @@ impl Lifecycle {
         }
         self.scheduler.stop(&id).await;
         if let Err(e) = self.retired.add(&id).await {
-            self.restart(account).await;
-            return Err(e.context("Cannot note the account's passwords for removal"));
+            let status = self.restart(account).await;
+            return Err(DeleteFailed {
+                error: e.context("Cannot note the account's passwords for removal"),
+                status,
+            });
         }
         let store = self.store.clone();
         let runtime = tokio::runtime::Handle::current();
@@ -357,10 +386,10 @@ impl Lifecycle {
             }
             Err(e) => Err(e.context("Cannot remove the account's mail")),
         };
-        if let Err(e) = removed {
+        if let Err(error) = removed {
             self.retired.remove(&id).await;
-            self.restart(account).await;
-            return Err(e);
+            let status = self.restart(account).await;
+            return Err(DeleteFailed { error, status });
         }
         match tokio::time::timeout(DELETE_SECRETS_WAIT, self.secrets.delete_account(&id)).await {
             Ok(Ok(())) => self.retired.remove(&id).await,
@@ -380,6 +409,71 @@ impl Lifecycle {
         Ok(true)
     }
 
+    /// Make sure the engine of `account` runs, for a sync asked for by a
+    /// person: when none runs (the keyring was locked at start, no
+    /// password was stored), the password is read again and the engine
+    /// starts if it can. The status fields changed, and why no engine can
+    /// run (the state says it too, set before this returns).
+    pub async fn ensure_engine(&self, account: &Arc<Account>) -> Engine {
+        let _one = self.changes.lock().await;
+        if !self.is_registered(account) {
+            return Engine {
+                status: Vec::new(),
+                refused: Some(Failure::new(
+                    FailureKind::Local,
+                    format!("Account {} no longer exists", account.id),
+                )),
+                gone: true,
+            };
+        }
+        if self.scheduler.is_running(&account.id).await {
+            return Engine::default();
+        }
+        let (password, status) = match self.secrets.get(&account.id, Which::Incoming).await {
+            Ok(Some(p)) if !p.is_empty() => (p, account.set_status(credentials_restored)),
+            Ok(_) => {
+                let status = account.set_status(|s| no_password(s, &account.id));
+                let why = account.status().last_error;
+                return Engine {
+                    status,
+                    refused: Some(Failure::new(FailureKind::Credentials, why)),
+                    gone: false,
+                };
+            }
+            Err(e) => {
+                let status = account.set_status(|s| secret_refused(s, &e));
+                let kind = match e {
+                    SecretError::Locked => FailureKind::Credentials,
+                    SecretError::Timeout => FailureKind::Timeout,
+                    SecretError::Insecure(..) | SecretError::Store(_) => FailureKind::Local,
+                };
+                return Engine {
+                    status,
+                    refused: Some(Failure::new(kind, e.to_string())),
+                    gone: false,
+                };
+            }
+        };
+        self.scheduler
+            .start(&account.id, account.settings(), password)
+            .await;
+        info!(
+            "Account {}: the password is readable again; the engine starts.",
+            account.id
+        );
+        Engine {
+            status,
+            refused: None,
+            gone: false,
+        }
+    }
+
+    /// Whether an engine runs for the account (tests).
+    #[cfg(test)]
+    pub(super) async fn scheduler_runs(&self, id: &str) -> bool {
+        self.scheduler.is_running(id).await
+    }
+
     /// Whether `account` is still the registered account of its id (not
     /// deleted by a change that ran first).
     fn is_registered(&self, account: &Arc<Account>) -> bool {
@@ -391,7 +485,6 @@ impl Lifecycle {
     /// Send `raw` through the account (SMTP AUTH with its SMTP password,
     /// else its incoming one), then keep the Sent copy of an IMAP account.
     pub async fn send(&self, account: &Account, raw: &[u8]) -> crate::smtp::Outcome {
-        use crate::net::{Failure, FailureKind};
         use crate::smtp::{Outcome, SendError};
         let id = &account.id;
         let refused = |e: SecretError| {
@@ -530,8 +623,8 @@ fn detected(store: &Store, account: &str) -> std::collections::HashMap<String, S
 /// The code shown for a secret store that refused.
 fn secret_code(e: &SecretError) -> &'static str {
     match e {
-        SecretError::Locked | SecretError::Timeout => "keyring-locked",
-        SecretError::Insecure(..) | SecretError::Store(_) => "",
+        SecretError::Locked | SecretError::Timeout => facteur_dbus::error_code::KEYRING_LOCKED,
+        SecretError::Insecure(..) | SecretError::Store(_) => facteur_dbus::error_code::INTERNAL,
     }
 }
 
@@ -556,7 +649,7 @@ fn no_password(s: &mut super::Status, id: &str) {
         "No password is stored for this account; set one with \
          `facteurctl account set {id} --password-stdin` or Update({{'incoming-password': ...}})"
     );
-    s.last_error_code = String::new();
+    s.last_error_code = facteur_dbus::error_code::NO_PASSWORD.to_owned();
     s.attention_needed = true;
     s.next_retry = 0;
 }

@@ -180,15 +180,21 @@ impl AccountObject {
     }
 
     /// Remove the account, its secrets and its local messages.
-    async fn delete(&self, #[zbus(object_server)] server: &ObjectServer) -> Result<(), Error> {
+    async fn delete(
+        &self,
+        #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), Error> {
         // The lifecycle removes the engine, the mail and the settings file
         // at once, and the passwords when the secret store can be written.
-        let deleted = self
-            .daemon
-            .life
-            .delete(&self.account)
-            .await
-            .map_err(internal)?;
+        let deleted = match self.daemon.life.delete(&self.account).await {
+            Ok(d) => d,
+            Err(failed) => {
+                // The account stays, its engine restarted (or not).
+                emit_status(&emitter, &self.account, &failed.status).await;
+                return Err(internal(failed.error));
+            }
+        };
         if !deleted {
             // A Delete that ran first removed it (and its object).
             return Err(Error::NotFound(format!(
@@ -222,7 +228,20 @@ impl AccountObject {
 
     /// Run one sync pass now.
     #[zbus(out_args("new_messages"))]
-    async fn sync(&self) -> Result<u32, Error> {
+    async fn sync(&self, #[zbus(signal_emitter)] emitter: SignalEmitter<'_>) -> Result<u32, Error> {
+        // An account without an engine (the keyring was locked at start)
+        // gets one now if its password can be read.
+        let engine = self.daemon.life.ensure_engine(&self.account).await;
+        emit_status(&emitter, &self.account, &engine.status).await;
+        if engine.gone {
+            return Err(Error::NotFound(format!(
+                "Account {} no longer exists",
+                self.account.id
+            )));
+        }
+        if let Some(why) = engine.refused {
+            return Err(Error::from(why));
+        }
         self.daemon
             .scheduler
             .sync(&self.account.id)
