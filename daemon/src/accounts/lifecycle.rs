@@ -53,6 +53,9 @@ pub struct Lifecycle {
     wake_cleanup: Arc<Notify>,
     stop_cleanup: CancellationToken,
     cleanup_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The store's error [`Lifecycle::report_store`] showed, cleared when
+    /// the store recovers.
+    store_error: std::sync::Mutex<Option<String>>,
 }
 
 /// The accounts whose engines can start, with their passwords, read once
@@ -108,6 +111,7 @@ impl Lifecycle {
             wake_cleanup: Arc::new(Notify::new()),
             stop_cleanup: CancellationToken::new(),
             cleanup_task: std::sync::Mutex::new(None),
+            store_error: std::sync::Mutex::new(None),
         }
     }
 
@@ -178,8 +182,10 @@ impl Lifecycle {
 
     /// Fill each account's counts and detected folder roles from the
     /// store, so the properties are right before the first sync of this
-    /// run (and after the store comes back).
-    pub async fn load_status(&self) {
+    /// run (and after the store comes back). The status fields changed,
+    /// per account.
+    pub async fn load_status(&self) -> Vec<(Arc<Account>, Vec<Field>)> {
+        let mut changes = Vec::new();
         for account in self.registry.all() {
             let store = self.store.clone();
             let id = account.id.clone();
@@ -190,28 +196,61 @@ impl Lifecycle {
             let Ok((counts, folders)) = found else {
                 continue;
             };
-            account.set_status(|s| {
+            let changed = account.set_status(|s| {
                 if let Ok((total, unread)) = counts {
                     s.message_count = total;
                     s.unread_count = unread;
                 }
                 s.detected_folders = folders;
             });
+            changes.push((account, changed));
         }
+        changes
     }
 
-    /// While the store is unavailable, show why on every account: state
-    /// `error`, the sentence, and `disk-full` when the disk is full.
+    /// The store opened again: fill counts and folders from it and clear
+    /// the error [`Lifecycle::report_store`] showed (an account in
+    /// `needs-credentials` keeps its own reason). The status fields
+    /// changed, per account, for the service to announce.
+    pub async fn store_recovered(&self) -> Vec<(Arc<Account>, Vec<Field>)> {
+        let shown = lock(&self.store_error).take();
+        let mut changes = self.load_status().await;
+        if let Some(shown) = shown {
+            for (account, changed) in &mut changes {
+                let cleared = account.set_status(|s| {
+                    if s.state != State::NeedsCredentials && s.last_error == shown {
+                        s.state = State::Idle;
+                        s.last_error.clear();
+                        s.last_error_code.clear();
+                    }
+                });
+                for field in cleared {
+                    if !changed.contains(&field) {
+                        changed.push(field);
+                    }
+                }
+            }
+        }
+        info!("The message index is available again.");
+        changes
+    }
+
+    /// While the store is unavailable, show why on every account that can
+    /// sync: state `error`, the sentence, and `disk-full` when the disk is
+    /// full (`internal` otherwise). An account in `needs-credentials`
+    /// keeps its own reason: the password is what a person must fix first.
     pub fn report_store(&self) {
         let Some(why) = self.store.unavailable() else {
             return;
         };
         warn!("Every account waits for the message index: {why}.");
+        *lock(&self.store_error) = Some(why.message.clone());
         for account in self.registry.all() {
             account.set_status(|s| {
-                if s.state != State::NeedsCredentials {
-                    s.state = State::Error;
+                if s.state == State::NeedsCredentials {
+                    return;
                 }
+                s.state = State::Error;
                 s.last_error = why.message.clone();
                 s.last_error_code = if why.is_disk_full() {
                     facteur_dbus::error_code::DISK_FULL

@@ -133,6 +133,24 @@ pub async fn emit_status(emitter: &SignalEmitter<'_>, account: &Account, changed
     emit(emitter, &account.id, values).await;
 }
 
+/// Emit, on `conn`, one PropertiesChanged per account for its changed
+/// status fields (changes made outside a method call: the store coming
+/// back).
+pub async fn emit_changes(conn: &zbus::Connection, changes: &[(Arc<Account>, Vec<Field>)]) {
+    for (account, changed) in changes {
+        if changed.is_empty() {
+            continue;
+        }
+        match SignalEmitter::new(conn, names::account_path(&account.id)) {
+            Ok(emitter) => emit_status(&emitter, account, changed).await,
+            Err(e) => warn!(
+                "Cannot announce property changes of account {}: {e}",
+                account.id
+            ),
+        }
+    }
+}
+
 async fn emit(emitter: &SignalEmitter<'_>, id: &str, values: HashMap<&str, Value<'_>>) {
     let Ok(iface) = zbus::names::InterfaceName::try_from(names::ACCOUNT_INTERFACE) else {
         return;
