@@ -270,14 +270,25 @@ impl AccountObject {
     /// Folder tree with roles and counts.
     #[zbus(out_args("folders"))]
     async fn list_folders(&self) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
-        let id = &self.account.id;
-        let store = &self.daemon.store;
-        let mut out = Vec::new();
-        for f in store.folders(id).map_err(internal)? {
-            let (total, unread) = store.counts(id, Some(f.no)).map_err(internal)?;
-            out.push(super::dicts::folder_dict(&f, total, unread));
-        }
-        Ok(out)
+        let id = self.account.id.clone();
+        // sled work: off the async workers.
+        let folders = self
+            .daemon
+            .store
+            .blocking(move |store| {
+                let mut out = Vec::new();
+                for f in store.folders(&id)? {
+                    let (total, unread) = store.counts(&id, Some(f.no))?;
+                    out.push((f, total, unread));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(internal)?;
+        Ok(folders
+            .iter()
+            .map(|(f, total, unread)| super::dicts::folder_dict(f, *total, *unread))
+            .collect())
     }
 
     /// Messages of one folder, newest first.
@@ -288,21 +299,32 @@ impl AccountObject {
         offset: u32,
         limit: u32,
     ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
-        let id = &self.account.id;
+        let id = self.account.id.clone();
+        let name = folder.to_owned();
         // Folders are named as ListFolders shows them (escaped for D-Bus).
-        let info = self
-            .daemon
-            .store
-            .folders(id)
-            .map_err(internal)?
-            .into_iter()
-            .find(|f| dbus_text(&f.display) == folder)
-            .ok_or_else(|| Error::NotFound(format!("Account {id} has no folder {folder:?}")))?;
         let list = self
             .daemon
             .store
-            .list_folder(id, &info, offset as usize, limit as usize)
-            .map_err(internal)?;
+            .blocking(move |store| {
+                let Some(info) = store
+                    .folders(&id)?
+                    .into_iter()
+                    .find(|f| dbus_text(&f.display) == name)
+                else {
+                    return Ok(None);
+                };
+                store
+                    .list_folder(&id, &info, offset as usize, limit as usize)
+                    .map(Some)
+            })
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "Account {} has no folder {folder:?}",
+                    self.account.id
+                ))
+            })?;
         Ok(list.iter().map(summary_dict).collect())
     }
 
