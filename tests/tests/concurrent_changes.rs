@@ -79,9 +79,8 @@ fn an_update_queued_behind_a_delete_does_not_bring_the_account_back() {
         let path = bus.create_account(&carol(n)).expect("create");
         let (deleted, updated) = std::thread::scope(|s| {
             let del = s.spawn(|| bus.delete_account(&path));
-            let upd = s.spawn(|| {
-                bus.update_account(&path, &Settings::new().s("display-name", "Back"))
-            });
+            let upd =
+                s.spawn(|| bus.update_account(&path, &Settings::new().s("display-name", "Back")));
             (
                 del.join().expect("Delete thread"),
                 upd.join().expect("Update thread"),
@@ -91,7 +90,10 @@ fn an_update_queued_behind_a_delete_does_not_bring_the_account_back() {
         if let Err(e) = &updated {
             // Ran after the Delete (else it ran first and succeeded).
             assert!(
-                matches!(e.short_name(), "NotFound" | "UnknownObject" | "UnknownMethod"),
+                matches!(
+                    e.short_name(),
+                    "NotFound" | "UnknownObject" | "UnknownMethod"
+                ),
                 "{e}"
             );
         }
@@ -99,5 +101,8 @@ fn an_update_queued_behind_a_delete_does_not_bring_the_account_back() {
     assert_eq!(settings_files(&d), 0, "{}", last_lines(&d.log(), 40));
     d.restart();
     let accounts = bus.list_accounts();
-    assert!(accounts.is_empty(), "accounts back after restart: {accounts:?}");
+    assert!(
+        accounts.is_empty(),
+        "accounts back after restart: {accounts:?}"
+    );
 }
