@@ -21,7 +21,7 @@ use std::sync::RwLock;
 
 use zeroize::Zeroizing;
 
-pub use lifecycle::{Lifecycle, Ready, Updated};
+pub use lifecycle::{DeleteFailed, Engine, Lifecycle, Ready, Updated};
 pub use registry::{Registry, Reservation};
 pub use validate::{apply, Change, Given, Input, Invalid};
 

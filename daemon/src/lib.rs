@@ -324,7 +324,7 @@ pub async fn run_with(
         events_rx,
     ));
     daemon.life.start_engines(ready).await;
-    let store_watch = tokio::spawn(watch_store(daemon.clone()));
+    let store_watch = tokio::spawn(watch_store(conn.clone(), daemon.clone()));
 
     let refused = match conn.request_name(names::BUS_NAME).await {
         Ok(()) => None,
@@ -384,7 +384,7 @@ fn store_retry_interval() -> std::time::Duration {
 /// Try an unavailable store again every retry interval; once it opens,
 /// refresh every account and run a sync pass at once (engines waiting out
 /// a backoff start right away).
-async fn watch_store(daemon: Arc<Daemon>) {
+async fn watch_store(conn: zbus::Connection, daemon: Arc<Daemon>) {
     let every = store_retry_interval();
     loop {
         tokio::time::sleep(every).await;
@@ -398,7 +398,8 @@ async fn watch_store(daemon: Arc<Daemon>) {
         if !recovered {
             continue;
         }
-        daemon.life.load_status().await;
+        let changes = daemon.life.store_recovered().await;
+        service::account::emit_changes(&conn, &changes).await;
         for account in daemon.accounts.all() {
             let d = daemon.clone();
             // Tracked: shutdown waits for (or aborts) it.

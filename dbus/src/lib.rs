@@ -138,6 +138,11 @@ pub mod error_code {
     pub const KEYRING_LOCKED: &str = "keyring-locked";
     /// The server refused for a limit (too many connections, quota, rate).
     pub const SERVER_LIMIT: &str = "server-limit";
+    /// No password is stored for the account.
+    pub const NO_PASSWORD: &str = "no-password";
+    /// Something went wrong inside facteur or on this machine (the message
+    /// index, the secret store refused for another reason than a lock).
+    pub const INTERNAL: &str = "internal";
     /// Every code, `NONE` first.
     pub const ALL: &[&str] = &[
         NONE,
@@ -150,6 +155,8 @@ pub mod error_code {
         DISK_FULL,
         KEYRING_LOCKED,
         SERVER_LIMIT,
+        NO_PASSWORD,
+        INTERNAL,
     ];
 }
 

@@ -32,6 +32,7 @@ use zeroize::Zeroizing;
 use super::cleanup::Cleanup;
 use super::retired::Retired;
 use super::{Account, Change, Field, Input, Registry, Settings, State};
+use crate::net::{Failure, FailureKind};
 use crate::secrets::{SecretError, SecretStore, Which};
 use crate::store::Store;
 use crate::sync::Scheduler;
@@ -52,11 +53,34 @@ pub struct Lifecycle {
     wake_cleanup: Arc<Notify>,
     stop_cleanup: CancellationToken,
     cleanup_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The store's error [`Lifecycle::report_store`] showed, cleared when
+    /// the store recovers.
+    store_error: std::sync::Mutex<Option<String>>,
 }
 
 /// The accounts whose engines can start, with their passwords, read once
 /// by [`Lifecycle::prepare`] for [`Lifecycle::start_engines`].
 pub struct Ready(Vec<(Arc<Account>, Zeroizing<String>)>);
+
+/// A Delete that could not be done: the account stays whole.
+#[derive(Debug)]
+pub struct DeleteFailed {
+    /// Why.
+    pub error: anyhow::Error,
+    /// The status fields changed by restarting the account's engine.
+    pub status: Vec<Field>,
+}
+
+/// What [`Lifecycle::ensure_engine`] found.
+#[derive(Debug, Default)]
+pub struct Engine {
+    /// The status fields that changed.
+    pub status: Vec<Field>,
+    /// Why no engine runs, when none does.
+    pub refused: Option<Failure>,
+    /// The account was deleted meanwhile.
+    pub gone: bool,
+}
 
 /// What an update changed.
 #[derive(Debug)]
@@ -87,6 +111,7 @@ impl Lifecycle {
             wake_cleanup: Arc::new(Notify::new()),
             stop_cleanup: CancellationToken::new(),
             cleanup_task: std::sync::Mutex::new(None),
+            store_error: std::sync::Mutex::new(None),
         }
     }
 
@@ -157,8 +182,10 @@ impl Lifecycle {
 
     /// Fill each account's counts and detected folder roles from the
     /// store, so the properties are right before the first sync of this
-    /// run (and after the store comes back).
-    pub async fn load_status(&self) {
+    /// run (and after the store comes back). The status fields changed,
+    /// per account.
+    pub async fn load_status(&self) -> Vec<(Arc<Account>, Vec<Field>)> {
+        let mut changes = Vec::new();
         for account in self.registry.all() {
             let store = self.store.clone();
             let id = account.id.clone();
@@ -169,30 +196,68 @@ impl Lifecycle {
             let Ok((counts, folders)) = found else {
                 continue;
             };
-            account.set_status(|s| {
+            let changed = account.set_status(|s| {
                 if let Ok((total, unread)) = counts {
                     s.message_count = total;
                     s.unread_count = unread;
                 }
                 s.detected_folders = folders;
             });
+            changes.push((account, changed));
         }
+        changes
     }
 
-    /// While the store is unavailable, show why on every account: state
-    /// `error`, the sentence, and `disk-full` when the disk is full.
+    /// The store opened again: fill counts and folders from it and clear
+    /// the error [`Lifecycle::report_store`] showed (an account in
+    /// `needs-credentials` keeps its own reason). The status fields
+    /// changed, per account, for the service to announce.
+    pub async fn store_recovered(&self) -> Vec<(Arc<Account>, Vec<Field>)> {
+        let shown = lock(&self.store_error).take();
+        let mut changes = self.load_status().await;
+        if let Some(shown) = shown {
+            for (account, changed) in &mut changes {
+                let cleared = account.set_status(|s| {
+                    if s.state != State::NeedsCredentials && s.last_error == shown {
+                        s.state = State::Idle;
+                        s.last_error.clear();
+                        s.last_error_code.clear();
+                    }
+                });
+                for field in cleared {
+                    if !changed.contains(&field) {
+                        changed.push(field);
+                    }
+                }
+            }
+        }
+        info!("The message index is available again.");
+        changes
+    }
+
+    /// While the store is unavailable, show why on every account that can
+    /// sync: state `error`, the sentence, and `disk-full` when the disk is
+    /// full (`internal` otherwise). An account in `needs-credentials`
+    /// keeps its own reason: the password is what a person must fix first.
     pub fn report_store(&self) {
         let Some(why) = self.store.unavailable() else {
             return;
         };
         warn!("Every account waits for the message index: {why}.");
+        *lock(&self.store_error) = Some(why.message.clone());
         for account in self.registry.all() {
             account.set_status(|s| {
-                if s.state != State::NeedsCredentials {
-                    s.state = State::Error;
+                if s.state == State::NeedsCredentials {
+                    return;
                 }
+                s.state = State::Error;
                 s.last_error = why.message.clone();
-                s.last_error_code = if why.is_disk_full() { "disk-full" } else { "" }.to_owned();
+                s.last_error_code = if why.is_disk_full() {
+                    facteur_dbus::error_code::DISK_FULL
+                } else {
+                    facteur_dbus::error_code::INTERNAL
+                }
+                .to_owned();
             });
         }
     }
@@ -262,6 +327,14 @@ impl Lifecycle {
     /// leave its engine as the change requires.
     pub async fn update(&self, account: &Arc<Account>, input: &Input) -> Result<Updated, Change> {
         let _one = self.changes.lock().await;
+        // Queued behind a Delete: the account is gone (the registry checks
+        // again under its lock).
+        if !self.is_registered(account) {
+            return Err(Change::NotFound(format!(
+                "Account {} no longer exists",
+                account.id
+            )));
+        }
         let (registry, target, dict) = (self.registry.clone(), account.clone(), input.clone());
         let (before, passwords) =
             tokio::task::spawn_blocking(move || registry.update(&target, &dict))
@@ -317,16 +390,22 @@ impl Lifecycle {
     /// passwords as soon as the secret store can be written. When the mail
     /// or the settings file cannot be removed, the account stays whole
     /// (minus mail that is fetched again) and the error says why.
-    pub async fn delete(&self, account: &Arc<Account>) -> anyhow::Result<()> {
+    ///
+    /// `Ok(false)` when the account was already gone (a Delete that ran
+    /// first): nothing was done.
+    pub async fn delete(&self, account: &Arc<Account>) -> Result<bool, DeleteFailed> {
         let _one = self.changes.lock().await;
         let id = account.id.clone();
-        if self.registry.get(&id).is_none() {
-            return Ok(());
+        if !self.is_registered(account) {
+            return Ok(false);
         }
         self.scheduler.stop(&id).await;
         if let Err(e) = self.retired.add(&id).await {
-            self.restart(account).await;
-            return Err(e.context("Cannot note the account's passwords for removal"));
+            let status = self.restart(account).await;
+            return Err(DeleteFailed {
+                error: e.context("Cannot note the account's passwords for removal"),
+                status,
+            });
         }
         let store = self.store.clone();
         let runtime = tokio::runtime::Handle::current();
@@ -346,10 +425,10 @@ impl Lifecycle {
             }
             Err(e) => Err(e.context("Cannot remove the account's mail")),
         };
-        if let Err(e) = removed {
+        if let Err(error) = removed {
             self.retired.remove(&id).await;
-            self.restart(account).await;
-            return Err(e);
+            let status = self.restart(account).await;
+            return Err(DeleteFailed { error, status });
         }
         match tokio::time::timeout(DELETE_SECRETS_WAIT, self.secrets.delete_account(&id)).await {
             Ok(Ok(())) => self.retired.remove(&id).await,
@@ -366,13 +445,85 @@ impl Lifecycle {
             }
         }
         info!("Account {id} deleted.");
-        Ok(())
+        Ok(true)
+    }
+
+    /// Make sure the engine of `account` runs, for a sync asked for by a
+    /// person: when none runs (the keyring was locked at start, no
+    /// password was stored), the password is read again and the engine
+    /// starts if it can. The status fields changed, and why no engine can
+    /// run (the state says it too, set before this returns).
+    pub async fn ensure_engine(&self, account: &Arc<Account>) -> Engine {
+        let _one = self.changes.lock().await;
+        if !self.is_registered(account) {
+            return Engine {
+                status: Vec::new(),
+                refused: Some(Failure::new(
+                    FailureKind::Local,
+                    format!("Account {} no longer exists", account.id),
+                )),
+                gone: true,
+            };
+        }
+        if self.scheduler.is_running(&account.id).await {
+            return Engine::default();
+        }
+        let (password, status) = match self.secrets.get(&account.id, Which::Incoming).await {
+            Ok(Some(p)) if !p.is_empty() => (p, account.set_status(credentials_restored)),
+            Ok(_) => {
+                let status = account.set_status(|s| no_password(s, &account.id));
+                let why = account.status().last_error;
+                return Engine {
+                    status,
+                    refused: Some(Failure::new(FailureKind::Credentials, why)),
+                    gone: false,
+                };
+            }
+            Err(e) => {
+                let status = account.set_status(|s| secret_refused(s, &e));
+                let kind = match e {
+                    SecretError::Locked => FailureKind::Credentials,
+                    SecretError::Timeout => FailureKind::Timeout,
+                    SecretError::Insecure(..) | SecretError::Store(_) => FailureKind::Local,
+                };
+                return Engine {
+                    status,
+                    refused: Some(Failure::new(kind, e.to_string())),
+                    gone: false,
+                };
+            }
+        };
+        self.scheduler
+            .start(&account.id, account.settings(), password)
+            .await;
+        info!(
+            "Account {}: the password is readable again; the engine starts.",
+            account.id
+        );
+        Engine {
+            status,
+            refused: None,
+            gone: false,
+        }
+    }
+
+    /// Whether an engine runs for the account (tests).
+    #[cfg(test)]
+    pub(super) async fn scheduler_runs(&self, id: &str) -> bool {
+        self.scheduler.is_running(id).await
+    }
+
+    /// Whether `account` is still the registered account of its id (not
+    /// deleted by a change that ran first).
+    fn is_registered(&self, account: &Arc<Account>) -> bool {
+        self.registry
+            .get(&account.id)
+            .is_some_and(|a| Arc::ptr_eq(&a, account))
     }
 
     /// Send `raw` through the account (SMTP AUTH with its SMTP password,
     /// else its incoming one), then keep the Sent copy of an IMAP account.
     pub async fn send(&self, account: &Account, raw: &[u8]) -> crate::smtp::Outcome {
-        use crate::net::{Failure, FailureKind};
         use crate::smtp::{Outcome, SendError};
         let id = &account.id;
         let refused = |e: SecretError| {
@@ -511,8 +662,8 @@ fn detected(store: &Store, account: &str) -> std::collections::HashMap<String, S
 /// The code shown for a secret store that refused.
 fn secret_code(e: &SecretError) -> &'static str {
     match e {
-        SecretError::Locked | SecretError::Timeout => "keyring-locked",
-        SecretError::Insecure(..) | SecretError::Store(_) => "",
+        SecretError::Locked | SecretError::Timeout => facteur_dbus::error_code::KEYRING_LOCKED,
+        SecretError::Insecure(..) | SecretError::Store(_) => facteur_dbus::error_code::INTERNAL,
     }
 }
 
@@ -537,7 +688,7 @@ fn no_password(s: &mut super::Status, id: &str) {
         "No password is stored for this account; set one with \
          `facteurctl account set {id} --password-stdin` or Update({{'incoming-password': ...}})"
     );
-    s.last_error_code = String::new();
+    s.last_error_code = facteur_dbus::error_code::NO_PASSWORD.to_owned();
     s.attention_needed = true;
     s.next_retry = 0;
 }

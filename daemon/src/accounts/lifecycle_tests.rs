@@ -95,7 +95,7 @@ async fn delete_completes_when_the_store_fails_and_the_passwords_follow() -> any
     // A secrets file others can read: the store refuses every write.
     let secrets_file = config.join("secrets.json");
     std::fs::set_permissions(&secrets_file, std::fs::Permissions::from_mode(0o644))?;
-    s.life.delete(&account).await?;
+    assert!(s.life.delete(&account).await.map_err(|f| f.error)?);
     assert!(s.life.registry().get(&id).is_none());
     assert!(!settings_file.exists());
     let note = std::fs::read_to_string(config.join(FILE_NAME))?;
@@ -145,5 +145,77 @@ async fn a_noted_id_that_is_an_account_keeps_its_passwords() -> anyhow::Result<(
     assert!(s.secrets.get(&account.id, Which::Incoming).await?.is_some());
     assert!(s.cleanup.remove_orphans().await);
     assert!(s.secrets.get(&account.id, Which::Incoming).await?.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_change_queued_behind_a_delete_finds_the_account_gone() -> anyhow::Result<()> {
+    let s = setup()?;
+    let mut dict = bob();
+    dict.insert("incoming-port".into(), Given::Int(1));
+    dict.insert("incoming-password".into(), Given::Str("pw".into()));
+    let account = s
+        .life
+        .create(&dict)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let id = account.id.clone();
+    let settings_file = s
+        .dir
+        .path()
+        .join("config/accounts")
+        .join(format!("{id}.json"));
+    assert!(s.life.delete(&account).await.map_err(|f| f.error)?);
+    // A second Delete does nothing and says so.
+    assert!(!s.life.delete(&account).await.map_err(|f| f.error)?);
+    // An Update of the deleted account never writes it back.
+    let updated = s
+        .life
+        .update(&account, &input(&[("display-name", "Back")]))
+        .await;
+    assert!(matches!(updated, Err(Change::NotFound(_))), "{updated:?}");
+    assert!(!settings_file.exists());
+    assert!(s.life.registry().get(&id).is_none());
+    // Nor does the registry, asked directly.
+    let direct = s
+        .life
+        .registry()
+        .update(&account, &input(&[("display-name", "Back")]));
+    assert!(matches!(direct, Err(Change::NotFound(_))), "{direct:?}");
+    assert!(!settings_file.exists());
+    let engine = s.life.ensure_engine(&account).await;
+    assert!(engine.gone);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sync_starts_the_engine_once_the_password_can_be_read() -> anyhow::Result<()> {
+    let s = setup()?;
+    let mut without = bob();
+    without.insert("incoming-port".into(), Given::Int(1));
+    let account = s
+        .life
+        .create(&without)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert_eq!(account.status().state, State::NeedsCredentials);
+    // Never an empty code beside a reason.
+    assert_eq!(account.status().last_error_code, "no-password");
+    let engine = s.life.ensure_engine(&account).await;
+    let refused = engine.refused.map(|f| f.kind);
+    assert_eq!(refused, Some(crate::net::FailureKind::Credentials));
+    assert_eq!(account.status().state, State::NeedsCredentials);
+
+    // The password appears (as when the keyring is unlocked).
+    let label = account.settings().email;
+    s.secrets
+        .set(&account.id, &label, Which::Incoming, "pw-late")
+        .await?;
+    let engine = s.life.ensure_engine(&account).await;
+    assert!(engine.refused.is_none(), "{engine:?}");
+    assert!(engine.status.contains(&Field::State), "{engine:?}");
+    assert_ne!(account.status().state, State::NeedsCredentials);
+    assert!(account.status().last_error_code.is_empty());
+    assert!(s.life.scheduler_runs(&account.id).await);
     Ok(())
 }

@@ -211,11 +211,16 @@ impl Registry {
     /// Write the settings file of a reserved account and register it.
     pub fn commit(&self, reservation: Reservation) -> Result<Arc<Account>, Change> {
         let Reservation { id, settings } = reservation;
-        let written = self.write(&id, &settings);
-        lock(&self.reserved).remove(&id);
-        written.map_err(Change::Internal)?;
+        if let Err(e) = self.write(&id, &settings) {
+            lock(&self.reserved).remove(&id);
+            return Err(Change::Internal(e));
+        }
         let account = Arc::new(Account::new(id.clone(), settings));
-        self.lock().insert(id, account.clone());
+        // Registered before the reservation goes, so the id is known at
+        // every moment (the orphan sweep never sees its passwords as
+        // belonging to no account).
+        self.lock().insert(id.clone(), account.clone());
+        lock(&self.reserved).remove(&id);
         Ok(account)
     }
 
@@ -234,6 +239,17 @@ impl Registry {
         let before = account.settings();
         let (settings, passwords) = apply(before.clone(), dict, false)?;
         let accounts = self.lock();
+        // Deleted meanwhile (or replaced by a new account of the same id):
+        // writing would bring it back.
+        if !accounts
+            .get(&account.id)
+            .is_some_and(|a| std::ptr::eq(a.as_ref(), account))
+        {
+            return Err(Change::NotFound(format!(
+                "Account {} no longer exists",
+                account.id
+            )));
+        }
         if let Some(other) = accounts
             .values()
             .find(|a| a.id != account.id && a.settings().same_mailbox(&settings))
@@ -256,8 +272,11 @@ impl Registry {
 
     /// Forget the account and remove its file.
     pub fn remove(&self, id: &str) -> Result<()> {
+        // Under the lock: an update never sees the account registered
+        // with its file gone.
+        let mut accounts = self.lock();
         crate::fsutil::remove_durably(&self.path_of(id))?;
-        self.lock().remove(id);
+        accounts.remove(id);
         Ok(())
     }
 

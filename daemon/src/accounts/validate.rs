@@ -25,6 +25,8 @@ pub enum Change {
     Invalid(String),
     /// The same mailbox is already configured (`AlreadyExists`).
     AlreadyExists(String),
+    /// The account is gone (deleted meanwhile) (`NotFound`).
+    NotFound(String),
     /// Storing failed (`Internal`).
     Internal(anyhow::Error),
 }

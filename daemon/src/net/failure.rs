@@ -92,7 +92,7 @@ impl Failure {
             FailureKind::DiskFull => "disk-full",
             FailureKind::Certificate => "certificate-untrusted",
             FailureKind::ServerLimit => "server-limit",
-            FailureKind::Local => "",
+            FailureKind::Local => "internal",
         }
     }
 }

@@ -133,6 +133,24 @@ pub async fn emit_status(emitter: &SignalEmitter<'_>, account: &Account, changed
     emit(emitter, &account.id, values).await;
 }
 
+/// Emit, on `conn`, one PropertiesChanged per account for its changed
+/// status fields (changes made outside a method call: the store coming
+/// back).
+pub async fn emit_changes(conn: &zbus::Connection, changes: &[(Arc<Account>, Vec<Field>)]) {
+    for (account, changed) in changes {
+        if changed.is_empty() {
+            continue;
+        }
+        match SignalEmitter::new(conn, names::account_path(&account.id)) {
+            Ok(emitter) => emit_status(&emitter, account, changed).await,
+            Err(e) => warn!(
+                "Cannot announce property changes of account {}: {e}",
+                account.id
+            ),
+        }
+    }
+}
+
 async fn emit(emitter: &SignalEmitter<'_>, id: &str, values: HashMap<&str, Value<'_>>) {
     let Ok(iface) = zbus::names::InterfaceName::try_from(names::ACCOUNT_INTERFACE) else {
         return;
@@ -180,18 +198,37 @@ impl AccountObject {
     }
 
     /// Remove the account, its secrets and its local messages.
-    async fn delete(&self, #[zbus(object_server)] server: &ObjectServer) -> Result<(), Error> {
+    async fn delete(
+        &self,
+        #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), Error> {
         // The lifecycle removes the engine, the mail and the settings file
         // at once, and the passwords when the secret store can be written.
-        self.daemon
-            .life
-            .delete(&self.account)
-            .await
-            .map_err(internal)?;
-        server
-            .remove::<AccountObject, _>(names::account_path(&self.account.id).as_str())
-            .await
-            .map_err(|e| internal(e.into()))?;
+        let deleted = match self.daemon.life.delete(&self.account).await {
+            Ok(d) => d,
+            Err(failed) => {
+                // The account stays, its engine restarted (or not).
+                emit_status(&emitter, &self.account, &failed.status).await;
+                return Err(internal(failed.error));
+            }
+        };
+        if !deleted {
+            // A Delete that ran first removed it (and its object).
+            return Err(Error::NotFound(format!(
+                "Account {} no longer exists",
+                self.account.id
+            )));
+        }
+        let path = names::account_path(&self.account.id);
+        match server.remove::<AccountObject, _>(path.as_str()).await {
+            // Already unserved: the account is gone all the same.
+            Ok(_) | Err(zbus::Error::InterfaceNotFound) => {}
+            Err(e) => warn!(
+                "Account {}: cannot unserve its object: {e}",
+                self.account.id
+            ),
+        }
         Ok(())
     }
 
@@ -209,7 +246,20 @@ impl AccountObject {
 
     /// Run one sync pass now.
     #[zbus(out_args("new_messages"))]
-    async fn sync(&self) -> Result<u32, Error> {
+    async fn sync(&self, #[zbus(signal_emitter)] emitter: SignalEmitter<'_>) -> Result<u32, Error> {
+        // An account without an engine (the keyring was locked at start)
+        // gets one now if its password can be read.
+        let engine = self.daemon.life.ensure_engine(&self.account).await;
+        emit_status(&emitter, &self.account, &engine.status).await;
+        if engine.gone {
+            return Err(Error::NotFound(format!(
+                "Account {} no longer exists",
+                self.account.id
+            )));
+        }
+        if let Some(why) = engine.refused {
+            return Err(Error::from(why));
+        }
         self.daemon
             .scheduler
             .sync(&self.account.id)
@@ -220,14 +270,25 @@ impl AccountObject {
     /// Folder tree with roles and counts.
     #[zbus(out_args("folders"))]
     async fn list_folders(&self) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
-        let id = &self.account.id;
-        let store = &self.daemon.store;
-        let mut out = Vec::new();
-        for f in store.folders(id).map_err(internal)? {
-            let (total, unread) = store.counts(id, Some(f.no)).map_err(internal)?;
-            out.push(super::dicts::folder_dict(&f, total, unread));
-        }
-        Ok(out)
+        let id = self.account.id.clone();
+        // sled work: off the async workers.
+        let folders = self
+            .daemon
+            .store
+            .blocking(move |store| {
+                let mut out = Vec::new();
+                for f in store.folders(&id)? {
+                    let (total, unread) = store.counts(&id, Some(f.no))?;
+                    out.push((f, total, unread));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(internal)?;
+        Ok(folders
+            .iter()
+            .map(|(f, total, unread)| super::dicts::folder_dict(f, *total, *unread))
+            .collect())
     }
 
     /// Messages of one folder, newest first.
@@ -238,21 +299,32 @@ impl AccountObject {
         offset: u32,
         limit: u32,
     ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
-        let id = &self.account.id;
+        let id = self.account.id.clone();
+        let name = folder.to_owned();
         // Folders are named as ListFolders shows them (escaped for D-Bus).
-        let info = self
-            .daemon
-            .store
-            .folders(id)
-            .map_err(internal)?
-            .into_iter()
-            .find(|f| dbus_text(&f.display) == folder)
-            .ok_or_else(|| Error::NotFound(format!("Account {id} has no folder {folder:?}")))?;
         let list = self
             .daemon
             .store
-            .list_folder(id, &info, offset as usize, limit as usize)
-            .map_err(internal)?;
+            .blocking(move |store| {
+                let Some(info) = store
+                    .folders(&id)?
+                    .into_iter()
+                    .find(|f| dbus_text(&f.display) == name)
+                else {
+                    return Ok(None);
+                };
+                store
+                    .list_folder(&id, &info, offset as usize, limit as usize)
+                    .map(Some)
+            })
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "Account {} has no folder {folder:?}",
+                    self.account.id
+                ))
+            })?;
         Ok(list.iter().map(summary_dict).collect())
     }
 

@@ -8,6 +8,7 @@
 //! |----------------------------------|--------------------------------|
 //! | `accounts::Change::Invalid`      | `InvalidArgument`              |
 //! | `accounts::Change::AlreadyExists`| `AlreadyExists`                |
+//! | `accounts::Change::NotFound`     | `NotFound` (deleted meanwhile) |
 //! | `accounts::Change::Internal`     | `Internal` (chain logged)      |
 //! | `net::Failure` Connection, Protocol, ServerLimit | `ConnectionFailed` |
 //! | `net::Failure` Tls, Certificate  | `TlsFailed`                    |
@@ -39,6 +40,7 @@ impl From<Change> for Error {
         match e {
             Change::Invalid(m) => Error::InvalidArgument(text::dbus_string(m)),
             Change::AlreadyExists(m) => Error::AlreadyExists(text::dbus_string(m)),
+            Change::NotFound(m) => Error::NotFound(text::dbus_string(m)),
             Change::Internal(e) => internal(e),
         }
     }

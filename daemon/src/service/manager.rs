@@ -38,14 +38,16 @@ fn object_path(id: &str) -> Result<OwnedObjectPath, Error> {
 
 impl Manager {
     /// The message with this id, or the contract's error.
-    fn find(&self, id: &str) -> Result<(MessageId, Record), Error> {
+    async fn find(&self, id: &str) -> Result<(MessageId, Record), Error> {
         let mid: MessageId = id
             .parse()
             .map_err(|()| Error::InvalidArgument(format!("id: {id:?} is not a message id")))?;
+        let key = mid.clone();
         let record = self
             .daemon
             .store
-            .record(&mid)
+            .blocking(move |store| store.record(&key))
+            .await
             .map_err(internal)?
             .ok_or_else(|| Error::NotFound(format!("No message with id {id}")))?;
         Ok((mid, record))
@@ -128,15 +130,18 @@ impl Manager {
         offset: u32,
         limit: u32,
     ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
-        let accounts = &self.daemon.accounts;
+        let accounts = self.daemon.accounts.clone();
         let list = self
             .daemon
             .store
-            .list_unified(
-                |id| accounts.get(id).is_some_and(|a| a.settings().use_unified),
-                offset as usize,
-                limit as usize,
-            )
+            .blocking(move |store| {
+                store.list_unified(
+                    |id| accounts.get(id).is_some_and(|a| a.settings().use_unified),
+                    offset as usize,
+                    limit as usize,
+                )
+            })
+            .await
             .map_err(internal)?;
         Ok(list.iter().map(super::summary_dict).collect())
     }
@@ -147,7 +152,7 @@ impl Manager {
     /// has it (until then its id is gone, as `NotFound` says).
     #[zbus(out_args("message"))]
     async fn get_message(&self, id: &str) -> Result<Vec<u8>, Error> {
-        let (mid, record) = self.find(id)?;
+        let (mid, record) = self.find(id).await?;
         self.daemon.store.message(&mid, &record).await.map_err(|e| {
             match e.downcast::<crate::store::Damaged>() {
                 Ok(d) => Error::NotFound(super::text::dbus_string(format!("Message {id}: {d}"))),
@@ -158,7 +163,7 @@ impl Manager {
 
     /// Delete a message locally (and on the server where the account says so).
     async fn delete_message(&self, id: &str) -> Result<(), Error> {
-        let (mid, _) = self.find(id)?;
+        let (mid, _) = self.find(id).await?;
         self.daemon.scheduler.delete(mid).await.map_err(Error::from)
     }
 
