@@ -325,6 +325,20 @@ impl Store {
         role: Option<String>,
         selectable: bool,
     ) -> Result<FolderInfo> {
+        self.admit(account, || {
+            self.upsert_folder_admitted(account, name, display, delimiter, role, selectable)
+        })
+    }
+
+    fn upsert_folder_admitted(
+        &self,
+        account: &str,
+        name: &str,
+        display: &str,
+        delimiter: Option<String>,
+        role: Option<String>,
+        selectable: bool,
+    ) -> Result<FolderInfo> {
         let existing = self.folder(account, name)?;
         let o = self.handle()?;
         let info = match existing {
@@ -392,7 +406,9 @@ impl Store {
         let this = self.clone();
         let (account, folder) = (account.to_owned(), folder.clone());
         let ids = tokio::task::spawn_blocking(move || {
-            this.store_batch_blocking(&account, &folder, messages, state)
+            this.admit(&account, || {
+                this.store_batch_blocking(&account, &folder, messages, state)
+            })
         })
         .await
         .context("The store task failed")??;
@@ -510,21 +526,37 @@ impl Store {
         folder: &FolderInfo,
         state: FolderState,
     ) -> Result<()> {
-        let mut info = self
-            .folder(account, &folder.name)?
-            .unwrap_or_else(|| folder.clone());
-        info.state = Some(state);
-        let o = self.handle()?;
-        o.trees
-            .folders
-            .insert(folder_key(account, &folder.name), to_json(&info)?)
-            .map_err(|e| self.failed(e.into()))?;
-        drop(o);
+        self.admit(account, || {
+            let mut info = self
+                .folder(account, &folder.name)?
+                .unwrap_or_else(|| folder.clone());
+            info.state = Some(state);
+            self.handle()?
+                .trees
+                .folders
+                .insert(folder_key(account, &folder.name), to_json(&info)?)
+                .map_err(|e| self.failed(e.into()))?;
+            Ok(())
+        })?;
         self.flush().await
     }
 
     /// Apply flag changes from the server, and the state covering them.
     pub async fn set_flags(
+        &self,
+        account: &str,
+        folder: &FolderInfo,
+        changes: &[(u32, Flags)],
+        state: Option<FolderState>,
+    ) -> Result<usize> {
+        let changed = self.admit(account, || {
+            self.set_flags_admitted(account, folder, changes, state)
+        })?;
+        self.flush().await?;
+        Ok(changed)
+    }
+
+    fn set_flags_admitted(
         &self,
         account: &str,
         folder: &FolderInfo,
@@ -558,7 +590,6 @@ impl Store {
                 Ok(changed)
             })
             .map_err(|e| self.failed(tx_error(e)))?;
-        self.flush().await?;
         Ok(changed)
     }
 

@@ -103,6 +103,9 @@ impl Scheduler {
             debug!("Account {id}: not started, the daemon is stopping.");
             return;
         }
+        // A new account may reuse the id of a removed one: its writes are
+        // accepted again (see `Store::admit`).
+        self.store.revive(id);
         let reporter = Arc::new(Reporter::new(id, self.events.clone()));
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(8);
