@@ -241,8 +241,14 @@ impl Scheduler {
     }
 }
 
+/// The answer to a request whose engine was stopped or replaced before it
+/// ran (an Update of a connection setting, a Delete): a Connection failure,
+/// since trying again (against the new engine) is what helps.
 fn stopped() -> Failure {
-    Failure::new(FailureKind::Local, "The account's engine stopped")
+    Failure::new(
+        FailureKind::Connection,
+        "The account was reconfigured (or removed) before the pass ran; sync again",
+    )
 }
 
 async fn stop_task(id: &str, task: Task) {
