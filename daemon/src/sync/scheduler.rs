@@ -173,6 +173,8 @@ impl Scheduler {
         let task = self.tasks.lock().await.remove(id);
         if let Some(task) = task {
             stop_task(id, task).await;
+            // A pass cut short leaves no progress behind.
+            Reporter::new(id, self.events.clone()).stopped().await;
         }
     }
 
