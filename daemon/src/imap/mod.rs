@@ -163,7 +163,15 @@ impl Engine {
             );
             let mut ignored = Vec::new();
             let sink = if quiet { &mut ignored } else { &mut samples };
-            let n = self.sync_folder(session, folder, sink).await?;
+            let n = match self.sync_folder(session, folder, sink).await {
+                Ok(n) => n,
+                Err(f) => {
+                    // The folders synced before are stored: announced
+                    // even though the pass fails.
+                    self.reporter.notify(announced as usize, samples);
+                    return Err(f);
+                }
+            };
             new += n;
             if !quiet {
                 announced += n;
