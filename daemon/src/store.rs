@@ -31,6 +31,7 @@
 //! The store never talks to the network or to D-Bus.
 
 mod blobs;
+mod flags;
 mod listing;
 mod manifest;
 mod messages;
