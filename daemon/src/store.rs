@@ -31,6 +31,7 @@
 //! The store never talks to the network or to D-Bus.
 
 mod blobs;
+mod flags;
 mod listing;
 mod manifest;
 mod messages;
@@ -40,6 +41,7 @@ mod pop3;
 mod removal;
 mod repair;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -128,6 +130,9 @@ struct Shared {
     files_lock: Mutex<()>,
     /// Serializes opening.
     opening: Mutex<()>,
+    /// One write gate per account (see [`Store::admit`]): `true` once the
+    /// account was removed.
+    gates: Mutex<HashMap<String, Arc<RwLock<bool>>>>,
 }
 
 /// The index and the message directory. Cheap to clone: every clone shares
@@ -155,6 +160,7 @@ impl Store {
                 manifest_lock: Mutex::new(()),
                 files_lock: Mutex::new(()),
                 opening: Mutex::new(()),
+                gates: Mutex::new(HashMap::new()),
             }),
         };
         if let Err(e) = store.try_open() {
@@ -283,9 +289,44 @@ impl Store {
         self.note(r)
     }
 
+    fn gate(&self, account: &str) -> Arc<RwLock<bool>> {
+        lock(&self.shared.gates)
+            .entry(account.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Run one synchronous write of an account's data, unless the account
+    /// was removed: the write holds the read side of the account's gate, so
+    /// [`Store::remove_account`] waits for the writes under way (an engine
+    /// cancelled while its batch runs in `spawn_blocking`) and none lands
+    /// after it, re-creating records, manifest lines or folder state of a
+    /// deleted account.
+    pub(crate) fn admit<T>(&self, account: &str, write: impl FnOnce() -> Result<T>) -> Result<T> {
+        let gate = self.gate(account);
+        let removed = read(&gate);
+        if *removed {
+            anyhow::bail!("The account {account} was removed: nothing more is stored for it");
+        }
+        write()
+    }
+
+    /// Accept writes for an account again after [`Store::remove_account`]
+    /// (a new account with the same id). The scheduler calls it when it
+    /// starts an engine.
+    pub fn revive(&self, account: &str) {
+        *write(&self.gate(account)) = false;
+    }
+
     /// Drop everything of an account: its messages (and the message files
-    /// no other account refers to), folders, POP3 state and manifest.
+    /// no other account refers to), folders, POP3 state and manifest. Writes
+    /// under way for it are waited for first, and later ones are refused
+    /// until [`Store::revive`].
     pub async fn remove_account(&self, account: &str) -> Result<()> {
+        let gate = self.gate(account);
+        tokio::task::spawn_blocking(move || *write(&gate) = true)
+            .await
+            .context("The store task failed")?;
         self.remove_account_messages(account).await?;
         self.remove_manifest(account)?;
         let open = self.handle()?;

@@ -163,7 +163,15 @@ impl Engine {
             );
             let mut ignored = Vec::new();
             let sink = if quiet { &mut ignored } else { &mut samples };
-            let n = self.sync_folder(session, folder, sink).await?;
+            let n = match self.sync_folder(session, folder, sink).await {
+                Ok(n) => n,
+                Err(f) => {
+                    // The folders synced before are stored: announced
+                    // even though the pass fails.
+                    self.reporter.notify(announced as usize, samples);
+                    return Err(f);
+                }
+            };
             new += n;
             if !quiet {
                 announced += n;
@@ -176,18 +184,25 @@ impl Engine {
     /// Wait on the selected INBOX until new data, `limit`, or `other`
     /// finishing, whichever comes first: IDLE when the server has it (its
     /// limit [`IDLE_TIMEOUT`]), else a NOOP every minute. Every step is
-    /// bounded, so a dead connection ends the wait with a failure.
+    /// bounded, so a dead connection ends the wait with a failure. When
+    /// `other` had finished before the wait failed (a request woke IDLE and
+    /// DONE then failed), its output comes back with the failure, so that
+    /// the caller still answers it.
     pub async fn wait<T>(
         &self,
         session: ImapSession,
         limit: Duration,
         other: impl Future<Output = T>,
-    ) -> Result<(ImapSession, Wake<T>), Failure> {
+    ) -> Result<(ImapSession, Wake<T>), WaitFailed<T>> {
         if self.caps.idle {
             self.idle(session, limit.min(IDLE_TIMEOUT), other).await
         } else {
             self.noop_wait(session, limit.min(NOOP_INTERVAL), other)
                 .await
+                .map_err(|failure| WaitFailed {
+                    failure,
+                    woke: None,
+                })
         }
     }
 
@@ -197,16 +212,23 @@ impl Engine {
         session: ImapSession,
         limit: Duration,
         other: impl Future<Output = T>,
-    ) -> Result<(ImapSession, Wake<T>), Failure> {
+    ) -> Result<(ImapSession, Wake<T>), WaitFailed<T>> {
+        let lost = |failure| WaitFailed {
+            failure,
+            woke: None,
+        };
         // Check UIDNEXT right before IDLE: mail that arrived between the
         // last FETCH and now must not wait for the next wake-up.
         let mut session = session;
         let id = self.id.clone();
         if let Some(inbox) = self
             .blocking(move |store| store.folder(&id, "INBOX"))
-            .await?
+            .await
+            .map_err(lost)?
         {
-            let status = step("STATUS", session.status("INBOX", "(UIDNEXT)")).await?;
+            let status = step("STATUS", session.status("INBOX", "(UIDNEXT)"))
+                .await
+                .map_err(lost)?;
             drain(&mut session);
             let known = inbox
                 .state
@@ -218,7 +240,7 @@ impl Engine {
             }
         }
         let mut handle = session.idle();
-        step("IDLE", handle.init()).await?;
+        step("IDLE", handle.init()).await.map_err(lost)?;
         let wake = {
             let (fut, stop) = handle.wait_with_timeout(limit);
             let wake = tokio::select! {
@@ -231,14 +253,14 @@ impl Engine {
                         {
                             // The server is leaving (shutdown, kick):
                             // say so rather than fail later on DONE.
-                            return Err(Failure::new(
+                            return Err(lost(Failure::new(
                                 FailureKind::Connection,
                                 format!(
                                     "The server {} closed the connection: {}",
                                     self.settings.incoming_host,
                                     outcome.information.as_deref().unwrap_or("BYE")
                                 ),
-                            ));
+                            )));
                         }
                         Wake::NewData
                     }
@@ -246,7 +268,7 @@ impl Engine {
                     // async-imap reports a dropped connection as a manual
                     // interrupt; DONE below tells which it was.
                     Ok(async_imap::extensions::idle::IdleResponse::ManualInterrupt) => Wake::NewData,
-                    Err(e) => return Err(session::imap_failure("IDLE", e)),
+                    Err(e) => return Err(lost(session::imap_failure("IDLE", e))),
                 },
                 _ = tokio::time::sleep(limit) => Wake::Timeout,
                 t = other => Wake::Other(t),
@@ -254,8 +276,16 @@ impl Engine {
             drop(stop);
             wake
         };
-        let session = step_within(DONE_TIMEOUT, "DONE", handle.done()).await?;
-        Ok((session, wake))
+        match step_within(DONE_TIMEOUT, "DONE", handle.done()).await {
+            Ok(session) => Ok((session, wake)),
+            Err(failure) => Err(WaitFailed {
+                failure,
+                woke: match wake {
+                    Wake::Other(t) => Some(t),
+                    Wake::NewData | Wake::Timeout => None,
+                },
+            }),
+        }
     }
 
     /// Servers without IDLE: NOOP on INBOX when `limit` passes.
@@ -286,7 +316,27 @@ impl Engine {
     /// streams end on a tagged NO as on OK (see [`command`]), and a refused
     /// delete taken for done would drop the local record of a message the
     /// server still has (fetched again, and announced, at the next pass).
+    ///
+    /// A refusal that leaves the connection usable (a tagged NO: no
+    /// permission, the folder gone) is returned after INBOX is selected
+    /// again, so the session carries on; a failure of the connection
+    /// (Connection, Timeout) is returned as is and ends the session.
     pub async fn delete(&self, session: &mut ImapSession, id: &MessageId) -> Result<(), Failure> {
+        let r = self.delete_selected(session, id).await;
+        match r {
+            Err(f) if !ends_session(&f) => {
+                select(session, "INBOX").await?;
+                Err(f)
+            }
+            other => other,
+        }
+    }
+
+    async fn delete_selected(
+        &self,
+        session: &mut ImapSession,
+        id: &MessageId,
+    ) -> Result<(), Failure> {
         let wanted = id.clone();
         let folder = self
             .blocking(move |store| store.folder_of(&wanted))
@@ -330,6 +380,20 @@ impl Engine {
         select(session, "INBOX").await?;
         Ok(())
     }
+}
+
+/// Whether `failure` leaves the connection in doubt, so the session ends.
+pub fn ends_session(failure: &Failure) -> bool {
+    matches!(failure.kind, FailureKind::Connection | FailureKind::Timeout)
+}
+
+/// A wait that failed: the failure, and what ended the wait before it
+/// failed (a request that woke IDLE before DONE failed), to be answered.
+pub struct WaitFailed<T> {
+    /// What went wrong.
+    pub failure: Failure,
+    /// The output of the wait's `other` future, when it had finished.
+    pub woke: Option<T>,
 }
 
 /// SELECT `name` through [`command::run`] (only a tagged OK counts);

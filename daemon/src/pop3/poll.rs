@@ -129,6 +129,21 @@ impl Poller {
 
     /// One session; returns the number of new messages.
     pub async fn poll(&self) -> Result<u32, Failure> {
+        // Mail stored is announced even when the session fails afterwards
+        // (a RETR or QUIT that fails): it is stored, and the next poll does
+        // not find it new again.
+        let mut samples = Vec::new();
+        let mut new_total = 0u32;
+        let r = self.session(&mut samples, &mut new_total).await;
+        self.reporter.notify(new_total as usize, samples);
+        r
+    }
+
+    async fn session(
+        &self,
+        samples: &mut Vec<(String, String)>,
+        new_total: &mut u32,
+    ) -> Result<u32, Failure> {
         let host = self.settings.incoming_host.clone();
         let login_name = self.settings.incoming_login().to_owned();
         let fail = |e| failure(&host, &login_name, e);
@@ -175,8 +190,6 @@ impl Poller {
             .map_err(Failure::from)?;
 
         let inbox = self.inbox().await?;
-        let mut samples = Vec::new();
-        let mut new_total = 0u32;
         let mut delete_now: Vec<u32> = Vec::new();
         let mut batch: Vec<(String, NewMessage)> = Vec::new();
         let mut batch_numbers: Vec<u32> = Vec::new();
@@ -265,7 +278,7 @@ impl Poller {
                 for r in records {
                     samples.push((r.meta.from.clone(), r.meta.subject.clone()));
                 }
-                new_total = new_total.saturating_add(ids.len() as u32);
+                *new_total = new_total.saturating_add(ids.len() as u32);
                 self.reporter
                     .new_messages(&inbox.display, ids.iter().map(|i| i.to_string()).collect());
                 self.reporter.counts();
@@ -299,8 +312,7 @@ impl Poller {
                 delete_now.len()
             );
         }
-        self.reporter.notify(new_total as usize, samples);
-        Ok(new_total)
+        Ok(*new_total)
     }
 }
 

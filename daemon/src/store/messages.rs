@@ -325,6 +325,20 @@ impl Store {
         role: Option<String>,
         selectable: bool,
     ) -> Result<FolderInfo> {
+        self.admit(account, || {
+            self.upsert_folder_admitted(account, name, display, delimiter, role, selectable)
+        })
+    }
+
+    fn upsert_folder_admitted(
+        &self,
+        account: &str,
+        name: &str,
+        display: &str,
+        delimiter: Option<String>,
+        role: Option<String>,
+        selectable: bool,
+    ) -> Result<FolderInfo> {
         let existing = self.folder(account, name)?;
         let o = self.handle()?;
         let info = match existing {
@@ -392,7 +406,9 @@ impl Store {
         let this = self.clone();
         let (account, folder) = (account.to_owned(), folder.clone());
         let ids = tokio::task::spawn_blocking(move || {
-            this.store_batch_blocking(&account, &folder, messages, state)
+            this.admit(&account, || {
+                this.store_batch_blocking(&account, &folder, messages, state)
+            })
         })
         .await
         .context("The store task failed")??;
@@ -501,65 +517,6 @@ impl Store {
                 uid,
             })
             .collect())
-    }
-
-    /// Record the folder's sync state alone (nothing new to store).
-    pub async fn set_folder_state(
-        &self,
-        account: &str,
-        folder: &FolderInfo,
-        state: FolderState,
-    ) -> Result<()> {
-        let mut info = self
-            .folder(account, &folder.name)?
-            .unwrap_or_else(|| folder.clone());
-        info.state = Some(state);
-        let o = self.handle()?;
-        o.trees
-            .folders
-            .insert(folder_key(account, &folder.name), to_json(&info)?)
-            .map_err(|e| self.failed(e.into()))?;
-        drop(o);
-        self.flush().await
-    }
-
-    /// Apply flag changes from the server, and the state covering them.
-    pub async fn set_flags(
-        &self,
-        account: &str,
-        folder: &FolderInfo,
-        changes: &[(u32, Flags)],
-        state: Option<FolderState>,
-    ) -> Result<usize> {
-        let o = self.handle()?;
-        let t = &o.trees;
-        let fkey = folder_key(account, &folder.name);
-        let changed = (&t.messages, &t.folders)
-            .transaction(|(msgs, folders)| {
-                let mut changed = 0;
-                for (uid, flags) in changes {
-                    let key = msg_key(account, folder.no, *uid);
-                    let Some(v) = msgs.get(&key)? else { continue };
-                    let mut r: Record = from_json(&v).map_err(abort)?;
-                    if r.flags != *flags {
-                        r.flags = *flags;
-                        msgs.insert(key, to_json(&r).map_err(abort)?)?;
-                        changed += 1;
-                    }
-                }
-                if let Some(state) = state {
-                    let mut info: FolderInfo = match folders.get(&fkey)? {
-                        Some(v) => from_json(&v).map_err(abort)?,
-                        None => folder.clone(),
-                    };
-                    info.state = Some(state);
-                    folders.insert(fkey.as_slice(), to_json(&info).map_err(abort)?)?;
-                }
-                Ok(changed)
-            })
-            .map_err(|e| self.failed(tx_error(e)))?;
-        self.flush().await?;
-        Ok(changed)
     }
 
     /// The records of those messages that are stored (unreadable ones

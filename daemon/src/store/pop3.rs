@@ -63,21 +63,23 @@ impl Store {
         if uidls.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
-        for u in uidls {
-            batch.remove(uidl_key(account, u));
-        }
-        self.handle()?
-            .trees
-            .pop3
-            .apply_batch(batch)
-            .map_err(|e| self.failed(e.into()))?;
-        let lines: Vec<Line> = uidls
-            .iter()
-            .map(|u| Line::ForgetUidl { uidl: u.clone() })
-            .collect();
-        self.manifest_append(account, &lines, false)
-            .map_err(|e| self.failed(e))?;
+        self.admit(account, || {
+            let mut batch = sled::Batch::default();
+            for u in uidls {
+                batch.remove(uidl_key(account, u));
+            }
+            self.handle()?
+                .trees
+                .pop3
+                .apply_batch(batch)
+                .map_err(|e| self.failed(e.into()))?;
+            let lines: Vec<Line> = uidls
+                .iter()
+                .map(|u| Line::ForgetUidl { uidl: u.clone() })
+                .collect();
+            self.manifest_append(account, &lines, false)
+                .map_err(|e| self.failed(e))
+        })?;
         self.flush().await
     }
 
@@ -92,7 +94,9 @@ impl Store {
         let this = self.clone();
         let (account, inbox) = (account.to_owned(), inbox.clone());
         let ids = tokio::task::spawn_blocking(move || {
-            this.pop3_store_blocking(&account, &inbox, messages)
+            this.admit(&account, || {
+                this.pop3_store_blocking(&account, &inbox, messages)
+            })
         })
         .await
         .context("The store task failed")??;
@@ -240,6 +244,21 @@ impl Store {
     /// Mark the unique-id of a local message for deletion on the server at
     /// the next session. Returns whether one was found.
     pub async fn pop3_mark_delete(&self, account: &str, uid: u32) -> Result<bool> {
+        let owner = account.to_owned();
+        // Index scan, insert and a small fsync on a user's delete: off the
+        // async workers.
+        let found = self
+            .blocking(move |store| {
+                store.admit(&owner, || store.pop3_mark_delete_admitted(&owner, uid))
+            })
+            .await?;
+        if found {
+            self.flush().await?;
+        }
+        Ok(found)
+    }
+
+    fn pop3_mark_delete_admitted(&self, account: &str, uid: u32) -> Result<bool> {
         let found = self
             .pop3_entries(account)?
             .into_iter()
@@ -253,17 +272,9 @@ impl Store {
             .pop3
             .insert(uidl_key(account, &uidl), to_json(&entry)?)
             .map_err(|e| self.failed(e.into()))?;
-        let line = Line::Uidl {
-            uidl: uidl.clone(),
-            entry: entry.clone(),
-        };
-        // One small fsync on a user's delete; not on an async worker.
-        let (this, owner) = (self.clone(), account.to_owned());
-        tokio::task::spawn_blocking(move || this.manifest_append(&owner, &[line], true))
-            .await
-            .context("The store task failed")?
+        let line = Line::Uidl { uidl, entry };
+        self.manifest_append(account, &[line], true)
             .map_err(|e| self.failed(e))?;
-        self.flush().await?;
         Ok(true)
     }
 }

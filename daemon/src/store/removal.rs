@@ -22,15 +22,34 @@ impl Store {
     /// points at any more are deleted once the index is flushed. The file
     /// and index work runs off the async threads.
     pub async fn remove_uids(&self, account: &str, folder: u64, uids: &[u32]) -> Result<usize> {
+        self.remove_uids_gated(account, folder, uids, true).await
+    }
+
+    /// [`Store::remove_uids`]; `gated`: refused once the account was
+    /// removed (false only for the removal itself).
+    async fn remove_uids_gated(
+        &self,
+        account: &str,
+        folder: u64,
+        uids: &[u32],
+        gated: bool,
+    ) -> Result<usize> {
         if uids.is_empty() {
             return Ok(0);
         }
         let this = self.clone();
         let (account, uids) = (account.to_owned(), uids.to_vec());
-        let (removed, orphans) =
-            tokio::task::spawn_blocking(move || this.remove_uids_blocking(&account, folder, &uids))
-                .await
-                .context("The store task failed")??;
+        let (removed, orphans) = tokio::task::spawn_blocking(move || {
+            if gated {
+                this.admit(&account, || {
+                    this.remove_uids_blocking(&account, folder, &uids)
+                })
+            } else {
+                this.remove_uids_blocking(&account, folder, &uids)
+            }
+        })
+        .await
+        .context("The store task failed")??;
         self.flush().await?;
         if !orphans.is_empty() {
             let this = self.clone();
@@ -121,17 +140,37 @@ impl Store {
         folder: &FolderInfo,
         forget: bool,
     ) -> Result<()> {
+        self.clear_folder_gated(account, folder, forget, true).await
+    }
+
+    /// [`Store::clear_folder`]; `gated` as in [`Store::remove_uids_gated`].
+    async fn clear_folder_gated(
+        &self,
+        account: &str,
+        folder: &FolderInfo,
+        forget: bool,
+        gated: bool,
+    ) -> Result<()> {
         let uids: Vec<u32> = self.uids(account, folder.no)?.into_keys().collect();
         for chunk in uids.chunks(1000) {
-            self.remove_uids(account, folder.no, chunk).await?;
+            self.remove_uids_gated(account, folder.no, chunk, gated)
+                .await?;
         }
         let key = folder_key(account, &folder.name);
-        let o = self.handle()?;
-        if forget {
-            o.trees.folders.remove(key)?;
-        } else if let Some(mut info) = self.folder(account, &folder.name)? {
-            info.state = None;
-            o.trees.folders.insert(key, to_json(&info)?)?;
+        let clear = || -> Result<()> {
+            let o = self.handle()?;
+            if forget {
+                o.trees.folders.remove(key)?;
+            } else if let Some(mut info) = self.folder(account, &folder.name)? {
+                info.state = None;
+                o.trees.folders.insert(key, to_json(&info)?)?;
+            }
+            Ok(())
+        };
+        if gated {
+            self.admit(account, clear)?;
+        } else {
+            clear()?;
         }
         self.flush().await
     }
@@ -139,7 +178,8 @@ impl Store {
     /// Drop every message and folder of an account.
     pub(super) async fn remove_account_messages(&self, account: &str) -> Result<()> {
         for folder in self.folders(account)? {
-            self.clear_folder(account, &folder, true).await?;
+            self.clear_folder_gated(account, &folder, true, false)
+                .await?;
         }
         let mut batch = sled::Batch::default();
         let o = self.handle()?;

@@ -309,3 +309,38 @@ fn disk_faults_are_not_corruption() {
     assert_eq!(disk_condition(&e), None, "Unavailable is found by type");
     assert!(e.downcast_ref::<Unavailable>().is_some());
 }
+
+/// A write that lands after the account was removed (a cancelled engine's
+/// batch still running in `spawn_blocking`) is refused, leaves no record,
+/// folder or manifest behind; [`Store::revive`] lets a new account with the
+/// same id write again.
+#[tokio::test]
+async fn writes_after_remove_account_are_refused_until_revived() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let inbox = store.upsert_folder("p", "INBOX", "INBOX", None, Some("inbox".into()), true)?;
+    store
+        .pop3_store("p", &inbox, vec![("u1".into(), pop3_message(1))])
+        .await?;
+    store.remove_account("p").await?;
+    let late = store
+        .pop3_store("p", &inbox, vec![("u2".into(), pop3_message(2))])
+        .await;
+    assert!(late.is_err(), "a write after the removal was accepted");
+    assert!(store
+        .upsert_folder("p", "INBOX", "INBOX", None, None, true)
+        .is_err());
+    assert!(store.folders("p")?.is_empty());
+    assert_eq!(store.counts("p", None)?.0, 0);
+    assert!(store.pop3_entries("p")?.is_empty());
+    assert!(!store.manifest_path("p").exists());
+    // Other accounts are not affected.
+    store.upsert_folder("q", "INBOX", "INBOX", None, None, true)?;
+    store.revive("p");
+    let inbox = store.upsert_folder("p", "INBOX", "INBOX", None, Some("inbox".into()), true)?;
+    let ids = store
+        .pop3_store("p", &inbox, vec![("u3".into(), pop3_message(3))])
+        .await?;
+    assert_eq!(ids.len(), 1);
+    Ok(())
+}

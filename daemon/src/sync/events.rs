@@ -141,13 +141,25 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// A reporter for `account`.
+    /// A reporter for `account`. It takes the account's progress as shown
+    /// (an engine it replaces may have left one), so its first
+    /// [`Reporter::syncing`] sends (0, 0).
     pub fn new(account: &str, tx: mpsc::UnboundedSender<Event>) -> Self {
         Reporter {
             account: account.to_owned(),
             tx,
-            progress: Mutex::new(Progress::default()),
+            progress: Mutex::new(Progress {
+                shown: true,
+                ..Progress::default()
+            }),
         }
+    }
+
+    /// The engine stopped: progress back to (0, 0), applied and announced
+    /// when this returns.
+    pub async fn stopped(&self) {
+        self.reset_progress();
+        self.flush().await;
     }
 
     fn send(&self, e: Event) {
@@ -344,6 +356,15 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let r = Reporter::new("a", tx);
         r.syncing();
+        // A new reporter clears what an engine it replaces may have shown.
+        assert!(matches!(
+            drain(&mut rx).first(),
+            Some(Event::Progress {
+                done: 0,
+                total: 0,
+                ..
+            })
+        ));
         r.found(100);
         for _ in 0..50 {
             r.stored(1);

@@ -27,7 +27,7 @@ use super::events::Reporter;
 use super::health;
 use super::scheduler::{DeleteReply, Request, SyncReply};
 use super::wait::{self, Woke};
-use crate::imap::{drain, Engine, Wake};
+use crate::imap::{drain, ends_session, Engine, WaitFailed, Wake};
 use crate::net::{Failure, FailureKind};
 use crate::settings::Settings;
 
@@ -48,6 +48,10 @@ enum End {
         failure: Failure,
         syncs: Vec<SyncReply>,
         deletes: Vec<DeleteReply>,
+        /// A Sync that woke IDLE just before the connection failed: it
+        /// never saw a pass, so it is carried to the next session (like a
+        /// Sync during the backoff), not answered with this failure.
+        carried: Option<SyncReply>,
         /// It got as far as a full pass: the backoff starts over.
         healthy: bool,
     },
@@ -102,6 +106,7 @@ impl Driver {
                 failure,
                 syncs,
                 deletes,
+                carried,
                 healthy,
             } = end
             else {
@@ -134,6 +139,10 @@ impl Driver {
             }
             for reply in deletes {
                 let _ = reply.send(Err(failure.clone()));
+            }
+            if let Some(reply) = carried {
+                waiting.push(reply);
+                continue;
             }
             loop {
                 match wait::wait(deadline, &mut requests, &cancel).await {
@@ -201,6 +210,7 @@ impl Driver {
                     failure,
                     syncs: pending.into_iter().map(|(r, _)| r).collect(),
                     deletes: deletes_of(queued),
+                    carried: None,
                     healthy: false,
                 }
             }
@@ -261,6 +271,7 @@ impl Driver {
                             failure,
                             syncs: pending.into_iter().map(|(r, _)| r).collect(),
                             deletes: deletes_of(queued),
+                            carried: None,
                             healthy,
                         }
                     }
@@ -290,13 +301,24 @@ impl Driver {
                     session = s;
                     wake
                 }
-                Err(failure) => {
+                Err(WaitFailed { failure, woke }) => {
+                    // A request that woke IDLE before DONE failed is
+                    // answered like one that came during the failure: a
+                    // Sync by the next session, a Delete with the failure.
+                    let mut deletes = deletes_of(queued);
+                    let mut carried = None;
+                    match woke {
+                        Some(Woke::Request(Request::Sync(reply))) => carried = Some(reply),
+                        Some(Woke::Request(Request::Delete(_, reply))) => deletes.push(reply),
+                        Some(Woke::Deadline | Woke::Cancelled) | None => {}
+                    }
                     return End::Failed {
                         failure,
                         syncs: pending.into_iter().map(|(r, _)| r).collect(),
-                        deletes: deletes_of(queued),
+                        deletes,
+                        carried,
                         healthy,
-                    }
+                    };
                 }
             };
             match wake {
@@ -306,13 +328,14 @@ impl Driver {
                 Wake::Other(Woke::Request(Request::Delete(id, reply))) => {
                     let r = self.engine.delete(&mut session, &id).await;
                     if let Err(failure) = &r {
-                        if failure.is_transient() {
+                        if ends_session(failure) {
                             // The connection is in doubt: the failure is
                             // shown, then answered, then the session ends.
                             return End::Failed {
                                 failure: failure.clone(),
                                 syncs: pending.into_iter().map(|(r, _)| r).collect(),
                                 deletes: std::iter::once(reply).chain(deletes_of(queued)).collect(),
+                                carried: None,
                                 healthy,
                             };
                         }

@@ -31,12 +31,17 @@ use crate::settings::Settings;
 /// this bounds the sum (many large messages on a slow link take long, but
 /// never for good).
 const SESSION_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// How long a Delete that must reach the server waits for more Deletes, so
+/// that a burst of them takes one session.
+const DELETE_DEBOUNCE: Duration = Duration::from_secs(2);
 
 /// One account's POP3 engine.
 pub struct Driver {
     poller: Poller,
     reporter: Arc<Reporter>,
     settings: watch::Receiver<Settings>,
+    /// Whether the scheduler still holds the settings channel.
+    settings_open: bool,
 }
 
 impl Driver {
@@ -51,6 +56,7 @@ impl Driver {
             poller,
             reporter,
             settings,
+            settings_open: true,
         }
     }
 
@@ -105,6 +111,9 @@ impl Driver {
                     ),
                 ))
             });
+            let ended = Instant::now();
+            let awaiting_credentials =
+                matches!(&result, Err(f) if matches!(health::then(f), health::Then::Credentials));
             let deadline = match &result {
                 Ok(_) => {
                     backoff.reset();
@@ -141,15 +150,42 @@ impl Driver {
             // stored (mail it fetched is reported, never lost to a Sync).
             let stored = result.as_ref().map_or(0, |n| *n);
             waiting.extend(joined.into_iter().map(|reply| (reply, stored)));
-            let deadline = if waiting.is_empty() {
+            let mut deadline = if waiting.is_empty() {
                 deadline
             } else {
                 Some(Instant::now())
             };
+            let polled_ok = result.is_ok();
             loop {
                 let woke = match queued.pop_front() {
                     Some(r) => Woke::Request(r),
-                    None => wait::wait(deadline, &mut requests, &cancel).await,
+                    None => {
+                        let settings_open = self.settings_open;
+                        let changed = tokio::select! {
+                            w = wait::wait(deadline, &mut requests, &cancel) => Some(w),
+                            c = self.settings.changed(), if settings_open => {
+                                if c.is_err() {
+                                    self.settings_open = false;
+                                }
+                                None
+                            }
+                        };
+                        match changed {
+                            Some(w) => w,
+                            None => {
+                                // New settings (a poll interval) count from
+                                // the end of the last poll, not from the old
+                                // deadline.
+                                let s = self.settings.borrow_and_update().clone();
+                                let minutes = u64::from(s.poll_interval_minutes);
+                                self.poller.set_settings(s);
+                                if polled_ok && waiting.is_empty() {
+                                    deadline = Some(ended + Duration::from_secs(minutes * 60));
+                                }
+                                continue;
+                            }
+                        }
+                    }
                 };
                 match woke {
                     Woke::Deadline => break,
@@ -160,11 +196,18 @@ impl Driver {
                     }
                     Woke::Request(Request::Delete(id, reply)) => {
                         let r = self.poller.delete_local(&id).await;
-                        let poll_now = matches!(r, Ok(true));
+                        let to_server = matches!(r, Ok(true));
                         self.reporter.flush().await;
                         let _ = reply.send(r.map(|_| ()));
-                        if poll_now {
-                            break;
+                        // The server deletion waits for the next session:
+                        // soon (one session for a burst of Deletes), but
+                        // never while the password is wanting (that session
+                        // would only fail again).
+                        if to_server && !awaiting_credentials {
+                            let soon = Instant::now() + DELETE_DEBOUNCE;
+                            if deadline.is_none_or(|d| d > soon) {
+                                deadline = Some(soon);
+                            }
                         }
                     }
                 }

@@ -103,6 +103,9 @@ impl Scheduler {
             debug!("Account {id}: not started, the daemon is stopping.");
             return;
         }
+        // A new account may reuse the id of a removed one: its writes are
+        // accepted again (see `Store::admit`).
+        self.store.revive(id);
         let reporter = Arc::new(Reporter::new(id, self.events.clone()));
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(8);
@@ -170,6 +173,8 @@ impl Scheduler {
         let task = self.tasks.lock().await.remove(id);
         if let Some(task) = task {
             stop_task(id, task).await;
+            // A pass cut short leaves no progress behind.
+            Reporter::new(id, self.events.clone()).stopped().await;
         }
     }
 
@@ -238,8 +243,14 @@ impl Scheduler {
     }
 }
 
+/// The answer to a request whose engine was stopped or replaced before it
+/// ran (an Update of a connection setting, a Delete): a Connection failure,
+/// since trying again (against the new engine) is what helps.
 fn stopped() -> Failure {
-    Failure::new(FailureKind::Local, "The account's engine stopped")
+    Failure::new(
+        FailureKind::Connection,
+        "The account was reconfigured (or removed) before the pass ran; sync again",
+    )
 }
 
 async fn stop_task(id: &str, task: Task) {

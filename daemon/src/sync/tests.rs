@@ -205,3 +205,49 @@ async fn one_engine_per_account_and_none_after_shutdown() {
     scheduler.start("f", settings, pw()).await;
     assert!(!scheduler.is_running("f").await);
 }
+
+/// Stopping an engine leaves its progress at (0, 0), applied (the flush
+/// answered) before `stop` returns.
+#[tokio::test]
+async fn stop_resets_progress_before_it_returns() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = crate::store::Store::open(dir.path()).expect("a store");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let scheduler = Arc::new(super::Scheduler::new(store, tx));
+    let closed = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let settings = Settings {
+        email: "g@example.test".into(),
+        incoming_protocol: Protocol::Pop3,
+        incoming_host: "127.0.0.1".into(),
+        incoming_port: Some(closed),
+        incoming_security: Security::None,
+        ..Settings::default()
+    };
+    scheduler
+        .start("g", settings, Zeroizing::new("pw".to_owned()))
+        .await;
+    let stopping = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move { scheduler.stop("g").await })
+    };
+    // Play the events loop until the stop's flush: the event right before
+    // it is the (0, 0) the stop sends (the engine sends no flush here: no
+    // request waits).
+    let mut before_flush = None;
+    loop {
+        match rx.recv().await.expect("events") {
+            Event::Flush { done, .. } => {
+                let _ = done.send(());
+                break;
+            }
+            Event::Progress { done, total, .. } => before_flush = Some((done, total)),
+            _ => before_flush = None,
+        }
+    }
+    stopping.await.expect("stop returns");
+    assert_eq!(before_flush, Some((0, 0)));
+    assert!(!scheduler.is_running("g").await);
+}

@@ -112,7 +112,7 @@ fn encode(lines: &[Line]) -> Result<Vec<u8>> {
 }
 
 impl Store {
-    fn manifest_path(&self, account: &str) -> PathBuf {
+    pub(super) fn manifest_path(&self, account: &str) -> PathBuf {
         self.shared.manifests.join(format!("{account}.log"))
     }
 
