@@ -29,6 +29,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
+mod oneoff;
+mod status;
+
+use status::{credentials_restored, no_password, secret_refused, smtp_refused};
+
 use super::cleanup::Cleanup;
 use super::retired::Retired;
 use super::{Account, Change, Field, Input, Registry, Settings, State};
@@ -521,74 +526,6 @@ impl Lifecycle {
             .is_some_and(|a| Arc::ptr_eq(&a, account))
     }
 
-    /// Send `raw` through the account (SMTP AUTH with its SMTP password,
-    /// else its incoming one), then keep the Sent copy of an IMAP account.
-    pub async fn send(&self, account: &Account, raw: &[u8]) -> crate::smtp::Outcome {
-        use crate::smtp::{Outcome, SendError};
-        let id = &account.id;
-        let refused = |e: SecretError| {
-            let f = Failure::new(
-                FailureKind::Credentials,
-                format!("Cannot read the password: {e}"),
-            );
-            Outcome::Failed(SendError {
-                cause: crate::smtp::Cause::Net(f.kind),
-                message: f.message,
-            })
-        };
-        let smtp = match self.secrets.get(id, Which::Smtp).await {
-            Ok(p) => p.filter(|p| !p.is_empty()),
-            Err(e) => return refused(e),
-        };
-        let incoming = match self.secrets.get(id, Which::Incoming).await {
-            Ok(p) => p.filter(|p| !p.is_empty()),
-            Err(e) if smtp.is_none() => return refused(e),
-            Err(_) => None,
-        };
-        let passwords = crate::smtp::Passwords {
-            smtp: smtp.as_deref().or(incoming.as_deref()).map(String::as_str),
-            incoming: incoming.as_deref().map(String::as_str),
-        };
-        crate::smtp::submit(id, &account.settings(), passwords, &self.store, raw).await
-    }
-
-    /// Verify the saved settings with the stored passwords.
-    pub async fn verify(&self, account: &Account) -> Result<crate::verify::Report, SecretError> {
-        let id = &account.id;
-        let incoming = self
-            .secrets
-            .get(id, Which::Incoming)
-            .await?
-            .filter(|p| !p.is_empty());
-        let smtp = self
-            .secrets
-            .get(id, Which::Smtp)
-            .await?
-            .filter(|p| !p.is_empty());
-        let incoming = incoming.as_deref().map(String::as_str);
-        let smtp = smtp.as_deref().map(String::as_str).or(incoming);
-        Ok(crate::verify::verify(&account.settings(), incoming, smtp).await)
-    }
-
-    /// Verify settings that are not saved: refused exactly as `create`
-    /// would refuse them; nothing is stored.
-    pub async fn verify_settings(&self, input: &Input) -> Result<crate::verify::Report, Change> {
-        let (settings, passwords) = super::apply(Settings::default(), input, true)?;
-        let incoming = passwords
-            .incoming
-            .as_deref()
-            .map(String::as_str)
-            .filter(|p| !p.is_empty());
-        // Without a separate SMTP password, SMTP logs in with the incoming one.
-        let smtp = passwords
-            .smtp
-            .as_deref()
-            .map(String::as_str)
-            .filter(|p| !p.is_empty())
-            .or(incoming);
-        Ok(crate::verify::verify(&settings, incoming, smtp).await)
-    }
-
     /// Store one password when one was given (written once; `""`
     /// removes it). The reason is logged when the store refuses.
     async fn save_one(
@@ -657,51 +594,6 @@ fn detected(store: &Store, account: &str) -> std::collections::HashMap<String, S
         }
     }
     map
-}
-
-/// The code shown for a secret store that refused.
-fn secret_code(e: &SecretError) -> &'static str {
-    match e {
-        SecretError::Locked | SecretError::Timeout => facteur_dbus::error_code::KEYRING_LOCKED,
-        SecretError::Insecure(..) | SecretError::Store(_) => facteur_dbus::error_code::INTERNAL,
-    }
-}
-
-fn secret_refused(s: &mut super::Status, e: &SecretError) {
-    s.state = State::NeedsCredentials;
-    s.last_error = e.to_string();
-    s.last_error_code = secret_code(e).to_owned();
-    s.attention_needed = true;
-    s.next_retry = 0;
-}
-
-/// The SMTP password could not be stored: said in `LastError`; the
-/// incoming side, and so the state, is untouched.
-fn smtp_refused(s: &mut super::Status, e: &SecretError) {
-    s.last_error = format!("The SMTP password was not stored: {e}");
-    s.last_error_code = secret_code(e).to_owned();
-}
-
-fn no_password(s: &mut super::Status, id: &str) {
-    s.state = State::NeedsCredentials;
-    s.last_error = format!(
-        "No password is stored for this account; set one with \
-         `facteurctl account set {id} --password-stdin` or Update({{'incoming-password': ...}})"
-    );
-    s.last_error_code = facteur_dbus::error_code::NO_PASSWORD.to_owned();
-    s.attention_needed = true;
-    s.next_retry = 0;
-}
-
-/// A usable password again: leave `needs-credentials` (a running engine
-/// owns every other state).
-fn credentials_restored(s: &mut super::Status) {
-    if s.state == State::NeedsCredentials {
-        s.state = State::Idle;
-        s.last_error.clear();
-        s.last_error_code.clear();
-        s.attention_needed = false;
-    }
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
