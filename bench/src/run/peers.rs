@@ -43,42 +43,13 @@ pub fn mbsync(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
                 md = maildir.display(),
             ),
         )?;
-        let log = log_path(ctx, mb);
-        row.log = Some(log.clone());
-        let master = ctx
-            .dovecot
-            .pid()
-            .ok_or_else(|| anyhow!("Dovecot is not running"))?;
-        let server0 = measure::server_cpu(master);
-        let busy0 = measure::machine_busy();
         let argv = vec![
             "mbsync".to_owned(),
             "-c".to_owned(),
             rc.display().to_string(),
             "-a".to_owned(),
         ];
-        let env = [("HOME", work.path().display().to_string())];
-        let t = measure::run_timed(&argv, &env, &log, ctx.timeout)?;
-        row.server_cpu_s = measure::server_cpu(master) - server0;
-        row.other_cpu_s =
-            (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
-        set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
-        row.minor_faults = t.minor_faults;
-        row.messages = measure::count_maildir_messages(&maildir)?;
-        set_store(&mut row, measure::disk_usage(&[maildir])?, ctx.raw_bytes);
-        ensure!(
-            t.exit == Some(0),
-            "mbsync exited with {:?}; its log ends:\n{}",
-            t.exit,
-            tail(&fs::read_to_string(&log).unwrap_or_default(), 10)
-        );
-        ensure!(
-            row.messages == u64::from(ctx.expected),
-            "mbsync stored {} messages, not {}",
-            row.messages,
-            ctx.expected
-        );
-        Ok(())
+        run_maildir_peer(ctx, mb, "mbsync", &mut row, &argv, work.path(), &maildir)
     })();
     finish(row, result)
 }
@@ -264,14 +235,6 @@ pub fn getmail(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
                 md = maildir.display(),
             ),
         )?;
-        let log = log_path(ctx, mb);
-        row.log = Some(log.clone());
-        let master = ctx
-            .dovecot
-            .pid()
-            .ok_or_else(|| anyhow!("Dovecot is not running"))?;
-        let server0 = measure::server_cpu(master);
-        let busy0 = measure::machine_busy();
         let argv = vec![
             ctx.getmail.display().to_string(),
             "--getmaildir".to_owned(),
@@ -279,28 +242,56 @@ pub fn getmail(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
             "--rcfile".to_owned(),
             rc.display().to_string(),
         ];
-        let env = [("HOME", work.path().display().to_string())];
-        let t = measure::run_timed(&argv, &env, &log, ctx.timeout)?;
-        row.server_cpu_s = measure::server_cpu(master) - server0;
-        row.other_cpu_s =
-            (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
-        set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
-        row.minor_faults = t.minor_faults;
-        row.messages = measure::count_maildir_messages(&maildir)?;
-        set_store(&mut row, measure::disk_usage(&[maildir])?, ctx.raw_bytes);
-        ensure!(
-            t.exit == Some(0),
-            "getmail exited with {:?}; its log ends:\n{}",
-            t.exit,
-            tail(&fs::read_to_string(&log).unwrap_or_default(), 10)
-        );
-        ensure!(
-            row.messages == u64::from(ctx.expected),
-            "getmail stored {} messages, not {}",
-            row.messages,
-            ctx.expected
-        );
-        Ok(())
+        run_maildir_peer(ctx, mb, "getmail", &mut row, &argv, work.path(), &maildir)
     })();
     finish(row, result)
+}
+
+/// Run a peer that delivers into `maildir` (with `HOME` at `home`) and
+/// measure it exactly as facteurd is measured: wall and CPU time, peak RSS,
+/// the server's and the rest of the machine's CPU, the messages stored and
+/// the disk they take; an exit other than 0, or another number of messages
+/// than the mailbox holds, is an error.
+fn run_maildir_peer(
+    ctx: &Ctx<'_>,
+    mb: &Mailbox,
+    name: &str,
+    row: &mut Row,
+    argv: &[String],
+    home: &Path,
+    maildir: &Path,
+) -> Result<()> {
+    let log = log_path(ctx, mb);
+    row.log = Some(log.clone());
+    let master = ctx
+        .dovecot
+        .pid()
+        .ok_or_else(|| anyhow!("Dovecot is not running"))?;
+    let server0 = measure::server_cpu(master);
+    let busy0 = measure::machine_busy();
+    let env = [("HOME", home.display().to_string())];
+    let t = measure::run_timed(argv, &env, &log, ctx.timeout)?;
+    row.server_cpu_s = measure::server_cpu(master) - server0;
+    row.other_cpu_s = (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
+    set_cpu(row, t.wall, t.cpu, t.max_rss_kib);
+    row.minor_faults = t.minor_faults;
+    row.messages = measure::count_maildir_messages(maildir)?;
+    set_store(
+        row,
+        measure::disk_usage(&[maildir.to_path_buf()])?,
+        ctx.raw_bytes,
+    );
+    ensure!(
+        t.exit == Some(0),
+        "{name} exited with {:?}; its log ends:\n{}",
+        t.exit,
+        tail(&fs::read_to_string(&log).unwrap_or_default(), 10)
+    );
+    ensure!(
+        row.messages == u64::from(ctx.expected),
+        "{name} stored {} messages, not {}",
+        row.messages,
+        ctx.expected
+    );
+    Ok(())
 }
