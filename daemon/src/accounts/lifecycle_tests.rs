@@ -51,6 +51,17 @@ fn bob() -> Input {
     ])
 }
 
+/// Bob's account (on a port where nothing listens) with this password.
+async fn create_with_password(s: &Setup, password: &str) -> anyhow::Result<Arc<Account>> {
+    let mut dict = bob();
+    dict.insert("incoming-port".into(), Given::Int(1));
+    dict.insert("incoming-password".into(), Given::Str(password.into()));
+    s.life
+        .create(&dict)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
 #[tokio::test]
 async fn create_without_a_password_needs_credentials_and_an_update_gives_one() -> anyhow::Result<()>
 {
@@ -79,14 +90,7 @@ async fn create_without_a_password_needs_credentials_and_an_update_gives_one() -
 #[tokio::test]
 async fn delete_completes_when_the_store_fails_and_the_passwords_follow() -> anyhow::Result<()> {
     let s = setup()?;
-    let mut dict = bob();
-    dict.insert("incoming-port".into(), Given::Int(1));
-    dict.insert("incoming-password".into(), Given::Str("pw-gone".into()));
-    let account = s
-        .life
-        .create(&dict)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let account = create_with_password(&s, "pw-gone").await?;
     let id = account.id.clone();
     let config = s.dir.path().join("config");
     let settings_file = config.join("accounts").join(format!("{id}.json"));
@@ -107,11 +111,7 @@ async fn delete_completes_when_the_store_fails_and_the_passwords_follow() -> any
     );
     std::fs::set_permissions(&secrets_file, std::fs::Permissions::from_mode(0o600))?;
     // The same mailbox again gets another id while the old passwords wait.
-    let again = s
-        .life
-        .create(&dict)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let again = create_with_password(&s, "pw-gone").await?;
     assert_ne!(again.id, id);
 
     assert!(s.cleanup.remove_retired().await);
@@ -125,14 +125,7 @@ async fn delete_completes_when_the_store_fails_and_the_passwords_follow() -> any
 #[tokio::test]
 async fn a_noted_id_that_is_an_account_keeps_its_passwords() -> anyhow::Result<()> {
     let s = setup()?;
-    let mut dict = bob();
-    dict.insert("incoming-port".into(), Given::Int(1));
-    dict.insert("incoming-password".into(), Given::Str("pw-live".into()));
-    let account = s
-        .life
-        .create(&dict)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let account = create_with_password(&s, "pw-live").await?;
     // As after a crash between the note and the settings file's removal.
     s.cleanup.retired.add(&account.id).await?;
     // While running, a known id is one being deleted: it waits.
@@ -151,14 +144,7 @@ async fn a_noted_id_that_is_an_account_keeps_its_passwords() -> anyhow::Result<(
 #[tokio::test]
 async fn a_change_queued_behind_a_delete_finds_the_account_gone() -> anyhow::Result<()> {
     let s = setup()?;
-    let mut dict = bob();
-    dict.insert("incoming-port".into(), Given::Int(1));
-    dict.insert("incoming-password".into(), Given::Str("pw".into()));
-    let account = s
-        .life
-        .create(&dict)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let account = create_with_password(&s, "pw").await?;
     let id = account.id.clone();
     let settings_file = s
         .dir
