@@ -71,6 +71,20 @@ fn synced(bus: &Bus, d: &Facteurd<'_>, path: &str) -> Props {
     })
 }
 
+/// Create Alice's account and wait for its first sync; its path, and how
+/// many logins Dovecot has logged by then.
+fn create_and_sync(bus: &Bus, d: &Facteurd<'_>, dovecot: &Dovecot) -> (String, usize) {
+    let start = logins(dovecot);
+    let path = bus.create_account(&alice(dovecot)).expect("create");
+    synced(bus, d, &path);
+    let before = wait_until(DEADLINE, || {
+        let n = logins(dovecot);
+        (n > start).then_some(n)
+    })
+    .expect("Dovecot logged Alice's login");
+    (path, before)
+}
+
 /// How many times Alice logged in to Dovecot so far.
 fn logins(dovecot: &Dovecot) -> usize {
     dovecot
@@ -204,14 +218,7 @@ fn update_of_the_name_only_does_not_reconnect() {
     let marker = unique_secret("life-rename");
     let dovecot = dovecot(&marker);
     let d = facteurd(&bus, &dovecot, true);
-    let start = logins(&dovecot);
-    let path = bus.create_account(&alice(&dovecot)).expect("create");
-    synced(&bus, &d, &path);
-    let before = wait_until(DEADLINE, || {
-        let n = logins(&dovecot);
-        (n > start).then_some(n)
-    })
-    .expect("Dovecot logged Alice's login");
+    let (path, before) = create_and_sync(&bus, &d, &dovecot);
     let signals = bus.signals();
 
     bus.update_account(&path, &Settings::new().s("name", "Alice renamed"))
@@ -244,14 +251,7 @@ fn update_of_the_port_reconnects() {
     let marker = unique_secret("life-port");
     let dovecot = dovecot(&marker);
     let d = facteurd(&bus, &dovecot, true);
-    let start = logins(&dovecot);
-    let path = bus.create_account(&alice(&dovecot)).expect("create");
-    synced(&bus, &d, &path);
-    let before = wait_until(DEADLINE, || {
-        let n = logins(&dovecot);
-        (n > start).then_some(n)
-    })
-    .expect("Dovecot logged Alice's login");
+    let (path, before) = create_and_sync(&bus, &d, &dovecot);
 
     bus.update_account(
         &path,
