@@ -122,14 +122,6 @@ pub fn fetchmail(ctx: &Ctx<'_>, mb: &Mailbox, sink: FetchmailSink) -> Row {
                 pass = mb.password,
             ),
         )?;
-        let log = log_path(ctx, mb);
-        row.log = Some(log.clone());
-        let master = ctx
-            .dovecot
-            .pid()
-            .ok_or_else(|| anyhow!("Dovecot is not running"))?;
-        let server0 = measure::server_cpu(master);
-        let busy0 = measure::machine_busy();
         let argv = vec![
             "fetchmail".to_owned(),
             "--silent".to_owned(),
@@ -140,41 +132,18 @@ pub fn fetchmail(ctx: &Ctx<'_>, mb: &Mailbox, sink: FetchmailSink) -> Row {
         ];
         let home = work.path().display().to_string();
         let env = [("HOME", home.clone()), ("FETCHMAILHOME", home)];
-        let t = measure::run_timed(&argv, &env, &log, ctx.timeout)?;
-        row.server_cpu_s = measure::server_cpu(master) - server0;
-        row.other_cpu_s =
-            (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
-        set_cpu(&mut row, t.wall, t.cpu, t.max_rss_kib);
-        row.minor_faults = t.minor_faults;
-        let store = match sink {
-            FetchmailSink::Maildir => {
-                row.messages = measure::count_maildir_messages(&maildir)?;
-                maildir
-            }
+        run_peer(ctx, mb, "fetchmail", &mut row, &argv, &env, || match sink {
+            FetchmailSink::Maildir => Ok((measure::count_maildir_messages(&maildir)?, maildir)),
             FetchmailSink::Bsmtp => {
                 let text =
                     fs::read(&bsmtp).with_context(|| format!("Cannot read {}", bsmtp.display()))?;
-                row.messages = text
+                let messages = text
                     .split(|&b| b == b'\n')
                     .filter(|l| l.strip_suffix(b"\r").unwrap_or(l) == b"DATA")
                     .count() as u64;
-                bsmtp
+                Ok((messages, bsmtp))
             }
-        };
-        set_store(&mut row, measure::disk_usage(&[store])?, ctx.raw_bytes);
-        ensure!(
-            t.exit == Some(0),
-            "fetchmail exited with {:?}; its log ends:\n{}",
-            t.exit,
-            tail(&fs::read_to_string(&log).unwrap_or_default(), 10)
-        );
-        ensure!(
-            row.messages == u64::from(ctx.expected),
-            "fetchmail stored {} messages, not {}",
-            row.messages,
-            ctx.expected
-        );
-        Ok(())
+        })
     })();
     finish(row, result)
 }
@@ -247,19 +216,19 @@ pub fn getmail(ctx: &Ctx<'_>, mb: &Mailbox) -> Row {
     finish(row, result)
 }
 
-/// Run a peer that delivers into `maildir` (with `HOME` at `home`) and
-/// measure it exactly as facteurd is measured: wall and CPU time, peak RSS,
-/// the server's and the rest of the machine's CPU, the messages stored and
-/// the disk they take; an exit other than 0, or another number of messages
-/// than the mailbox holds, is an error.
-fn run_maildir_peer(
+/// Run a peer and measure it exactly as facteurd is measured: wall and CPU
+/// time, peak RSS, the server's and the rest of the machine's CPU, then
+/// `stored` (how many messages it stored, and where, for the disk they
+/// take); an exit other than 0, or another number of messages than the
+/// mailbox holds, is an error.
+fn run_peer(
     ctx: &Ctx<'_>,
     mb: &Mailbox,
     name: &str,
     row: &mut Row,
     argv: &[String],
-    home: &Path,
-    maildir: &Path,
+    env: &[(&str, String)],
+    stored: impl FnOnce() -> Result<(u64, PathBuf)>,
 ) -> Result<()> {
     let log = log_path(ctx, mb);
     row.log = Some(log.clone());
@@ -269,18 +238,14 @@ fn run_maildir_peer(
         .ok_or_else(|| anyhow!("Dovecot is not running"))?;
     let server0 = measure::server_cpu(master);
     let busy0 = measure::machine_busy();
-    let env = [("HOME", home.display().to_string())];
-    let t = measure::run_timed(argv, &env, &log, ctx.timeout)?;
+    let t = measure::run_timed(argv, env, &log, ctx.timeout)?;
     row.server_cpu_s = measure::server_cpu(master) - server0;
     row.other_cpu_s = (measure::machine_busy() - busy0 - t.cpu.total() - row.server_cpu_s).max(0.0);
     set_cpu(row, t.wall, t.cpu, t.max_rss_kib);
     row.minor_faults = t.minor_faults;
-    row.messages = measure::count_maildir_messages(maildir)?;
-    set_store(
-        row,
-        measure::disk_usage(&[maildir.to_path_buf()])?,
-        ctx.raw_bytes,
-    );
+    let (messages, store) = stored()?;
+    row.messages = messages;
+    set_store(row, measure::disk_usage(&[store])?, ctx.raw_bytes);
     ensure!(
         t.exit == Some(0),
         "{name} exited with {:?}; its log ends:\n{}",
@@ -294,4 +259,24 @@ fn run_maildir_peer(
         ctx.expected
     );
     Ok(())
+}
+
+/// [`run_peer`] for a peer that delivers into `maildir`, with `HOME` at
+/// `home`.
+fn run_maildir_peer(
+    ctx: &Ctx<'_>,
+    mb: &Mailbox,
+    name: &str,
+    row: &mut Row,
+    argv: &[String],
+    home: &Path,
+    maildir: &Path,
+) -> Result<()> {
+    let env = [("HOME", home.display().to_string())];
+    run_peer(ctx, mb, name, row, argv, &env, || {
+        Ok((
+            measure::count_maildir_messages(maildir)?,
+            maildir.to_path_buf(),
+        ))
+    })
 }
