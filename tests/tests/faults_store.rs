@@ -219,9 +219,55 @@ enum IndexDamage {
     SledPanics,
 }
 
+/// Files of a directory (not its subdirectories) copied into `to`.
+fn copy_files(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).expect("list the directory") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("file type").is_file() {
+            fs::copy(entry.path(), to.join(entry.file_name())).expect("copy a file");
+        }
+    }
+}
+
+/// Whether sled panics opening (a copy of) `index`.
+fn sled_panics_on(index: &Path) -> bool {
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_files(index, copy.path());
+    std::panic::catch_unwind(|| {
+        sled::Config::new()
+            .path(copy.path())
+            .cache_capacity(8 * 1024 * 1024)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map(drop)
+    })
+    .is_err()
+}
+
+/// [`damage_once`] until sled panics on the result: how sled's background
+/// flushes laid the segments out decides whether one try is enough.
+fn damage_so_sled_panics(index: &Path) {
+    let pristine = tempfile::tempdir().expect("tempdir");
+    copy_files(index, pristine.path());
+    for _ in 0..8 {
+        for entry in fs::read_dir(index).expect("list the index") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("file type").is_file() {
+                fs::remove_file(entry.path()).expect("clear the index");
+            }
+        }
+        copy_files(pristine.path(), index);
+        damage_once(index);
+        if sled_panics_on(index) {
+            return;
+        }
+    }
+    panic!("the damage no longer makes sled panic in 8 tries: this test checks nothing");
+}
+
 /// Pad the (closed) index with sled itself to several segments, reopen it
 /// a few times, then remove its snapshot and change the first byte.
-fn damage_so_sled_panics(index: &Path) {
+fn damage_once(index: &Path) {
     let config = || {
         sled::Config::new()
             .path(index)
