@@ -13,6 +13,8 @@
 
 pub mod cleanup;
 pub mod lifecycle;
+pub mod mail;
+pub mod outbox;
 mod registry;
 pub mod retired;
 pub mod validate;
@@ -22,6 +24,8 @@ use std::sync::RwLock;
 use zeroize::Zeroizing;
 
 pub use lifecycle::{DeleteFailed, Engine, Lifecycle, Ready, Updated};
+pub use mail::{Mail, Refused};
+pub use outbox::Outbox;
 pub use registry::{Registry, Reservation};
 pub use validate::{apply, Change, Given, Input, Invalid};
 

@@ -137,6 +137,10 @@ pub struct Daemon {
     pub discovery: autoconfig::Discovery,
     /// Create, update, delete, credentials and engine starts.
     pub life: accounts::Lifecycle,
+    /// Flags, moves, copies, summaries and folders (two-way sync).
+    pub mail: accounts::Mail,
+    /// The outbox (Enqueue, ListOutbox, CancelOutbox) and its sender.
+    pub outbox: accounts::Outbox,
 }
 
 impl Daemon {
@@ -165,6 +169,7 @@ impl Daemon {
             store.clone(),
             retired,
         );
+        let mail = accounts::Mail::new(accounts.clone(), store.clone(), scheduler.clone());
         Ok(Arc::new(Daemon {
             accounts,
             store,
@@ -172,6 +177,8 @@ impl Daemon {
             scheduler,
             discovery,
             life,
+            mail,
+            outbox: accounts::Outbox::default(),
         }))
     }
 }

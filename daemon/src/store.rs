@@ -32,11 +32,13 @@
 
 mod blobs;
 mod flags;
+mod journal;
 mod listing;
 mod manifest;
 mod messages;
 mod observer;
 mod open;
+mod outbox;
 mod pop3;
 mod removal;
 mod repair;
@@ -50,8 +52,10 @@ use anyhow::{Context as _, Result};
 use tracing::{info, warn};
 
 use crate::fsutil::{disk_condition, DiskCondition};
+pub use journal::{Change, Effects, Entry, Flag, Outcome, Pending, Source};
 pub use messages::{Flags, FolderInfo, FolderState, MessageId, NewMessage, Record, Summary};
 pub use observer::Observer;
+pub use outbox::{Queued, QueuedState};
 pub use repair::Damaged;
 
 /// Version of the index layout written by this daemon.

@@ -371,10 +371,15 @@ impl Engine {
         }
         // Deleted on the server (or the record is of an older UIDVALIDITY,
         // which the server no longer has).
-        self.store
+        let removed = self
+            .store
             .remove_uids(&self.id, folder.no, &[id.uid])
             .await
             .map_err(Failure::from)?;
+        self.reporter.removed(
+            &folder.display,
+            removed.iter().map(|i| i.to_string()).collect(),
+        );
         self.reporter.counts();
         // Leave INBOX selected for IDLE.
         select(session, "INBOX").await?;

@@ -55,6 +55,19 @@ fn flags_of(flags: &[String]) -> Flags {
     Flags(bits)
 }
 
+/// The keywords (flags that are not system flags) among the FLAGS a
+/// server sent, as it spells them.
+pub fn keywords_of(flags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = flags
+        .iter()
+        .filter(|f| !f.starts_with('\\'))
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// A UID set in IMAP syntax, ranges compressed.
 pub fn uid_set(uids: &[u32]) -> String {
     let mut out = String::new();
@@ -252,7 +265,7 @@ impl Engine {
         (modseq, exists): (u64, u32),
     ) -> Result<Vec<u32>, Failure> {
         let (id, no) = (self.id.clone(), folder.no);
-        let mut local_uids = self.blocking(move |store| store.uids(&id, no)).await?;
+        let mut local_uids = self.blocking(move |store| store.flag_sets(&id, no)).await?;
         // Below the mark, and over every stored UID (some may lie above a
         // mark held back by a UID the server left out).
         let top = state
@@ -269,7 +282,7 @@ impl Engine {
         // expunged.
         let condstore = self.caps.condstore && state.highestmodseq > 0;
         let mut on_server = BTreeSet::new();
-        let mut server_flags: BTreeMap<u32, Flags> = BTreeMap::new();
+        let mut server_flags: BTreeMap<u32, (Flags, Vec<String>)> = BTreeMap::new();
         if exists > 0 {
             let items = if condstore { "(UID)" } else { "(UID FLAGS)" };
             command::run(
@@ -285,7 +298,7 @@ impl Engine {
                     {
                         on_server.insert(uid);
                         if !condstore {
-                            server_flags.insert(uid, flags_of(&flags));
+                            server_flags.insert(uid, (flags_of(&flags), keywords_of(&flags)));
                         }
                     }
                 },
@@ -305,10 +318,15 @@ impl Engine {
                 gone.len(),
                 folder.display
             );
-            self.store
+            let removed = self
+                .store
                 .remove_uids(&self.id, folder.no, &gone)
                 .await
                 .map_err(local)?;
+            self.reporter.removed(
+                &folder.display,
+                removed.iter().map(|i| i.to_string()).collect(),
+            );
             self.reporter.counts();
             for u in &gone {
                 local_uids.remove(u);
@@ -336,21 +354,27 @@ impl Engine {
                         ..
                     }) = command::fetched(r)
                     {
-                        server_flags.insert(uid, flags_of(&flags));
+                        server_flags.insert(uid, (flags_of(&flags), keywords_of(&flags)));
                     }
                 },
             )
             .await?;
         }
-        let changes: Vec<(u32, Flags)> = server_flags
+        let changes: Vec<(u32, Flags, Vec<String>)> = server_flags
             .into_iter()
-            .filter(|(uid, flags)| local_uids.get(uid).is_some_and(|old| old != flags))
+            .filter(|(uid, now)| local_uids.get(uid).is_some_and(|old| old != now))
+            .map(|(uid, (flags, keywords))| (uid, flags, keywords))
             .collect();
         if !changes.is_empty() {
-            self.store
+            let changed = self
+                .store
                 .set_flags(&self.id, folder, &changes, None)
                 .await
                 .map_err(local)?;
+            self.reporter.changed(
+                &folder.display,
+                changed.iter().map(|i| i.to_string()).collect(),
+            );
             self.reporter.counts();
         }
         Ok(missing)
@@ -477,6 +501,7 @@ impl Engine {
                         received.push(NewMessage {
                             uid,
                             flags: flags_of(&f.flags),
+                            keywords: keywords_of(&f.flags),
                             raw,
                             internal_date: f.internal_date.unwrap_or(0),
                         });

@@ -108,10 +108,17 @@ impl Poller {
         } else {
             false
         };
-        self.store
+        let removed = self
+            .store
             .remove_uids(&self.id, id.folder, &[id.uid])
             .await
             .map_err(Failure::from)?;
+        if let Some(folder) = self.store.folder_of(id).map_err(Failure::from)? {
+            self.reporter.removed(
+                &folder.display,
+                removed.iter().map(|i| i.to_string()).collect(),
+            );
+        }
         self.reporter.counts();
         Ok(pending)
     }
@@ -248,6 +255,7 @@ impl Poller {
                 NewMessage {
                     uid: 0,
                     flags: Flags::default(),
+                    keywords: Vec::new(),
                     raw,
                     internal_date: now(),
                 },

@@ -113,6 +113,8 @@ fn status_property(
         Field::LastSync => ("LastSync", Value::from(status.last_sync)),
         Field::MessageCount => ("MessageCount", Value::from(status.message_count)),
         Field::UnreadCount => ("UnreadCount", Value::from(status.unread_count)),
+        Field::PendingChanges => ("PendingChanges", Value::from(status.pending_changes)),
+        Field::OutboxCount => ("OutboxCount", Value::from(status.outbox_count)),
         Field::Folders => (
             "Folders",
             Value::from(folders(&account.settings(), &status.detected_folders)),

@@ -46,6 +46,19 @@ impl From<Change> for Error {
     }
 }
 
+impl From<crate::accounts::Refused> for Error {
+    fn from(e: crate::accounts::Refused) -> Error {
+        use crate::accounts::Refused;
+        match e {
+            Refused::Invalid(m) => Error::InvalidArgument(text::dbus_string(m)),
+            Refused::NotFound(m) => Error::NotFound(text::dbus_string(m)),
+            Refused::NotSupported(m) => Error::NotSupported(text::dbus_string(m)),
+            Refused::AlreadyExists(m) => Error::AlreadyExists(text::dbus_string(m)),
+            Refused::Internal(e) => internal(e),
+        }
+    }
+}
+
 impl From<Failure> for Error {
     fn from(f: Failure) -> Error {
         // The message may quote a server.

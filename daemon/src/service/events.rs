@@ -19,7 +19,7 @@ use zbus::zvariant::ObjectPath;
 
 use super::account::emit_status;
 use crate::accounts::Account;
-use crate::sync::events::{Event, Problem};
+use crate::sync::events::{Event, MessagesKind, Problem};
 use crate::sync::State;
 use crate::Daemon;
 
@@ -39,20 +39,66 @@ pub fn detected_folders(daemon: &Daemon, account: &str) -> HashMap<String, Strin
     map
 }
 
-/// Recount an account's messages and announce what changed.
-async fn recount(daemon: &Daemon, emitter: &SignalEmitter<'_>, account: &Account) {
+/// Recount an account's messages, pending changes and outbox, and
+/// announce what changed.
+pub async fn recount(daemon: &Daemon, emitter: &SignalEmitter<'_>, account: &Account) {
     let store = daemon.store.clone();
     let id = account.id.clone();
-    match tokio::task::spawn_blocking(move || store.counts(&id, None)).await {
-        Ok(Ok((total, unread))) => {
+    let counted = tokio::task::spawn_blocking(move || {
+        let (total, unread) = store.counts(&id, None)?;
+        let pending = store.pending_count(&id)?;
+        let outbox = store.outbox_count(&id)?;
+        anyhow::Ok((total, unread, pending, outbox))
+    })
+    .await;
+    match counted {
+        Ok(Ok((total, unread, pending, outbox))) => {
             let changed = account.set_status(|s| {
                 s.message_count = total;
                 s.unread_count = unread;
+                s.pending_changes = pending;
+                s.outbox_count = outbox;
             });
             emit_status(emitter, account, &changed).await;
         }
         Ok(Err(e)) => warn!("Account {}: cannot count messages: {e:#}", account.id),
         Err(e) => warn!("Account {}: cannot count messages: {e}", account.id),
+    }
+}
+
+/// Emit `MessagesAdded`, `MessagesChanged` or `MessagesRemoved` for
+/// messages of one folder of an account (nothing for no ids).
+pub async fn emit_messages(
+    conn: &zbus::Connection,
+    account: &str,
+    kind: MessagesKind,
+    folder: &str,
+    ids: &[String],
+) {
+    if ids.is_empty() {
+        return;
+    }
+    let path = names::account_path(account);
+    let (Ok(root), Ok(account_path)) = (
+        SignalEmitter::new(conn, names::ROOT_PATH),
+        ObjectPath::try_from(path.as_str()),
+    ) else {
+        return;
+    };
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let folder = super::text::dbus_text(folder);
+    use super::manager::Manager;
+    let sent = match kind {
+        MessagesKind::Added => Manager::messages_added(&root, account_path, &folder, &ids).await,
+        MessagesKind::Changed => {
+            Manager::messages_changed(&root, account_path, &folder, &ids).await
+        }
+        MessagesKind::Removed => {
+            Manager::messages_removed(&root, account_path, &folder, &ids).await
+        }
+    };
+    if let Err(e) = sent {
+        warn!("Cannot emit {kind:?} messages for account {account}: {e}");
     }
 }
 
@@ -170,14 +216,19 @@ pub async fn run(
                 let Ok(account_path) = ObjectPath::try_from(path.as_str()) else {
                     continue;
                 };
-                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                let folder = super::text::dbus_text(&folder);
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let text = super::text::dbus_text(&folder);
                 if let Err(e) =
-                    super::manager::Manager::new_messages(&root, account_path, &folder, &ids).await
+                    super::manager::Manager::new_messages(&root, account_path.clone(), &text, &refs)
+                        .await
                 {
                     warn!("Cannot emit NewMessages for account {account_id}: {e}");
                 }
+                emit_messages(&conn, &account_id, MessagesKind::Added, &folder, &ids).await;
             }
+            Event::Messages {
+                kind, folder, ids, ..
+            } => emit_messages(&conn, &account_id, kind, &folder, &ids).await,
             Event::Notify { count, samples, .. } => {
                 let name = account.settings().name().to_owned();
                 // Sent over the bus too (org.freedesktop.Notifications);

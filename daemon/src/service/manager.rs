@@ -176,6 +176,33 @@ impl Manager {
         ids: &[&str],
     ) -> zbus::Result<()>;
 
+    /// Emitted after messages appeared in a folder (durably stored).
+    #[zbus(signal)]
+    pub async fn messages_added(
+        emitter: &SignalEmitter<'_>,
+        account: ObjectPath<'_>,
+        folder: &str,
+        ids: &[&str],
+    ) -> zbus::Result<()>;
+
+    /// Emitted after the flags of messages changed (durably stored).
+    #[zbus(signal)]
+    pub async fn messages_changed(
+        emitter: &SignalEmitter<'_>,
+        account: ObjectPath<'_>,
+        folder: &str,
+        ids: &[&str],
+    ) -> zbus::Result<()>;
+
+    /// Emitted after messages left a folder (durably stored).
+    #[zbus(signal)]
+    pub async fn messages_removed(
+        emitter: &SignalEmitter<'_>,
+        account: ObjectPath<'_>,
+        folder: &str,
+        ids: &[&str],
+    ) -> zbus::Result<()>;
+
     /// The daemon version.
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {

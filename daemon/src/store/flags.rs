@@ -7,7 +7,7 @@ use anyhow::Result;
 use sled::Transactional as _;
 
 use super::messages::{abort, folder_key, from_json, msg_key, to_json, tx_error};
-use super::{Flags, FolderInfo, FolderState, Record, Store};
+use super::{Flags, FolderInfo, FolderState, MessageId, Record, Store};
 
 impl Store {
     /// Record the folder's sync state alone (nothing new to store).
@@ -32,14 +32,16 @@ impl Store {
         self.flush().await
     }
 
-    /// Apply flag changes from the server, and the state covering them.
+    /// Apply flag changes from the server (flags and keywords), and the
+    /// state covering them. Returns the ids of the messages that changed
+    /// (for `MessagesChanged`).
     pub async fn set_flags(
         &self,
         account: &str,
         folder: &FolderInfo,
-        changes: &[(u32, Flags)],
+        changes: &[(u32, Flags, Vec<String>)],
         state: Option<FolderState>,
-    ) -> Result<usize> {
+    ) -> Result<Vec<MessageId>> {
         let changed = self.admit(account, || {
             self.set_flags_admitted(account, folder, changes, state)
         })?;
@@ -51,23 +53,29 @@ impl Store {
         &self,
         account: &str,
         folder: &FolderInfo,
-        changes: &[(u32, Flags)],
+        changes: &[(u32, Flags, Vec<String>)],
         state: Option<FolderState>,
-    ) -> Result<usize> {
+    ) -> Result<Vec<MessageId>> {
         let o = self.handle()?;
         let t = &o.trees;
         let fkey = folder_key(account, &folder.name);
         let changed = (&t.messages, &t.folders)
             .transaction(|(msgs, folders)| {
-                let mut changed = 0;
-                for (uid, flags) in changes {
+                let mut changed = Vec::new();
+                for (uid, flags, keywords) in changes {
                     let key = msg_key(account, folder.no, *uid);
                     let Some(v) = msgs.get(&key)? else { continue };
                     let mut r: Record = from_json(&v).map_err(abort)?;
-                    if r.flags != *flags {
+                    if r.flags != *flags || r.keywords != *keywords {
                         r.flags = *flags;
+                        r.keywords = keywords.clone();
                         msgs.insert(key, to_json(&r).map_err(abort)?)?;
-                        changed += 1;
+                        changed.push(MessageId {
+                            account: account.to_owned(),
+                            folder: folder.no,
+                            uidvalidity: r.uidvalidity,
+                            uid: r.uid,
+                        });
                     }
                 }
                 if let Some(state) = state {

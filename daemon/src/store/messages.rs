@@ -124,6 +124,9 @@ pub struct Record {
     pub hash: String,
     /// Parsed headers.
     pub meta: Meta,
+    /// IMAP keywords (`$Junk`, `work`…), as the server spells them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
 }
 
 /// A message fetched from a server, before it is stored.
@@ -132,6 +135,8 @@ pub struct NewMessage {
     pub uid: u32,
     /// Flags on the server.
     pub flags: Flags,
+    /// Keywords on the server.
+    pub keywords: Vec<String>,
     /// The raw bytes, exactly as fetched.
     pub raw: Vec<u8>,
     /// The server's arrival time (unix seconds), for messages without Date.
@@ -380,6 +385,24 @@ impl Store {
         Ok(out)
     }
 
+    /// The UIDs of a folder with their flags and keywords, by UID.
+    pub fn flag_sets(
+        &self,
+        account: &str,
+        folder: u64,
+    ) -> Result<BTreeMap<u32, (Flags, Vec<String>)>> {
+        let mut p = prefix(account);
+        p.extend_from_slice(&folder.to_be_bytes());
+        let mut out = BTreeMap::new();
+        let o = self.handle()?;
+        for kv in o.trees.messages.scan_prefix(p) {
+            let (_, v) = kv?;
+            let r: Record = from_json(&v)?;
+            out.insert(r.uid, (r.flags, r.keywords));
+        }
+        Ok(out)
+    }
+
     /// The content hashes of a folder's messages.
     pub fn hashes(&self, account: &str, folder: u64) -> Result<std::collections::HashSet<String>> {
         let mut p = prefix(account);
@@ -464,6 +487,7 @@ impl Store {
                 size: m.raw.len() as u64,
                 meta: crate::mail::meta(&m.raw, m.internal_date),
                 hash: hash.clone(),
+                keywords: m.keywords,
             });
             raws.push((hash, m.raw));
         }

@@ -8,6 +8,10 @@
 pub trait Observer: Send + Sync {
     /// New messages are durably stored in `folder` (display name).
     fn new_messages(&self, folder: &str, ids: Vec<String>);
+    /// The flags of these messages of `folder` changed (stored).
+    fn changed(&self, folder: &str, ids: Vec<String>);
+    /// These messages of `folder` are gone (stored).
+    fn removed(&self, folder: &str, ids: Vec<String>);
     /// Message counts may have changed (flags, expunges, new mail).
     fn counts(&self);
     /// One desktop notification for `count` new messages.

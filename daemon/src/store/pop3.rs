@@ -209,6 +209,7 @@ impl Store {
                         size: *size,
                         hash: hash.clone(),
                         meta: meta.clone(),
+                        keywords: Vec::new(),
                     };
                     msgs.insert(
                         msg_key(account, info.no, uid),
@@ -288,6 +289,7 @@ mod tests {
         NewMessage {
             uid: 0,
             flags: Flags::default(),
+            keywords: Vec::new(),
             raw: format!("Subject: p{n}\r\n\r\nbody\r\n").into_bytes(),
             internal_date: 1000 + i64::from(n),
         }

@@ -13,15 +13,25 @@ use sled::Transactional as _;
 use super::manifest::Line;
 use super::messages::{
     abort, add_ref, date_key, folder_key, from_json, msg_key, prefix, to_json, tx_error,
-    unified_key, FolderInfo, Record,
+    unified_key, FolderInfo, MessageId, Record,
 };
 use super::{blobs, Store};
+
+/// What a removal did: the (UID, UIDVALIDITY) of the records removed, and
+/// the content hashes whose last reference went.
+pub(super) type Removed = (Vec<(u32, u32)>, Vec<String>);
 
 impl Store {
     /// Remove messages of a folder from the index; message files no record
     /// points at any more are deleted once the index is flushed. The file
-    /// and index work runs off the async threads.
-    pub async fn remove_uids(&self, account: &str, folder: u64, uids: &[u32]) -> Result<usize> {
+    /// and index work runs off the async threads. Returns the ids of the
+    /// messages that were there (for `MessagesRemoved`).
+    pub async fn remove_uids(
+        &self,
+        account: &str,
+        folder: u64,
+        uids: &[u32],
+    ) -> Result<Vec<MessageId>> {
         self.remove_uids_gated(account, folder, uids, true).await
     }
 
@@ -33,12 +43,13 @@ impl Store {
         folder: u64,
         uids: &[u32],
         gated: bool,
-    ) -> Result<usize> {
+    ) -> Result<Vec<MessageId>> {
         if uids.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let this = self.clone();
-        let (account, uids) = (account.to_owned(), uids.to_vec());
+        let (owner, uids) = (account.to_owned(), uids.to_vec());
+        let account = owner.clone();
         let (removed, orphans) = tokio::task::spawn_blocking(move || {
             if gated {
                 this.admit(&account, || {
@@ -57,17 +68,25 @@ impl Store {
                 .await
                 .context("The store task failed")?;
         }
-        Ok(removed)
+        Ok(removed
+            .into_iter()
+            .map(|(uid, uidvalidity)| MessageId {
+                account: owner.clone(),
+                folder,
+                uidvalidity,
+                uid,
+            })
+            .collect())
     }
 
-    /// The index part of [`Store::remove_uids`]: (how many removed, the
-    /// hashes whose last reference went).
+    /// The index part of [`Store::remove_uids`]: (the (UID, UIDVALIDITY)
+    /// of those removed, the hashes whose last reference went).
     pub(super) fn remove_uids_blocking(
         &self,
         account: &str,
         folder: u64,
         uids: &[u32],
-    ) -> Result<(usize, Vec<String>)> {
+    ) -> Result<Removed> {
         let o = self.handle()?;
         let t = &o.trees;
         let (removed, orphans) = (&t.messages, &t.by_date, &t.unified, &t.refs)
@@ -108,7 +127,7 @@ impl Store {
                     .map_err(|e| self.failed(e))?;
             }
         }
-        Ok((removed.len(), orphans))
+        Ok((removed, orphans))
     }
 
     /// Delete the files of `hashes` that still no record points at. Under

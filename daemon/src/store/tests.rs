@@ -7,6 +7,7 @@ fn pop3_message(n: u32) -> NewMessage {
     NewMessage {
         uid: 0,
         flags: Flags::default(),
+        keywords: Vec::new(),
         raw: format!("Subject: kept {n}\r\nMessage-ID: <{n}@x>\r\n\r\nbody {n}\r\n").into_bytes(),
         internal_date: 1000 + i64::from(n),
     }
@@ -30,6 +31,7 @@ async fn filled(dir: &Path) -> Result<Vec<(MessageId, Vec<u8>)>> {
     let imap = NewMessage {
         uid: 7,
         flags: Flags(Flags::SEEN),
+        keywords: Vec::new(),
         raw: b"Subject: imap\r\n\r\nx\r\n".to_vec(),
         internal_date: 5,
     };

@@ -39,6 +39,20 @@ pub enum Problem {
     },
 }
 
+/// What happened to messages (the `MessagesAdded`, `MessagesChanged` and
+/// `MessagesRemoved` signals). New mail from the server comes as
+/// [`Event::NewMessages`], which is announced as both `NewMessages` and
+/// `MessagesAdded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessagesKind {
+    /// Stored (moved or copied here, a placeholder replaced).
+    Added,
+    /// Flags changed.
+    Changed,
+    /// Gone (expunged, deleted, moved away).
+    Removed,
+}
+
 /// Something an engine reports about its account.
 #[derive(Debug)]
 pub enum Event {
@@ -78,7 +92,20 @@ pub enum Event {
         /// Message ids.
         ids: Vec<String>,
     },
-    /// Message counts may have changed (flags, expunges, new mail).
+    /// Messages of one folder changed, whichever side changed them, after
+    /// the change is durably stored: one event per folder per batch.
+    Messages {
+        /// Account id.
+        account: String,
+        /// What happened to them.
+        kind: MessagesKind,
+        /// Folder display name.
+        folder: String,
+        /// Message ids.
+        ids: Vec<String>,
+    },
+    /// Message counts may have changed (flags, expunges, new mail), or the
+    /// account's pending changes or outbox.
     Counts {
         /// Account id.
         account: String,
@@ -110,6 +137,7 @@ impl Event {
             | Event::Progress { account, .. }
             | Event::Synced { account, .. }
             | Event::NewMessages { account, .. }
+            | Event::Messages { account, .. }
             | Event::Counts { account }
             | Event::Notify { account, .. }
             | Event::Flush { account, .. } => account,
@@ -301,6 +329,19 @@ impl Reporter {
         });
     }
 
+    /// Report messages of `folder` that changed.
+    pub fn messages(&self, kind: MessagesKind, folder: &str, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        self.send(Event::Messages {
+            account: self.account.clone(),
+            kind,
+            folder: folder.to_owned(),
+            ids,
+        });
+    }
+
     /// Report that counts may have changed.
     pub fn counts(&self) {
         self.send(Event::Counts {
@@ -324,6 +365,12 @@ impl Reporter {
 impl crate::store::Observer for Reporter {
     fn new_messages(&self, folder: &str, ids: Vec<String>) {
         Reporter::new_messages(self, folder, ids);
+    }
+    fn changed(&self, folder: &str, ids: Vec<String>) {
+        self.messages(MessagesKind::Changed, folder, ids);
+    }
+    fn removed(&self, folder: &str, ids: Vec<String>) {
+        self.messages(MessagesKind::Removed, folder, ids);
     }
     fn counts(&self) {
         Reporter::counts(self);

@@ -159,6 +159,8 @@ impl Driver {
                     Woke::Request(Request::Delete(_, reply)) => {
                         let _ = reply.send(Err(failure.clone()));
                     }
+                    // Replayed once connected again.
+                    Woke::Request(Request::Replay) => {}
                 }
             }
         }
@@ -310,6 +312,7 @@ impl Driver {
                     match woke {
                         Some(Woke::Request(Request::Sync(reply))) => carried = Some(reply),
                         Some(Woke::Request(Request::Delete(_, reply))) => deletes.push(reply),
+                        Some(Woke::Request(Request::Replay)) => {}
                         Some(Woke::Deadline | Woke::Cancelled) | None => {}
                     }
                     return End::Failed {
@@ -325,6 +328,7 @@ impl Driver {
                 Wake::NewData => inbox_dirty = true,
                 Wake::Timeout | Wake::Other(Woke::Deadline) => {}
                 Wake::Other(Woke::Request(Request::Sync(reply))) => pending.push((reply, 0)),
+                Wake::Other(Woke::Request(Request::Replay)) => {}
                 Wake::Other(Woke::Request(Request::Delete(id, reply))) => {
                     let r = self.engine.delete(&mut session, &id).await;
                     if let Err(failure) = &r {
@@ -360,7 +364,7 @@ fn deletes_of(queued: VecDeque<Request>) -> Vec<DeleteReply> {
         .into_iter()
         .filter_map(|r| match r {
             Request::Delete(_, reply) => Some(reply),
-            Request::Sync(_) => None,
+            Request::Sync(_) | Request::Replay => None,
         })
         .collect()
 }

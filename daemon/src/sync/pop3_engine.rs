@@ -210,6 +210,8 @@ impl Driver {
                             }
                         }
                     }
+                    // POP3 changes are local only: nothing to replay.
+                    Woke::Request(Request::Replay) => {}
                 }
             }
         }

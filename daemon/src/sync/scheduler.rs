@@ -45,6 +45,10 @@ pub enum Request {
     /// Delete the message on the server where the account says so (IMAP:
     /// `\Deleted` and expunge; POP3: DELE at the next session), then locally.
     Delete(MessageId, DeleteReply),
+    /// Local changes were journaled (flags, moves, folders): replay the
+    /// journal when connected. Nobody waits for an answer: the change is
+    /// already stored, and `PendingChanges` tells when it reached the server.
+    Replay,
 }
 
 /// How long a stopping engine may take to log out before it is aborted.
@@ -229,6 +233,24 @@ impl Scheduler {
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Tell an account's engine that its journal has new entries (see
+    /// [`Request::Replay`]). Never waits: when the request channel is full a
+    /// replay is already on its way, and an account without an engine
+    /// replays when it starts.
+    pub async fn kick(&self, id: &str) {
+        if let Some(task) = self.tasks.lock().await.get(id) {
+            let _ = task.requests.try_send(Request::Replay);
+        }
+    }
+
+    /// Tell the service that an account's counts, pending changes or outbox
+    /// may have changed (recounted and announced by the events loop).
+    pub fn counts_changed(&self, id: &str) {
+        let _ = self.events.send(Event::Counts {
+            account: id.to_owned(),
+        });
     }
 
     /// Delete a message on its server, then locally.

@@ -47,6 +47,10 @@ pub enum Field {
     UnreadCount,
     /// [`Status::detected_folders`].
     Folders,
+    /// [`Status::pending_changes`].
+    PendingChanges,
+    /// [`Status::outbox_count`].
+    OutboxCount,
 }
 
 /// What an account shows about itself at run time.
@@ -72,6 +76,10 @@ pub struct Status {
     pub unread_count: u32,
     /// Folder roles found on the server (role → display name).
     pub detected_folders: HashMap<String, String>,
+    /// Local changes not yet applied on the server.
+    pub pending_changes: u32,
+    /// Messages waiting in the outbox (queued or sending).
+    pub outbox_count: u32,
 }
 
 impl Status {
@@ -105,6 +113,11 @@ impl Status {
             self.detected_folders == other.detected_folders,
             Field::Folders,
         );
+        check(
+            self.pending_changes == other.pending_changes,
+            Field::PendingChanges,
+        );
+        check(self.outbox_count == other.outbox_count, Field::OutboxCount);
         changed
     }
 }

@@ -193,6 +193,7 @@ impl Store {
                         size: raw.len() as u64,
                         meta: crate::mail::meta(&raw, *date),
                         hash: hash.clone(),
+                        keywords: Vec::new(),
                     }),
                     Err(e) => {
                         warn!("Account {account}: cannot restore message {uid} of {name}: {e:#}");
