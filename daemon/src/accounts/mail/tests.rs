@@ -207,7 +207,7 @@ async fn changes_are_stored_journaled_and_announced() -> Result<()> {
     let ph = e.added[0].to_string();
     assert!(matches!(
         f.mail
-            .move_messages(&[ph.clone()], &f.imap, "Sent", false)
+            .move_messages(std::slice::from_ref(&ph), &f.imap, "Sent", false)
             .await,
         Err(Refused::NotSupported(_))
     ));
