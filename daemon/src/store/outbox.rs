@@ -145,9 +145,10 @@ impl super::Store {
         self.admit(account, || {
             let _one = ADDING.lock().unwrap_or_else(|p| p.into_inner());
             if !entry.message_id.is_empty() {
-                let known = self.outbox_list(account)?.into_iter().find(|q| {
-                    q.message_id == entry.message_id && q.state != QueuedState::Failed
-                });
+                let known = self
+                    .outbox_list(account)?
+                    .into_iter()
+                    .find(|q| q.message_id == entry.message_id && q.state != QueuedState::Failed);
                 if let Some(q) = known {
                     return Ok((q, false));
                 }
@@ -199,7 +200,10 @@ impl super::Store {
             return Ok(None);
         };
         let tree = self.outbox_tree()?;
-        let value = self.note(tree.get(key(account, seq)).context("Cannot read the outbox"))?;
+        let value = self.note(
+            tree.get(key(account, seq))
+                .context("Cannot read the outbox"),
+        )?;
         value.map(|v| decode(&v)).transpose()
     }
 
@@ -317,7 +321,9 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let a = store.outbox_add("a", b"one", entry("<1@x>")).expect("add");
         let b = store.outbox_add("a", b"two", entry("<2@x>")).expect("add");
-        let other = store.outbox_add("b", b"three", entry("<1@x>")).expect("add");
+        let other = store
+            .outbox_add("b", b"three", entry("<1@x>"))
+            .expect("add");
         assert!(a.1);
         assert!(other.1, "another account's outbox");
         let list = store.outbox_list("a").expect("list");
