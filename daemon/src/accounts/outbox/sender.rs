@@ -78,6 +78,10 @@ struct Waiting {
 /// The task: see the module docs.
 pub(super) async fn run(inner: Arc<Inner>) {
     let mut waiting: HashMap<String, Waiting> = HashMap::new();
+    // OutboxCount of what waited across the restart.
+    for account in inner.registry.all() {
+        inner.scheduler.counts_changed(&account.id);
+    }
     loop {
         if inner.stop.is_cancelled() {
             break;
