@@ -342,6 +342,7 @@ impl Store {
         self.remove_account_messages(account).await?;
         self.remove_journal(account)?;
         self.remove_manifest(account)?;
+        self.remove_outbox(account)?;
         let open = self.handle()?;
         let prefix = format!("account/{account}/");
         for name in open.db.tree_names() {
