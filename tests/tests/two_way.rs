@@ -349,10 +349,14 @@ fn changes_made_offline_survive_a_kill_and_are_applied_once() {
     wait_pending(&bus, &d, &alice, 3);
     d.kill();
     dovecot.start_again();
+    // Another client flags the message meanwhile: with CONDSTORE the
+    // server's change is kept beside the local one.
+    dovecot.set_flags(ALICE, "INBOX", uid_of(&read.id), &["\\Flagged"]);
     d.launch();
 
     wait_server(&d, "the offline changes", || {
-        server_flags(&dovecot, ALICE, "INBOX", uid_of(&read.id)) == ["$Important", "\\Seen"]
+        server_flags(&dovecot, ALICE, "INBOX", uid_of(&read.id))
+            == ["$Important", "\\Flagged", "\\Seen"]
             && copies(&dovecot, ALICE, "Archive", "offline-moved") == 1
             && copies(&dovecot, ALICE, "Archive", "offline-copied") == 1
     });
@@ -366,6 +370,13 @@ fn changes_made_offline_survive_a_kill_and_are_applied_once() {
     assert_eq!(copies(&dovecot, ALICE, "INBOX", "offline-copied"), 1);
     assert_eq!(listed(&bus, &alice, "Archive").len(), 2);
     assert_eq!(listed(&bus, &alice, "INBOX").len(), 2);
+    // The store went through UNCHANGEDSINCE and its [MODIFIED] answer.
+    assert!(
+        d.log()
+            .contains("changed on the server since the local flag change"),
+        "the conditional store saw no conflict:\n{}",
+        last_lines(&d.log(), 60)
+    );
 }
 
 #[test]
@@ -374,7 +385,7 @@ fn a_flag_change_on_a_message_expunged_meanwhile_is_dropped() {
     dovecot.deliver(ALICE, &mail(ALICE, "doomed"));
     dovecot.deliver(ALICE, &mail(ALICE, "kept"));
     let bus = Bus::start();
-    let d = facteurd(&bus, &dovecot);
+    let mut d = facteurd(&bus, &dovecot);
     let alice = account(&bus, &dovecot, ALICE);
     wait_synced(&bus, &d, &alice, 2);
     let inbox = listed(&bus, &alice, "INBOX");
@@ -385,10 +396,11 @@ fn a_flag_change_on_a_message_expunged_meanwhile_is_dropped() {
     set_flags(&bus, &[&doomed.id], &["flagged"], &[]).expect("SetFlags offline");
     set_flags(&bus, &[&kept.id], &["flagged"], &[]).expect("SetFlags offline");
     wait_pending(&bus, &d, &alice, 2);
-    // Another client expunges it while facteurd cannot reach the server
-    // (doveadm works on the mailbox itself).
-    dovecot.expunge(ALICE, "INBOX", uid_of(&doomed.id));
+    // Another client expunges it before facteurd reaches the server again.
+    d.kill();
     dovecot.start_again();
+    dovecot.expunge(ALICE, "INBOX", uid_of(&doomed.id));
+    d.launch();
 
     wait_pending(&bus, &d, &alice, 0);
     wait_server(&d, "the other message flagged", || {
