@@ -465,3 +465,42 @@ fn a_kill_between_the_append_and_the_source_removal_loses_and_doubles_nothing() 
     assert_eq!(alices.len(), 1, "{alices:?}");
     assert_eq!(alices[0].message_id, mid("crossing"));
 }
+
+#[test]
+fn folders_created_renamed_and_deleted_reach_the_server() {
+    let dovecot = dovecot(&[ALICE], None);
+    dovecot.create_folder(ALICE, "Old");
+    let bus = Bus::start();
+    let d = facteurd(&bus, &dovecot);
+    let alice = account(&bus, &dovecot, ALICE);
+    wait_synced(&bus, &d, &alice, 0);
+    let call = |method: &str, args: &(&str, &str)| {
+        let r = if method == "RenameFolder" {
+            bus.call_facteur(&alice, names::ACCOUNT_INTERFACE, method, args)
+        } else {
+            bus.call_facteur(&alice, names::ACCOUNT_INTERFACE, method, &(args.0,))
+        };
+        r.unwrap_or_else(|e| panic!("{method}{args:?} failed: {e}"));
+    };
+    call("CreateFolder", &("Reçus/Été", ""));
+    wait_server(&d, "the new folder (modified UTF-7 on the wire)", || {
+        dovecot.folders(ALICE).iter().any(|f| f == "Reçus/Été")
+    });
+    call("RenameFolder", &("Reçus/Été", "Reçus/Hiver"));
+    call("DeleteFolder", &("Old", ""));
+    wait_server(&d, "the folder renamed and Old deleted", || {
+        let folders = dovecot.folders(ALICE);
+        folders.iter().any(|f| f == "Reçus/Hiver")
+            && !folders.iter().any(|f| f == "Reçus/Été" || f == "Old")
+    });
+    wait_pending(&bus, &d, &alice, 0);
+    // A full pass keeps the local list as the server has it.
+    sync(&bus, &alice);
+    let p = wait_synced(&bus, &d, &alice, 0);
+    assert!(p.str("LastError").is_empty());
+    assert!(
+        !d.log().contains("is dropped"),
+        "nothing was dropped:\n{}",
+        last_lines(&d.log(), 40)
+    );
+}
