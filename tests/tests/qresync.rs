@@ -68,14 +68,25 @@ fn facteurd<'b>(bus: &'b Bus, dovecot: &Dovecot) -> Facteurd<'b> {
 }
 
 fn create_alice(bus: &Bus, dovecot: &Dovecot) -> String {
+    create(bus, dovecot, USER, "tls")
+}
+
+/// An IMAP account for `user` (password [`PASSWORD`]) over implicit TLS
+/// (`tls`) or the plain port (`none`).
+fn create(bus: &Bus, dovecot: &Dovecot, user: &str, security: &str) -> String {
+    let port = if security == "tls" {
+        dovecot.imaps_port()
+    } else {
+        dovecot.imap_port()
+    };
     let settings = Settings::new()
-        .s("name", "Alice Test")
-        .s("email", USER)
+        .s("name", user)
+        .s("email", user)
         .s("incoming-protocol", "imap")
         .s("incoming-host", dovecot.host())
-        .q("incoming-port", dovecot.imaps_port())
-        .s("incoming-security", "tls")
-        .s("incoming-login", USER)
+        .q("incoming-port", port)
+        .s("incoming-security", security)
+        .s("incoming-login", user)
         .s("incoming-password", PASSWORD);
     bus.create_account(&settings)
         .unwrap_or_else(|e| panic!("CreateAccount failed: {e}"))
@@ -330,5 +341,114 @@ fn a_condstore_only_server_keeps_the_comparison_path() {
     assert!(
         log.contains("(CHANGEDSINCE "),
         "the CONDSTORE path did not run:\n{log}"
+    );
+}
+
+/// A message moved locally to another account whose server is down stays
+/// on Alice's server (its `MovedOut` entry waits for the other account's
+/// APPEND): Alice's passes neither fetch it back nor take the folder for
+/// changed (with QRESYNC, the count check counts it as removed here).
+fn a_pending_local_removal_is_not_fetched_back(extra: &str, qresync: bool) {
+    const BOB: &str = "bob@example.test";
+    let (other, _other_rawlog) = dovecot("");
+    let (dovecot, rawlog) = dovecot(extra);
+    other.add_user(BOB, PASSWORD);
+    let uids: Vec<u32> = (1..=3)
+        .map(|n| dovecot.deliver(USER, &mail(&format!("P{n}"), n)))
+        .collect();
+    other.deliver(BOB, &mail("Bob's", 9));
+    let bus = Bus::start();
+    let signals = bus.signals();
+    let mut d = Facteurd::new(&bus);
+    d.arg("--secret-store").arg("file");
+    d.launch();
+    let alice = create(&bus, &dovecot, USER, "none");
+    let bob = create(&bus, &other, BOB, "none");
+    wait_synced(&bus, &d, &alice, 3);
+    wait_synced(&bus, &d, &bob, 1);
+    // One pass with stored state, so the next ones resync.
+    assert_eq!(sync(&bus, &d, &alice), 0);
+    other.stop();
+    let before = listed(&bus, &alice, "INBOX");
+    let moved = before[&uids[1]].0.clone();
+    bus.call_facteur(
+        names::ROOT_PATH,
+        names::MANAGER_INTERFACE,
+        "MoveMessages",
+        &(
+            vec![moved.as_str()],
+            OwnedObjectPath::try_from(bob.as_str()).expect("an object path"),
+            "INBOX",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("MoveMessages failed: {e}\n{}", d.log()));
+    wait_account(
+        &bus,
+        &d,
+        &alice,
+        "2 messages, a change pending",
+        DEADLINE,
+        |p| p.u32("MessageCount") == 2 && p.u32("PendingChanges") >= 1,
+    );
+    let added_before = announced(&signals, "MessagesAdded", "INBOX").len();
+    let log_before = sent(rawlog.path()).len();
+    for _ in 0..2 {
+        assert_eq!(sync(&bus, &d, &alice), 0, "nothing is new");
+    }
+    let after = listed(&bus, &alice, "INBOX");
+    let mut left: Vec<u32> = after.keys().copied().collect();
+    left.sort_unstable();
+    assert_eq!(
+        left,
+        [uids[0], uids[2]],
+        "the moved message came back\n{}",
+        d.log()
+    );
+    assert!(
+        dovecot.list_uids(USER, "INBOX").contains(&uids[1]),
+        "the server still has the moved message"
+    );
+    let props = bus.account(&alice);
+    assert_eq!(props.u32("MessageCount"), 2);
+    assert!(props.u32("PendingChanges") >= 1);
+    let added: Vec<String> = announced(&signals, "MessagesAdded", "INBOX")
+        .into_iter()
+        .skip(added_before)
+        .collect();
+    assert!(
+        !added.iter().any(|i| i.starts_with(&alice_prefix(&moved))),
+        "{added:?}"
+    );
+    let log = sent(rawlog.path());
+    let passes = &log[log_before.min(log.len())..];
+    if qresync {
+        assert!(passes.contains("(QRESYNC ("), "{passes}");
+        assert!(
+            !passes.contains("UID FETCH 1:"),
+            "a pending removal made the QRESYNC resync fall back to listing:\n{passes}"
+        );
+    } else {
+        assert!(!passes.contains("QRESYNC"), "{passes}");
+    }
+}
+
+/// `<account>.<folder>.` of an id, to match ids of the same folder.
+fn alice_prefix(id: &str) -> String {
+    let mut parts: Vec<&str> = id.split('.').collect();
+    parts.truncate(parts.len().saturating_sub(2));
+    format!("{}.", parts.join("."))
+}
+
+#[test]
+fn a_pending_local_removal_is_not_fetched_back_with_qresync() {
+    a_pending_local_removal_is_not_fetched_back("", true);
+}
+
+#[test]
+fn a_pending_local_removal_is_not_fetched_back_by_the_comparison() {
+    a_pending_local_removal_is_not_fetched_back(
+        "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ \
+         CONDSTORE UIDPLUS MOVE SPECIAL-USE",
+        false,
     );
 }
