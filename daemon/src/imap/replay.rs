@@ -162,14 +162,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Settle one entry and keep what it changed for the announcement.
+    /// Settle one entry and keep what it changed for the announcement (a
+    /// dropped entry is logged by the store, with the change).
     async fn settle(&self, run: &mut Run, seq: u64, outcome: Outcome) -> Result<(), Failure> {
-        if let Outcome::Dropped(why) = &outcome {
-            warn!(
-                "Account {}: a local change could not be applied on the server and is dropped: {why}",
-                self.id
-            );
-        }
         let effects = self
             .store
             .settle(&self.id, seq, outcome)
