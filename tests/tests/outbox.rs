@@ -78,6 +78,17 @@ fn outbox_count(bus: &Bus, path: &str) -> u32 {
     bus.account(path).u32("OutboxCount")
 }
 
+/// Wait until `OutboxCount` is `n` (the sender announces its changes
+/// right after storing them).
+fn count_becomes(bus: &Bus, path: &str, n: u32) {
+    let got = wait_until(DELIVERY, || (outbox_count(bus, path) == n).then_some(()));
+    assert!(
+        got.is_some(),
+        "OutboxCount stays {} instead of {n}",
+        outbox_count(bus, path)
+    );
+}
+
 /// The UIDs of the messages in `user`'s `folder` whose bytes contain
 /// `needle`.
 fn matching(dovecot: &Dovecot, user: &str, folder: &str, needle: &str) -> Vec<u32> {
@@ -216,9 +227,10 @@ fn smtp_down_keeps_messages_in_order_across_a_kill() {
     // The first is tried, fails for now, and holds the others back.
     let tried = wait_until(DELIVERY, || {
         let l = list(&bus, &path);
-        l.first()
-            .filter(|e| e.attempts >= 1 && !e.last_error.is_empty())
-            .map(|_| l)
+        let tried = l
+            .first()
+            .is_some_and(|e| e.attempts >= 1 && !e.last_error.is_empty());
+        tried.then_some(l)
     })
     .unwrap_or_else(|| panic!("the first message was not tried:\n{}", d.log()));
     let ids: Vec<&str> = tried.iter().map(|e| e.id.as_str()).collect();
@@ -229,7 +241,7 @@ fn smtp_down_keeps_messages_in_order_across_a_kill() {
     assert!(tried[0].queued > 0);
     assert_eq!(tried[1].attempts, 0, "order kept: {tried:?}");
     assert_eq!(tried[2].attempts, 0, "order kept: {tried:?}");
-    assert_eq!(outbox_count(&bus, &path), 3);
+    count_becomes(&bus, &path, 3);
 
     // Cancel the third (queued, not being sent).
     cancel(&bus, &path, &c).expect("CancelOutbox");
@@ -245,8 +257,7 @@ fn smtp_down_keeps_messages_in_order_across_a_kill() {
     wait_for_credentials(&bus, &path);
     let kept: Vec<String> = list(&bus, &path).into_iter().map(|e| e.id).collect();
     assert_eq!(kept, [a.clone(), b.clone()], "both survived the kill");
-    let counted = wait_until(DELIVERY, || (outbox_count(&bus, &path) == 2).then_some(()));
-    assert!(counted.is_some(), "OutboxCount after the restart");
+    count_becomes(&bus, &path, 2);
 
     // The SMTP server back: both go out, in order, once each.
     bus.update_account(
@@ -332,7 +343,8 @@ fn refusals_fail_for_good_and_bad_input_queues_nothing() {
     assert_ne!(failed[0].id, good);
     assert_eq!(failed[0].attempts, 1, "tried once: {failed:?}");
     assert!(failed[0].last_error.contains("550"), "{failed:?}");
-    assert_eq!(outbox_count(&bus, &path), 0, "failed ones do not count");
+    // Failed ones do not count.
+    count_becomes(&bus, &path, 0);
 
     // Still failed after another message went through: not retried.
     let later = format!("Later still {pid}");
