@@ -361,6 +361,18 @@ fn refusals_fail_for_good_and_bad_input_queues_nothing() {
     cancel(&bus, &path, &bad).expect("CancelOutbox of a failed message");
     assert!(list(&bus, &path).is_empty());
     assert_eq!(eml_files(&d.data_dir()), 0);
+
+    // Deleting the account drops what waits in its outbox.
+    bus.update_account(&path, &Settings::new().q("smtp-port", closed_port()))
+        .expect("Update smtp-port");
+    enqueue(&bus, &path, &message(BOB, &format!("Never sent {pid}"))).expect("Enqueue");
+    assert_eq!(eml_files(&d.data_dir()), 1);
+    bus.delete_account(&path).expect("Delete");
+    assert_eq!(
+        eml_files(&d.data_dir()),
+        0,
+        "the outbox went with the account"
+    );
 }
 
 /// Mark every outbox entry of the stopped daemon's index `sending`, as a
