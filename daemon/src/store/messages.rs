@@ -26,6 +26,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional as _;
 
 use super::manifest::Line;
+use super::placeholder::is_placeholder;
 use super::{blobs, Store};
 use crate::mail::Meta;
 
@@ -41,6 +42,8 @@ pub struct Trees {
     pub(super) unified: sled::Tree,
     pub(super) refs: sled::Tree,
     pub(super) pop3: sled::Tree,
+    pub(super) journal: sled::Tree,
+    pub(super) placeholders: sled::Tree,
 }
 
 impl Trees {
@@ -53,6 +56,8 @@ impl Trees {
             unified: db.open_tree("unified")?,
             refs: db.open_tree("refs")?,
             pop3: db.open_tree("pop3")?,
+            journal: db.open_tree("journal")?,
+            placeholders: db.open_tree("placeholders")?,
         })
     }
 }
@@ -380,6 +385,9 @@ impl Store {
         for kv in o.trees.messages.scan_prefix(p) {
             let (_, v) = kv?;
             let r: Record = from_json(&v)?;
+            if is_placeholder(&r) {
+                continue;
+            }
             out.insert(r.uid, r.flags);
         }
         Ok(out)
@@ -398,6 +406,9 @@ impl Store {
         for kv in o.trees.messages.scan_prefix(p) {
             let (_, v) = kv?;
             let r: Record = from_json(&v)?;
+            if is_placeholder(&r) {
+                continue;
+            }
             out.insert(r.uid, (r.flags, r.keywords));
         }
         Ok(out)
@@ -408,11 +419,14 @@ impl Store {
         let mut p = prefix(account);
         p.extend_from_slice(&folder.to_be_bytes());
         let o = self.handle()?;
-        o.trees
-            .messages
-            .scan_prefix(p)
-            .map(|kv| Ok(from_json::<Record>(&kv?.1)?.hash))
-            .collect()
+        let mut out = std::collections::HashSet::new();
+        for kv in o.trees.messages.scan_prefix(p) {
+            let r: Record = from_json(&kv?.1)?;
+            if !is_placeholder(&r) {
+                out.insert(r.hash);
+            }
+        }
+        Ok(out)
     }
 
     /// Store a batch of new messages of one folder, and the folder state
