@@ -21,7 +21,10 @@ use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, Parser, Subcommand}
 use facteur_dbus::keys::{self, Key, KeyKind, KEYS};
 
 use crate::password::PasswordFlags;
+
+mod two_way;
 use crate::settings::{parse_value, secret_refusal, SettingValue, Settings};
+pub use two_way::{FlagsArgs, FolderCommand, IdsArgs, MoveArgs, OutboxArgs, OutboxCommand};
 
 /// Control facteurd, the facteur mail-sync daemon, over D-Bus.
 #[derive(Debug, Parser)]
@@ -82,6 +85,25 @@ pub enum Command {
     },
     /// Print a line for every new message until interrupted
     Watch,
+    /// Mark messages read
+    Read(IdsArgs),
+    /// Mark messages unread
+    Unread(IdsArgs),
+    /// Flag messages (starred, important)
+    Flag(IdsArgs),
+    /// Remove the flag from messages
+    Unflag(IdsArgs),
+    /// Add and remove flags and keywords of messages
+    Flags(FlagsArgs),
+    /// Move messages into a folder (of their account or of another)
+    Move(MoveArgs),
+    /// Copy messages into a folder (of their account or of another)
+    Copy(MoveArgs),
+    /// Create, rename and delete folders of an account
+    #[command(subcommand)]
+    Folder(FolderCommand),
+    /// List an account's outbox, or cancel a queued message
+    Outbox(OutboxArgs),
     /// Print a shell completion script
     #[command(hide = true)]
     Completions {
@@ -176,6 +198,11 @@ pub struct SendArgs {
     pub account: String,
     /// The message (RFC 5322); standard input when absent or `-`
     pub file: Option<PathBuf>,
+    /// Queue the message in the account's outbox instead of sending it now
+    /// (it is sent as soon as the SMTP server is reachable); prints its
+    /// outbox id
+    #[arg(long)]
+    pub queue: bool,
 }
 
 /// `facteurctl account set`

@@ -161,7 +161,7 @@ impl Daemon {
             .context("The start-up task failed")?;
         let accounts = Arc::new(accounts);
         let secrets = Arc::new(secrets);
-        let scheduler = Arc::new(sync::Scheduler::new(store.clone(), events));
+        let scheduler = Arc::new(sync::Scheduler::new(store.clone(), events.clone()));
         let life = accounts::Lifecycle::new(
             accounts.clone(),
             secrets.clone(),
@@ -170,6 +170,13 @@ impl Daemon {
             retired,
         );
         let mail = accounts::Mail::new(accounts.clone(), store.clone(), scheduler.clone());
+        let outbox = accounts::Outbox::new(
+            accounts.clone(),
+            store.clone(),
+            secrets.clone(),
+            scheduler.clone(),
+            events,
+        );
         Ok(Arc::new(Daemon {
             accounts,
             store,
@@ -178,7 +185,7 @@ impl Daemon {
             discovery,
             life,
             mail,
-            outbox: accounts::Outbox::default(),
+            outbox,
         }))
     }
 }
@@ -331,6 +338,9 @@ pub async fn run_with(
         events_rx,
     ));
     daemon.life.start_engines(ready).await;
+    // The outbox's sender: tracked, so shutdown waits for the message it
+    // is sending.
+    daemon.scheduler.spawn(daemon.outbox.run());
     let store_watch = tokio::spawn(watch_store(conn.clone(), daemon.clone()));
 
     let refused = match conn.request_name(names::BUS_NAME).await {
@@ -343,6 +353,7 @@ pub async fn run_with(
     if let Some(e) = refused {
         store_watch.abort();
         let _ = store_watch.await;
+        daemon.outbox.shutdown();
         daemon.scheduler.shutdown().await;
         daemon.life.shutdown().await;
         events.abort();
@@ -363,7 +374,9 @@ pub async fn run_with(
     store_watch.abort();
     let _ = store_watch.await;
     // Engines first (their last events still reach the loop), then the
-    // tracked background tasks, then the events loop.
+    // tracked background tasks (the outbox's sender stops after the
+    // message it is sending), then the events loop.
+    daemon.outbox.shutdown();
     daemon.scheduler.shutdown().await;
     daemon.life.shutdown().await;
     events.abort();

@@ -34,14 +34,18 @@ mod blobs;
 mod flags;
 mod journal;
 mod listing;
+mod local;
+mod local_folders;
 mod manifest;
 mod messages;
 mod observer;
 mod open;
 mod outbox;
+mod placeholder;
 mod pop3;
 mod removal;
 mod repair;
+mod settle;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,9 +57,12 @@ use tracing::{info, warn};
 
 use crate::fsutil::{disk_condition, DiskCondition};
 pub use journal::{Change, Effects, Entry, Flag, Outcome, Pending, Source};
+pub use local::Target;
+pub use local_folders::Renamed;
 pub use messages::{Flags, FolderInfo, FolderState, MessageId, NewMessage, Record, Summary};
 pub use observer::Observer;
 pub use outbox::{Queued, QueuedState};
+pub use placeholder::{apply_flags, flag_list, from_flag_list, is_placeholder, PLACEHOLDER_BASE};
 pub use repair::Damaged;
 
 /// Version of the index layout written by this daemon.
@@ -323,7 +330,8 @@ impl Store {
     }
 
     /// Drop everything of an account: its messages (and the message files
-    /// no other account refers to), folders, POP3 state and manifest. Writes
+    /// no other account refers to), folders, POP3 state, journal and
+    /// manifest. Writes
     /// under way for it are waited for first, and later ones are refused
     /// until [`Store::revive`].
     pub async fn remove_account(&self, account: &str) -> Result<()> {
@@ -332,7 +340,9 @@ impl Store {
             .await
             .context("The store task failed")?;
         self.remove_account_messages(account).await?;
+        self.remove_journal(account)?;
         self.remove_manifest(account)?;
+        self.remove_outbox(account)?;
         let open = self.handle()?;
         let prefix = format!("account/{account}/");
         for name in open.db.tree_names() {
@@ -360,5 +370,7 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|p| p.into_inner())
 }
 
+#[cfg(test)]
+mod local_tests;
 #[cfg(test)]
 mod tests;

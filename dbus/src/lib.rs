@@ -34,9 +34,10 @@ pub mod names {
     pub const ERROR_PREFIX: &str = "org.facteur.Facteur1.Error";
 
     /// Every property of the Account interface: DESIGN.md's list, plus
-    /// `AcceptInvalidCerts` and the health and progress properties
+    /// `AcceptInvalidCerts`, the health and progress properties
     /// (`LastErrorCode`, `AttentionNeeded`, `NextRetry`, `Progress`) whose
-    /// names DESIGN.md reserves.
+    /// names DESIGN.md reserves, and the two-way sync counters
+    /// (`PendingChanges`, `OutboxCount`).
     pub const ACCOUNT_PROPERTIES: &[&str] = &[
         "Id",
         "Name",
@@ -66,6 +67,8 @@ pub mod names {
         "MessageCount",
         "UnreadCount",
         "AcceptInvalidCerts",
+        "PendingChanges",
+        "OutboxCount",
     ];
 
     /// The Account properties that describe run-time status rather than
@@ -81,6 +84,8 @@ pub mod names {
         "LastSync",
         "MessageCount",
         "UnreadCount",
+        "PendingChanges",
+        "OutboxCount",
     ];
 
     /// Every property of the Manager interface.

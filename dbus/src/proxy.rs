@@ -43,9 +43,60 @@ pub trait Manager {
     /// Delete a message locally (and on the server where the account says so).
     fn delete_message(&self, id: &str) -> Result<(), Error>;
 
+    /// Add and remove flags (`seen`, `flagged`, `answered`, `draft`,
+    /// `deleted`, keyword atoms) on messages of any accounts.
+    fn set_flags(&self, ids: &[&str], add: &[&str], remove: &[&str]) -> Result<(), Error>;
+
+    /// Move messages into `folder` of the account at `account`.
+    fn move_messages(
+        &self,
+        ids: &[&str],
+        account: &ObjectPath<'_>,
+        folder: &str,
+    ) -> Result<(), Error>;
+
+    /// Copy messages into `folder` of the account at `account`.
+    fn copy_messages(
+        &self,
+        ids: &[&str],
+        account: &ObjectPath<'_>,
+        folder: &str,
+    ) -> Result<(), Error>;
+
+    /// The summaries of these ids, in order (ids of messages gone are left
+    /// out).
+    fn get_summaries(&self, ids: &[&str]) -> Result<Vec<OwnedDict>, Error>;
+
     /// Emitted after new mail is durably stored.
     #[zbus(signal)]
     fn new_messages(
+        &self,
+        account: ObjectPath<'_>,
+        folder: &str,
+        ids: Vec<&str>,
+    ) -> zbus::Result<()>;
+
+    /// Emitted after messages appeared in a folder (durably stored).
+    #[zbus(signal)]
+    fn messages_added(
+        &self,
+        account: ObjectPath<'_>,
+        folder: &str,
+        ids: Vec<&str>,
+    ) -> zbus::Result<()>;
+
+    /// Emitted after the flags of messages changed (durably stored).
+    #[zbus(signal)]
+    fn messages_changed(
+        &self,
+        account: ObjectPath<'_>,
+        folder: &str,
+        ids: Vec<&str>,
+    ) -> zbus::Result<()>;
+
+    /// Emitted after messages left a folder (durably stored).
+    #[zbus(signal)]
+    fn messages_removed(
         &self,
         account: ObjectPath<'_>,
         folder: &str,
@@ -83,6 +134,22 @@ pub trait Account {
         -> Result<Vec<OwnedDict>, Error>;
     /// Submit an RFC 5322 message over the account's SMTP server.
     fn send(&self, message: &[u8]) -> Result<(), Error>;
+    /// Create a folder (`/` between levels).
+    fn create_folder(&self, name: &str) -> Result<(), Error>;
+    /// Rename a folder.
+    fn rename_folder(&self, from: &str, to: &str) -> Result<(), Error>;
+    /// Delete a folder and its messages.
+    fn delete_folder(&self, name: &str) -> Result<(), Error>;
+    /// Store a message durably in the outbox; its outbox id.
+    fn enqueue(&self, message: &[u8]) -> Result<String, Error>;
+    /// The queued and failed messages, oldest first.
+    fn list_outbox(&self) -> Result<Vec<OwnedDict>, Error>;
+    /// Drop a message from the outbox.
+    fn cancel_outbox(&self, id: &str) -> Result<(), Error>;
+
+    /// Emitted after the account's folder list changed.
+    #[zbus(signal, name = "FoldersChanged")]
+    fn folder_list_changed(&self) -> zbus::Result<()>;
 
     /// Stable account id.
     #[zbus(property)]
@@ -170,4 +237,10 @@ pub trait Account {
     /// Unread messages stored for the account.
     #[zbus(property)]
     fn unread_count(&self) -> zbus::Result<u32>;
+    /// Changes made locally, not yet applied on the server.
+    #[zbus(property)]
+    fn pending_changes(&self) -> zbus::Result<u32>;
+    /// Messages waiting in the outbox.
+    #[zbus(property)]
+    fn outbox_count(&self) -> zbus::Result<u32>;
 }

@@ -104,12 +104,24 @@ fn the_xml_file_has_every_member_of_the_design() {
         "ListUnified",
         "GetMessage",
         "DeleteMessage",
+        "SetFlags",
+        "MoveMessages",
+        "CopyMessages",
+        "GetSummaries",
     ])
     .difference(&manager_methods)
     .cloned()
     .collect();
     assert!(missing.is_empty(), "Manager methods missing: {missing:?}");
-    assert!(names_of(names::MANAGER_INTERFACE, "signal").contains("NewMessages"));
+    let manager_signals = names_of(names::MANAGER_INTERFACE, "signal");
+    for s in [
+        "NewMessages",
+        "MessagesAdded",
+        "MessagesChanged",
+        "MessagesRemoved",
+    ] {
+        assert!(manager_signals.contains(s), "Manager signal {s} missing");
+    }
     let manager_props = names_of(names::MANAGER_INTERFACE, "property");
     for p in ["Version", "SecretStore"] {
         assert!(manager_props.contains(p), "Manager property {p} missing");
@@ -123,6 +135,12 @@ fn the_xml_file_has_every_member_of_the_design() {
         "ListFolders",
         "ListMessages",
         "Send",
+        "CreateFolder",
+        "RenameFolder",
+        "DeleteFolder",
+        "Enqueue",
+        "ListOutbox",
+        "CancelOutbox",
     ])
     .difference(&account_methods)
     .cloned()
@@ -136,6 +154,10 @@ fn the_xml_file_has_every_member_of_the_design() {
     assert!(
         missing.is_empty(),
         "Account properties missing: {missing:?}"
+    );
+    assert!(
+        names_of(names::ACCOUNT_INTERFACE, "signal").contains("FoldersChanged"),
+        "Account signal FoldersChanged missing"
     );
 }
 
@@ -275,10 +297,26 @@ fn the_xml_file_documents_every_member_key_and_value() {
         "size t",
         "seen b",
         "flagged b",
+        "answered b",
+        "draft b",
+        "deleted b",
+        "keywords as",
         "has-attachments b",
         "message-id s",
     ] {
         want("summary key", k.to_owned());
+    }
+    for k in [
+        "id s",
+        "subject s",
+        "to s",
+        "state s",
+        "queued | sending | failed",
+        "attempts u",
+        "last-error s",
+        "queued x",
+    ] {
+        want("outbox key", k.to_owned());
     }
     for k in [
         "name s",

@@ -5,14 +5,16 @@
 //! daemon through [`crate::bus`], and prints through [`crate::output`],
 //! human-readable or, with `--json`, as JSON. Submodules: [`account`] (the
 //! `account` family), [`sync`] (`sync` and `status`), [`wizard`] (`account add --wizard`),
-//! [`mail`] (`messages`, `show`, `watch`), [`send`] (`send`) and [`docs`]
-//! (completions and manual pages).
+//! [`mail`] (`messages`, `show`, `watch`), [`send`] (`send`), [`two_way`]
+//! (flags, `move`, `copy`, `folder`, `outbox`) and [`docs`] (completions
+//! and manual pages).
 
 pub mod account;
 pub mod docs;
 pub mod mail;
 pub mod send;
 pub mod sync;
+pub mod two_way;
 pub mod wizard;
 
 use crate::bus::Bus;
@@ -58,6 +60,17 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Send(args) => send::send(&ctx, args).await,
         Command::Show { message_id, raw } => mail::show(&ctx, &message_id, raw).await,
         Command::Watch => mail::watch(&ctx).await,
+        Command::Read(a) => two_way::set_flags(&ctx, &a.ids, &[two_way::SEEN.into()], &[]).await,
+        Command::Unread(a) => two_way::set_flags(&ctx, &a.ids, &[], &[two_way::SEEN.into()]).await,
+        Command::Flag(a) => two_way::set_flags(&ctx, &a.ids, &[two_way::FLAGGED.into()], &[]).await,
+        Command::Unflag(a) => {
+            two_way::set_flags(&ctx, &a.ids, &[], &[two_way::FLAGGED.into()]).await
+        }
+        Command::Flags(args) => two_way::flags(&ctx, args).await,
+        Command::Move(args) => two_way::move_or_copy(&ctx, args, false).await,
+        Command::Copy(args) => two_way::move_or_copy(&ctx, args, true).await,
+        Command::Folder(cmd) => two_way::folder(&ctx, cmd).await,
+        Command::Outbox(args) => two_way::outbox(&ctx, args).await,
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(dir.as_deref()),
     }

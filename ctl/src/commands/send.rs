@@ -1,7 +1,8 @@
 //! # Sending
 //!
 //! `send --account ID [FILE]`: reads an RFC 5322 message from FILE or
-//! standard input and hands it to the account's `Send`. The daemon fills in
+//! standard input and hands it to the account's `Send` (with `--queue`, to
+//! its `Enqueue`, and prints the outbox id). The daemon fills in
 //! a missing From, Date and Message-ID, takes the envelope from the headers,
 //! drops Bcc from what it sends and keeps the copy in the Sent folder; this
 //! command only moves bytes. It prints nothing on success (`--json`: the
@@ -55,6 +56,24 @@ pub async fn send(ctx: &Ctx, args: SendArgs) -> Result<(), Failure> {
     let message = read_message(args.file.as_deref())?;
     let bus = ctx.connect().await?;
     let account = bus.account(&args.account).await?;
+    if args.queue {
+        let id = match account.enqueue(&message).await {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(bus
+                    .account_failure(&args.account, e, On::Account(&args.account))
+                    .await)
+            }
+        };
+        return if ctx.json {
+            output::json(
+                &json!({ "account": args.account, "queued": id, "bytes": message.len() }),
+                false,
+            )
+        } else {
+            output::text(&id)
+        };
+    }
     if let Err(e) = account.send(&message).await {
         return Err(bus
             .account_failure(&args.account, e, On::Account(&args.account))

@@ -5,7 +5,9 @@
 //! [`session`]), a pass over the folders ([`Engine::pass`], through
 //! [`sync`]), a wait for new mail with IDLE on INBOX or NOOP polling when
 //! the server has no IDLE ([`Engine::wait`], ended early by any future the
-//! caller gives), and the deletion of one message ([`Engine::delete`]).
+//! caller gives), the deletion of one message ([`Engine::delete`]), and the
+//! replay of the account's journal of local changes ([`Engine::replay`],
+//! through [`replay`]).
 //! The loop around them (backoff, requests, state) is the sync layer's.
 //!
 //! It owns no D-Bus code and does not know the sync layer: it tells what it
@@ -14,6 +16,7 @@
 pub mod bounded;
 pub mod command;
 pub mod folders;
+pub mod replay;
 pub mod session;
 pub mod sync;
 pub mod utf7;

@@ -2,22 +2,35 @@
 //!
 //! `org.facteur.Facteur1.Account`, one object per account. Properties read
 //! the registry's current settings and status; every change is announced
-//! with one PropertiesChanged signal listing exactly what changed.
+//! with one PropertiesChanged signal listing exactly what changed. The
+//! names and values of the properties are in [`super::status`]; the folder
+//! and outbox methods of two-way sync announce what they did through
+//! [`super::changes`].
 
-use std::collections::HashMap;
+// zbus generates a public signal-emitter trait for `FoldersChanged` without
+// docs.
+#![allow(missing_docs)]
+
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use facteur_dbus::{keys::FOLDER_ROLES, names, Error};
+use facteur_dbus::{names, Error};
 use tracing::{info, warn};
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{OwnedValue, Value};
 
+use super::changes::{announce, Names};
 use super::dicts::ToDict as _;
+use super::events::recount;
 use super::text::{clean_dict, dbus_string, dbus_text};
 use super::tree::Served;
 use super::{change_error, failure_error, internal, secret_error, summary_dict};
-use crate::accounts::{Account, Field, Settings, State, Status};
+use crate::accounts::Account;
+use crate::store::Effects;
 use crate::Daemon;
+
+use super::status::{emit, folders, settings_properties};
+pub use super::status::{emit_changes, emit_status, state_name};
 
 /// The Account interface of one account.
 pub struct AccountObject {
@@ -30,137 +43,6 @@ impl AccountObject {
     /// properties answers `PropertyReadOnly`).
     pub fn new(daemon: Arc<Daemon>, account: Arc<Account>) -> Served<Self> {
         Served::new(AccountObject { daemon, account })
-    }
-}
-
-/// The role → folder map shown as `Folders`: what the server's
-/// SPECIAL-USE attributes (or folder names) say, overridden by the user's
-/// `folder-*` choices.
-fn folders(s: &Settings, detected: &HashMap<String, String>) -> HashMap<String, String> {
-    let mut map: HashMap<String, String> = detected
-        .iter()
-        .filter(|(role, _)| FOLDER_ROLES.iter().any(|(r, _)| r == role))
-        .map(|(role, folder)| (role.clone(), dbus_string(folder.clone())))
-        .collect();
-    for (role, folder) in &s.folders {
-        map.insert(role.clone(), dbus_string(folder.clone()));
-    }
-    map
-}
-
-/// The settings-derived properties, by D-Bus name, as values.
-fn settings_properties(
-    s: &Settings,
-    detected: &HashMap<String, String>,
-) -> Vec<(&'static str, Value<'static>)> {
-    vec![
-        ("Name", Value::from(s.name().to_owned())),
-        ("EmailAddress", Value::from(s.email.clone())),
-        ("DisplayName", Value::from(s.display_name.clone())),
-        ("UseUnified", Value::from(s.use_unified)),
-        (
-            "IncomingProtocol",
-            Value::from(s.incoming_protocol.as_str()),
-        ),
-        ("IncomingHost", Value::from(s.incoming_host.clone())),
-        ("IncomingPort", Value::from(s.incoming_port())),
-        (
-            "IncomingSecurity",
-            Value::from(s.incoming_security.as_str()),
-        ),
-        ("IncomingLogin", Value::from(s.incoming_login().to_owned())),
-        ("PollIntervalMinutes", Value::from(s.poll_interval_minutes)),
-        ("LeaveOnServer", Value::from(s.leave_on_server)),
-        ("DeleteOnServer", Value::from(s.delete_on_server)),
-        ("SmtpHost", Value::from(s.smtp_host.clone())),
-        ("SmtpPort", Value::from(s.smtp_port())),
-        ("SmtpSecurity", Value::from(s.smtp_security.as_str())),
-        ("SmtpLogin", Value::from(s.smtp_login().to_owned())),
-        ("Folders", Value::from(folders(s, detected))),
-        ("AcceptInvalidCerts", Value::from(s.accept_invalid_certs)),
-    ]
-}
-
-/// The contract's spelling of a state.
-pub fn state_name(state: State) -> &'static str {
-    use facteur_dbus::state;
-    match state {
-        State::Idle => state::IDLE,
-        State::Syncing => state::SYNCING,
-        State::Offline => state::OFFLINE,
-        State::Error => state::ERROR,
-        State::NeedsCredentials => state::NEEDS_CREDENTIALS,
-        State::Disabled => state::DISABLED,
-    }
-}
-
-/// The D-Bus name and value of one status field.
-fn status_property(
-    account: &Account,
-    status: &Status,
-    field: Field,
-) -> (&'static str, Value<'static>) {
-    match field {
-        Field::State => ("State", Value::from(state_name(status.state))),
-        Field::LastError => (
-            "LastError",
-            Value::from(dbus_string(status.last_error.clone())),
-        ),
-        Field::LastErrorCode => ("LastErrorCode", Value::from(status.last_error_code.clone())),
-        Field::AttentionNeeded => ("AttentionNeeded", Value::from(status.attention_needed)),
-        Field::NextRetry => ("NextRetry", Value::from(status.next_retry)),
-        Field::Progress => ("Progress", Value::from(status.progress)),
-        Field::LastSync => ("LastSync", Value::from(status.last_sync)),
-        Field::MessageCount => ("MessageCount", Value::from(status.message_count)),
-        Field::UnreadCount => ("UnreadCount", Value::from(status.unread_count)),
-        Field::PendingChanges => ("PendingChanges", Value::from(status.pending_changes)),
-        Field::OutboxCount => ("OutboxCount", Value::from(status.outbox_count)),
-        Field::Folders => (
-            "Folders",
-            Value::from(folders(&account.settings(), &status.detected_folders)),
-        ),
-    }
-}
-
-/// Emit one PropertiesChanged for the changed status fields of `account`.
-pub async fn emit_status(emitter: &SignalEmitter<'_>, account: &Account, changed: &[Field]) {
-    if changed.is_empty() {
-        return;
-    }
-    let status = account.status();
-    let values: HashMap<&str, Value<'_>> = changed
-        .iter()
-        .map(|&f| status_property(account, &status, f))
-        .collect();
-    emit(emitter, &account.id, values).await;
-}
-
-/// Emit, on `conn`, one PropertiesChanged per account for its changed
-/// status fields (changes made outside a method call: the store coming
-/// back).
-pub async fn emit_changes(conn: &zbus::Connection, changes: &[(Arc<Account>, Vec<Field>)]) {
-    for (account, changed) in changes {
-        if changed.is_empty() {
-            continue;
-        }
-        match SignalEmitter::new(conn, names::account_path(&account.id)) {
-            Ok(emitter) => emit_status(&emitter, account, changed).await,
-            Err(e) => warn!(
-                "Cannot announce property changes of account {}: {e}",
-                account.id
-            ),
-        }
-    }
-}
-
-async fn emit(emitter: &SignalEmitter<'_>, id: &str, values: HashMap<&str, Value<'_>>) {
-    let Ok(iface) = zbus::names::InterfaceName::try_from(names::ACCOUNT_INTERFACE) else {
-        return;
-    };
-    if let Err(e) =
-        zbus::fdo::Properties::properties_changed(emitter, iface, values, (&[][..]).into()).await
-    {
-        warn!("Cannot announce property changes of account {id}: {e}");
     }
 }
 
@@ -351,6 +233,99 @@ impl AccountObject {
         }
     }
 
+    /// Create a folder (`/` between levels).
+    async fn create_folder(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        let before = Names::of(&self.daemon, &self.account.id).await;
+        let effects = self
+            .daemon
+            .mail
+            .create_folder(&self.account.id, name)
+            .await?;
+        self.folders_done(conn, effects, &before).await;
+        Ok(())
+    }
+
+    /// Rename a folder (and the folders below it).
+    async fn rename_folder(
+        &self,
+        from: &str,
+        to: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        let before = Names::of(&self.daemon, &self.account.id).await;
+        let effects = self
+            .daemon
+            .mail
+            .rename_folder(&self.account.id, from, to)
+            .await?;
+        self.folders_done(conn, effects, &before).await;
+        Ok(())
+    }
+
+    /// Delete a folder and its messages.
+    async fn delete_folder(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        // The removed messages are announced under the folder's name from
+        // before: it is gone from the store by then.
+        let before = Names::of(&self.daemon, &self.account.id).await;
+        let effects = self
+            .daemon
+            .mail
+            .delete_folder(&self.account.id, name)
+            .await?;
+        self.folders_done(conn, effects, &before).await;
+        Ok(())
+    }
+
+    /// Emitted after the account's folder list changed (a folder created,
+    /// renamed or deleted): clients list the folders again.
+    // The Rust name differs: zbus names the `Folders` property's own
+    // change notifier `folders_changed`.
+    #[zbus(signal, name = "FoldersChanged")]
+    pub async fn folder_list_changed(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
+    /// Store a message durably in the outbox; its outbox id.
+    #[zbus(out_args("id"))]
+    async fn enqueue(
+        &self,
+        message: Vec<u8>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, Error> {
+        if message.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::InvalidArgument(
+                "message: an empty message cannot be queued".to_owned(),
+            ));
+        }
+        let id = self.daemon.outbox.enqueue(&self.account, message).await?;
+        recount(&self.daemon, &emitter, &self.account).await;
+        Ok(id)
+    }
+
+    /// The queued and failed messages, oldest first.
+    #[zbus(out_args("messages"))]
+    async fn list_outbox(&self) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
+        let list = self.daemon.outbox.list(&self.account).await?;
+        Ok(list.iter().map(super::dicts::queued_dict).collect())
+    }
+
+    /// Drop a queued or failed message from the outbox.
+    async fn cancel_outbox(
+        &self,
+        id: &str,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), Error> {
+        self.daemon.outbox.cancel(&self.account, id).await?;
+        recount(&self.daemon, &emitter, &self.account).await;
+        Ok(())
+    }
+
     /// Stable account id.
     #[zbus(property(emits_changed_signal = "const"))]
     fn id(&self) -> String {
@@ -530,5 +505,34 @@ impl AccountObject {
     #[zbus(property)]
     fn unread_count(&self) -> u32 {
         self.account.status().unread_count
+    }
+
+    /// Changes made locally and not yet applied on the server.
+    #[zbus(property)]
+    fn pending_changes(&self) -> u32 {
+        self.account.status().pending_changes
+    }
+
+    /// Messages waiting in the outbox (queued or being sent; not failed).
+    #[zbus(property)]
+    fn outbox_count(&self) -> u32 {
+        self.account.status().outbox_count
+    }
+}
+
+impl AccountObject {
+    /// After a folder method: recount, announce the messages that went or
+    /// moved, and `FoldersChanged` (always: the caller asked for a folder
+    /// change and got it).
+    async fn folders_done(&self, conn: &zbus::Connection, mut effects: Effects, before: &Names) {
+        effects.folders = true;
+        announce(
+            conn,
+            &self.daemon,
+            &effects,
+            before,
+            BTreeSet::from([self.account.id.clone()]),
+        )
+        .await;
     }
 }

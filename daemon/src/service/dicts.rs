@@ -2,7 +2,7 @@
 //!
 //! Every `a{sv}` the daemon returns is built here, from the plain Rust data
 //! of the modules behind: message summaries (`ListMessages`,
-//! `ListUnified`), folder entries (`ListFolders`), verify reports
+//! `ListUnified`, `GetSummaries`), outbox entries (`ListOutbox`), folder entries (`ListFolders`), verify reports
 //! (`VerifySettings`, `Verify`) and discovery candidates (`Discover`). The
 //! keys are documented in `dbus/org.facteur.Facteur1.xml`; every string
 //! goes through [`super::text::dbus_text`] on its way in ([`Dict::put`]).
@@ -16,7 +16,7 @@ use zbus::zvariant::{OwnedValue, Value};
 use super::Dict;
 use crate::autoconfig::Candidate;
 use crate::net::Failure;
-use crate::store::{Flags, FolderInfo, Summary};
+use crate::store::{Flags, FolderInfo, Queued, QueuedState, Summary};
 use crate::verify::Report;
 
 /// A dictionary as returned over D-Bus.
@@ -43,8 +43,32 @@ pub fn summary_dict(s: &Summary) -> OwnedDict {
     d.put("size", r.size);
     d.put("seen", r.flags.has(Flags::SEEN));
     d.put("flagged", r.flags.has(Flags::FLAGGED));
+    d.put("answered", r.flags.has(Flags::ANSWERED));
+    d.put("draft", r.flags.has(Flags::DRAFT));
+    d.put("deleted", r.flags.has(Flags::DELETED));
+    d.put("keywords", r.keywords.clone());
     d.put("has-attachments", r.meta.has_attachments);
     d.put("message-id", r.meta.message_id.clone());
+    d.0
+}
+
+/// One `ListOutbox` entry.
+pub fn queued_dict(q: &Queued) -> OwnedDict {
+    let mut d = Dict::new();
+    d.put("id", q.id.clone());
+    d.put("subject", q.subject.clone());
+    d.put("to", q.to.clone());
+    d.put(
+        "state",
+        match q.state {
+            QueuedState::Queued => "queued",
+            QueuedState::Sending => "sending",
+            QueuedState::Failed => "failed",
+        },
+    );
+    d.put("attempts", q.attempts);
+    d.put("last-error", q.last_error.clone());
+    d.put("queued", q.queued);
     d.0
 }
 

@@ -229,6 +229,7 @@ pub async fn run(
             Event::Messages {
                 kind, folder, ids, ..
             } => emit_messages(&conn, &account_id, kind, &folder, &ids).await,
+            Event::Kick { .. } => daemon.scheduler.kick(&account_id).await,
             Event::Notify { count, samples, .. } => {
                 let name = account.settings().name().to_owned();
                 // Sent over the bus too (org.freedesktop.Notifications);

@@ -1,7 +1,9 @@
 //! # The Manager object
 //!
 //! `org.facteur.Facteur1.Manager` at the root path: account creation and
-//! listing, the unified folder and message access, the `NewMessages` signal.
+//! listing, the unified folder and message access, the message actions of
+//! two-way sync (`SetFlags`, `MoveMessages`, `CopyMessages`,
+//! `GetSummaries`), the `NewMessages` and `Messages*` signals.
 
 // zbus generates a public signal-emitter trait for `NewMessages` without docs.
 #![allow(missing_docs)]
@@ -14,6 +16,7 @@ use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
 use super::account::AccountObject;
+use super::changes::{accounts_in, announce, Names};
 use super::dicts::ToDict as _;
 use super::{change_error, internal};
 use crate::store::{MessageId, Record};
@@ -51,6 +54,43 @@ impl Manager {
             .map_err(internal)?
             .ok_or_else(|| Error::NotFound(format!("No message with id {id}")))?;
         Ok((mid, record))
+    }
+
+    /// The id of the account at `path`: `InvalidArgument` for a path that
+    /// is not an account path, `NotFound` for an account that does not
+    /// exist.
+    fn account_at(&self, path: &ObjectPath<'_>) -> Result<String, Error> {
+        let id = names::account_id(path.as_str()).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "account: {path} is not an account path ({}/<id>)",
+                names::ACCOUNTS_PATH
+            ))
+        })?;
+        if self.daemon.accounts.get(id).is_none() {
+            return Err(Error::NotFound(format!("No account with id {id}")));
+        }
+        Ok(id.to_owned())
+    }
+
+    /// `MoveMessages` and `CopyMessages`.
+    async fn move_or_copy(
+        &self,
+        conn: &zbus::Connection,
+        ids: &[String],
+        account: &ObjectPath<'_>,
+        folder: &str,
+        copy: bool,
+    ) -> Result<(), Error> {
+        let to = self.account_at(account)?;
+        let effects = self
+            .daemon
+            .mail
+            .move_messages(ids, &to, folder, copy)
+            .await?;
+        let mut touched = accounts_in(ids);
+        touched.insert(to);
+        announce(conn, &self.daemon, &effects, &Names::default(), touched).await;
+        Ok(())
     }
 }
 
@@ -165,6 +205,59 @@ impl Manager {
     async fn delete_message(&self, id: &str) -> Result<(), Error> {
         let (mid, _) = self.find(id).await?;
         self.daemon.scheduler.delete(mid).await.map_err(Error::from)
+    }
+
+    /// Add and remove flags (`seen`, `flagged`, `answered`, `draft`,
+    /// `deleted`, keyword atoms) on messages of any accounts.
+    async fn set_flags(
+        &self,
+        ids: Vec<String>,
+        add: Vec<String>,
+        remove: Vec<String>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        let effects = self.daemon.mail.set_flags(&ids, &add, &remove).await?;
+        announce(
+            conn,
+            &self.daemon,
+            &effects,
+            &Names::default(),
+            accounts_in(&ids),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Move messages into a folder of an account (theirs or another).
+    async fn move_messages(
+        &self,
+        ids: Vec<String>,
+        account: ObjectPath<'_>,
+        folder: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.move_or_copy(conn, &ids, &account, folder, false).await
+    }
+
+    /// Copy messages into a folder of an account (theirs or another).
+    async fn copy_messages(
+        &self,
+        ids: Vec<String>,
+        account: ObjectPath<'_>,
+        folder: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.move_or_copy(conn, &ids, &account, folder, true).await
+    }
+
+    /// The summaries of these ids (unknown ones left out), in order.
+    #[zbus(out_args("messages"))]
+    async fn get_summaries(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
+        let list = self.daemon.mail.summaries(&ids).await?;
+        Ok(list.iter().map(super::summary_dict).collect())
     }
 
     /// Emitted after new mail is durably stored.

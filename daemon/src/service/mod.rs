@@ -6,14 +6,17 @@
 //! into the contract's [`Error`] here, at the edge, by one `From` per
 //! internal error type ([`errors`]); the modules behind it never build
 //! D-Bus errors themselves. The dictionaries returned are built in
-//! [`dicts`], and [`tree`] serves the standard interfaces as clients expect
+//! [`dicts`], what a change did is announced by [`changes`], property
+//! values come from [`status`], and [`tree`] serves the standard interfaces as clients expect
 //! them (read-only properties, parent nodes).
 
 pub mod account;
+pub mod changes;
 pub mod dicts;
 pub mod errors;
 pub mod events;
 pub mod manager;
+pub mod status;
 pub mod text;
 pub mod tree;
 

@@ -31,24 +31,18 @@ pub async fn save_copy(
     message: &[u8],
 ) -> Result<String, Failure> {
     let (mut session, _caps) = session::connect(settings, password).await?;
-    let known = match settings.folders.get("sent") {
-        Some(display) => Some(encode(display)),
-        None => {
-            // An index read: off the async workers.
-            let (store, account) = (store.clone(), id.to_owned());
-            let local = |e: String| Failure::new(FailureKind::Local, e);
-            tokio::task::spawn_blocking(move || store.folders(&account))
-                .await
-                .map_err(|e| local(format!("The store task failed: {e}")))?
-                .map_err(|e| local(format!("{e:#}")))?
-                .into_iter()
-                .find(|f| f.role.as_deref() == Some("sent"))
-                .map(|f| f.name)
-        }
-    };
-    let folder = match known {
+    let folder = match known_folder(id, settings, store).await? {
         Some(f) => f,
-        None => find_or_create(id, &mut session).await?,
+        None => match find(&mut session).await? {
+            Some(f) => f,
+            None => {
+                info!(
+                    "Account {id}: the server has no folder for sent mail; creating {DEFAULT_SENT}."
+                );
+                step("CREATE", session.create(DEFAULT_SENT)).await?;
+                DEFAULT_SENT.to_owned()
+            }
+        },
     };
     let appended = step(
         "APPEND",
@@ -86,7 +80,69 @@ fn encode(display: &str) -> String {
     }
 }
 
-async fn find_or_create(id: &str, session: &mut ImapSession) -> Result<String, Failure> {
+/// Whether the Sent folder of account `id` holds a message with this
+/// Message-ID (the outbox asks after a crash during a send: the copy is
+/// appended only after the server took the message). No Sent folder yet
+/// means no.
+pub async fn contains(
+    id: &str,
+    settings: &Settings,
+    password: &str,
+    store: &Store,
+    message_id: &str,
+) -> Result<bool, Failure> {
+    let (mut session, _caps) = session::connect(settings, password).await?;
+    let folder = match known_folder(id, settings, store).await? {
+        Some(f) => Some(f),
+        None => find(&mut session).await?,
+    };
+    let Some(folder) = folder else {
+        let _ = step("LOGOUT", session.logout()).await;
+        return Ok(false);
+    };
+    if step("EXAMINE", session.examine(&folder)).await.is_err() {
+        // A chosen folder that was never created: nothing was copied.
+        drain(&mut session);
+        let _ = step("LOGOUT", session.logout()).await;
+        return Ok(false);
+    }
+    let quoted: String = message_id
+        .chars()
+        .filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n'))
+        .collect();
+    let found = step(
+        "UID SEARCH",
+        session.uid_search(format!("HEADER Message-ID \"{quoted}\"")),
+    )
+    .await?;
+    drain(&mut session);
+    let _ = step("LOGOUT", session.logout()).await;
+    Ok(!found.is_empty())
+}
+
+/// The Sent folder the settings or the last sync name (wire name).
+async fn known_folder(
+    id: &str,
+    settings: &Settings,
+    store: &Store,
+) -> Result<Option<String>, Failure> {
+    if let Some(display) = settings.folders.get("sent") {
+        return Ok(Some(encode(display)));
+    }
+    // An index read: off the async workers.
+    let (store, account) = (store.clone(), id.to_owned());
+    let local = |e: String| Failure::new(FailureKind::Local, e);
+    Ok(tokio::task::spawn_blocking(move || store.folders(&account))
+        .await
+        .map_err(|e| local(format!("The store task failed: {e}")))?
+        .map_err(|e| local(format!("{e:#}")))?
+        .into_iter()
+        .find(|f| f.role.as_deref() == Some("sent"))
+        .map(|f| f.name))
+}
+
+/// The server's folder for sent mail, by its `\Sent` mark or its name.
+async fn find(session: &mut ImapSession) -> Result<Option<String>, Failure> {
     let names: Vec<async_imap::types::Name> = step("LIST", async {
         session.list(Some(""), Some("*")).await?.try_collect().await
     })
@@ -102,10 +158,5 @@ async fn find_or_create(id: &str, session: &mut ImapSession) -> Result<String, F
             .iter()
             .find(|n| role_from_name(&utf7::decode(n.name()), n.delimiter()) == Some("sent"))
     };
-    if let Some(n) = marked.or_else(named) {
-        return Ok(n.name().to_owned());
-    }
-    info!("Account {id}: the server has no folder for sent mail; creating {DEFAULT_SENT}.");
-    step("CREATE", session.create(DEFAULT_SENT)).await?;
-    Ok(DEFAULT_SENT.to_owned())
+    Ok(marked.or_else(named).map(|n| n.name().to_owned()))
 }

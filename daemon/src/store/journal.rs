@@ -220,35 +220,110 @@ pub struct Pending {
 }
 
 impl super::Store {
-    /// The account's journal, oldest first.
+    /// The account's journal, oldest first. An entry that cannot be read
+    /// (damaged) is left out, with a warning.
     pub fn journal(&self, account: &str) -> anyhow::Result<Vec<Entry>> {
-        let _ = account;
-        Ok(Vec::new())
+        let p = super::messages::prefix(account);
+        let o = self.handle()?;
+        let mut out = Vec::new();
+        for kv in o.trees.journal.scan_prefix(&p) {
+            let (k, v) = kv?;
+            let Some(seq) = k
+                .get(p.len()..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            match super::messages::from_json::<Change>(&v) {
+                Ok(change) => out.push(Entry { seq, change }),
+                Err(e) => tracing::warn!(
+                    "Account {account}: journal entry {seq} cannot be read and is skipped: {e:#}"
+                ),
+            }
+        }
+        Ok(out)
     }
 
     /// Settle an entry the engine replayed: remove it and apply what the
     /// server said, in one transaction, then flush. Returns what changed
-    /// locally (a placeholder replaced, a dropped change undone).
+    /// locally (a placeholder replaced, a dropped change undone). A
+    /// sequence no longer in the journal settles to nothing. See
+    /// [`super::settle`] for each outcome.
     pub async fn settle(
         &self,
         account: &str,
         seq: u64,
         outcome: Outcome,
     ) -> anyhow::Result<Effects> {
-        let _ = (account, seq, outcome);
-        anyhow::bail!("The journal is not built yet")
+        let owner = account.to_owned();
+        let (effects, orphans) = self
+            .blocking(move |s| s.admit(&owner, || s.settle_blocking(&owner, seq, &outcome)))
+            .await?;
+        self.flush().await?;
+        if !orphans.is_empty() {
+            self.blocking(move |s| {
+                s.remove_orphans_blocking(&orphans);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(effects)
     }
 
     /// How many entries wait in the account's journal (`PendingChanges`).
     pub fn pending_count(&self, account: &str) -> anyhow::Result<u32> {
-        let _ = account;
-        Ok(0)
+        let o = self.handle()?;
+        let n = o
+            .trees
+            .journal
+            .scan_prefix(super::messages::prefix(account))
+            .keys()
+            .count();
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    /// The pending entries of one folder, for a pass over it.
+    /// The pending entries of one folder, for a pass over it: `removed`
+    /// holds the source UIDs of pending moves (not copies), `MovedOut` and
+    /// `Expunge` entries, `flags` the UIDs with pending flag changes.
     pub fn pending(&self, account: &str, folder: u64) -> anyhow::Result<Pending> {
-        let _ = (account, folder);
-        Ok(Pending::default())
+        let mut out = Pending::default();
+        for e in self.journal(account)? {
+            match e.change {
+                Change::Move {
+                    folder: f,
+                    uid,
+                    copy: false,
+                    ..
+                }
+                | Change::MovedOut { folder: f, uid, .. }
+                | Change::Expunge { folder: f, uid, .. }
+                    if f == folder =>
+                {
+                    out.removed.insert(uid);
+                }
+                Change::Flags { folder: f, uid, .. } if f == folder => {
+                    out.flags.insert(uid);
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drop every journal entry and placeholder note of an account (the
+    /// account is removed).
+    pub(super) fn remove_journal(&self, account: &str) -> anyhow::Result<()> {
+        let o = self.handle()?;
+        let p = super::messages::prefix(account);
+        for tree in [&o.trees.journal, &o.trees.placeholders] {
+            let mut batch = sled::Batch::default();
+            for k in tree.scan_prefix(&p).keys() {
+                batch.remove(k?);
+            }
+            tree.apply_batch(batch).map_err(|e| self.failed(e.into()))?;
+        }
+        Ok(())
     }
 
     /// The ids grouped by (account, folder display name), for one signal

@@ -12,6 +12,16 @@ pub trait Observer: Send + Sync {
     fn changed(&self, folder: &str, ids: Vec<String>);
     /// These messages of `folder` are gone (stored).
     fn removed(&self, folder: &str, ids: Vec<String>);
+    /// These messages appeared in `folder` (stored) without being new mail:
+    /// a moved or copied message landed, a placeholder was replaced.
+    fn added(&self, folder: &str, ids: Vec<String>) {
+        let _ = (folder, ids);
+    }
+    /// Account `account`'s journal changed (a cross-account move's source
+    /// may now expunge): its engine is woken to replay it.
+    fn kick(&self, account: &str) {
+        let _ = account;
+    }
     /// Message counts may have changed (flags, expunges, new mail).
     fn counts(&self);
     /// One desktop notification for `count` new messages.

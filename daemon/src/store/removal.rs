@@ -170,7 +170,16 @@ impl Store {
         forget: bool,
         gated: bool,
     ) -> Result<()> {
-        let uids: Vec<u32> = self.uids(account, folder.no)?.into_keys().collect();
+        // A forgotten folder loses its placeholders too; a folder whose
+        // UIDVALIDITY changed keeps them (their entries still land).
+        let uids: Vec<u32> = if forget {
+            self.folder_records(account, folder.no)?
+                .iter()
+                .map(|r| r.uid)
+                .collect()
+        } else {
+            self.uids(account, folder.no)?.into_keys().collect()
+        };
         for chunk in uids.chunks(1000) {
             self.remove_uids_gated(account, folder.no, chunk, gated)
                 .await?;
@@ -180,6 +189,10 @@ impl Store {
             let o = self.handle()?;
             if forget {
                 o.trees.folders.remove(key)?;
+                let notes = super::placeholder::counter_key(account, folder.no);
+                for k in o.trees.placeholders.scan_prefix(&notes).keys() {
+                    o.trees.placeholders.remove(k?)?;
+                }
             } else if let Some(mut info) = self.folder(account, &folder.name)? {
                 info.state = None;
                 o.trees.folders.insert(key, to_json(&info)?)?;

@@ -119,6 +119,12 @@ pub enum Event {
         /// (from, subject) of the first few.
         samples: Vec<(String, String)>,
     },
+    /// Wake account `account`'s engine to replay its journal (another
+    /// account's replay changed it: a cross-account move's source).
+    Kick {
+        /// The account to wake.
+        account: String,
+    },
     /// Answer once every event before this one is applied and announced
     /// (counts included).
     Flush {
@@ -140,6 +146,7 @@ impl Event {
             | Event::Messages { account, .. }
             | Event::Counts { account }
             | Event::Notify { account, .. }
+            | Event::Kick { account }
             | Event::Flush { account, .. } => account,
         }
     }
@@ -371,6 +378,14 @@ impl crate::store::Observer for Reporter {
     }
     fn removed(&self, folder: &str, ids: Vec<String>) {
         self.messages(MessagesKind::Removed, folder, ids);
+    }
+    fn added(&self, folder: &str, ids: Vec<String>) {
+        self.messages(MessagesKind::Added, folder, ids);
+    }
+    fn kick(&self, account: &str) {
+        self.send(Event::Kick {
+            account: account.to_owned(),
+        });
     }
     fn counts(&self) {
         Reporter::counts(self);

@@ -6,6 +6,11 @@
 //! ([`wait`]: the backoff, or for new credentials) and reconnect, catching
 //! up on everything that arrived meanwhile.
 //!
+//! The journal of local changes is replayed on the server right after
+//! connecting and before every pass ([`Engine::replay`]); a Replay request
+//! (new entries) wakes IDLE for a replay and an INBOX pass, and is ignored
+//! while offline (the next session replays everything).
+//!
 //! Requests from the scheduler: a Sync during backoff, connect or a pass is
 //! answered by a real pass (the next one, at once, when a pass was already
 //! running, with the new messages of both: mail the running pass fetched is
@@ -233,7 +238,15 @@ impl Driver {
             let full = Instant::now() >= full_due || !pending.is_empty();
             if full || inbox_dirty {
                 self.reporter.syncing();
-                let pass = tokio::time::timeout(PASS_LIMIT, self.engine.pass(&mut session, full))
+                // Local changes reach the server first (right after
+                // connecting, and before each pass), so the pass reads the
+                // server with them applied.
+                let engine = &mut self.engine;
+                let replay_and_pass = async {
+                    engine.replay(&mut session).await?;
+                    engine.pass(&mut session, full).await
+                };
+                let pass = tokio::time::timeout(PASS_LIMIT, replay_and_pass)
                     .await
                     .unwrap_or_else(|_| {
                         Err(Failure::new(
@@ -328,7 +341,9 @@ impl Driver {
                 Wake::NewData => inbox_dirty = true,
                 Wake::Timeout | Wake::Other(Woke::Deadline) => {}
                 Wake::Other(Woke::Request(Request::Sync(reply))) => pending.push((reply, 0)),
-                Wake::Other(Woke::Request(Request::Replay)) => {}
+                // The journal has new entries: replayed by the INBOX pass
+                // this starts (replay first, see above).
+                Wake::Other(Woke::Request(Request::Replay)) => inbox_dirty = true,
                 Wake::Other(Woke::Request(Request::Delete(id, reply))) => {
                     let r = self.engine.delete(&mut session, &id).await;
                     if let Err(failure) = &r {

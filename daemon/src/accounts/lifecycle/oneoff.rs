@@ -5,39 +5,14 @@
 
 use super::Lifecycle;
 use crate::accounts::{Account, Change, Input, Settings};
-use crate::net::{Failure, FailureKind};
 use crate::secrets::{SecretError, Which};
 
 impl Lifecycle {
     /// Send `raw` through the account (SMTP AUTH with its SMTP password,
     /// else its incoming one), then keep the Sent copy of an IMAP account.
     pub async fn send(&self, account: &Account, raw: &[u8]) -> crate::smtp::Outcome {
-        use crate::smtp::{Outcome, SendError};
-        let id = &account.id;
-        let refused = |e: SecretError| {
-            let f = Failure::new(
-                FailureKind::Credentials,
-                format!("Cannot read the password: {e}"),
-            );
-            Outcome::Failed(SendError {
-                cause: crate::smtp::Cause::Net(f.kind),
-                message: f.message,
-            })
-        };
-        let smtp = match self.secrets.get(id, Which::Smtp).await {
-            Ok(p) => p.filter(|p| !p.is_empty()),
-            Err(e) => return refused(e),
-        };
-        let incoming = match self.secrets.get(id, Which::Incoming).await {
-            Ok(p) => p.filter(|p| !p.is_empty()),
-            Err(e) if smtp.is_none() => return refused(e),
-            Err(_) => None,
-        };
-        let passwords = crate::smtp::Passwords {
-            smtp: smtp.as_deref().or(incoming.as_deref()).map(String::as_str),
-            incoming: incoming.as_deref().map(String::as_str),
-        };
-        crate::smtp::submit(id, &account.settings(), passwords, &self.store, raw).await
+        // The one submit path, shared with the outbox's sender.
+        crate::accounts::outbox::send_with(&self.secrets, &self.store, account, raw).await
     }
 
     /// Verify the saved settings with the stored passwords.

@@ -20,6 +20,8 @@ pub(super) struct Fold {
     pub(super) uidls: BTreeMap<String, UidlEntry>,
     /// (folder, uidvalidity) → the highest UID of any `add` or `remove`.
     pub(super) highest: BTreeMap<(String, u32), u32>,
+    /// (folder, uidvalidity, uid) → keywords set locally (`flags` lines).
+    pub(super) keywords: BTreeMap<(String, u32, u32), Vec<String>>,
     pub(super) lines: usize,
 }
 
@@ -46,7 +48,26 @@ impl Fold {
                     );
                 }
                 self.note_uid(folder, uidvalidity, uid);
-                self.adds.insert((folder.clone(), uidvalidity, uid), line);
+                let key = (folder.clone(), uidvalidity, uid);
+                self.keywords.remove(&key);
+                self.adds.insert(key, line);
+            }
+            Line::Flags {
+                folder,
+                uidvalidity,
+                uid,
+                flags: now,
+                keywords,
+            } => {
+                let key = (folder, uidvalidity, uid);
+                if let Some(Line::Add { flags, .. }) = self.adds.get_mut(&key) {
+                    *flags = now;
+                    if keywords.is_empty() {
+                        self.keywords.remove(&key);
+                    } else {
+                        self.keywords.insert(key, keywords);
+                    }
+                }
             }
             Line::Remove {
                 folder,
@@ -54,7 +75,9 @@ impl Fold {
                 uid,
             } => {
                 self.note_uid(&folder, uidvalidity, uid);
-                self.adds.remove(&(folder, uidvalidity, uid));
+                let key = (folder, uidvalidity, uid);
+                self.keywords.remove(&key);
+                self.adds.remove(&key);
             }
             Line::Uidl { uidl, entry } => {
                 self.uidls.insert(uidl, entry);
@@ -76,7 +99,7 @@ impl Fold {
     /// At most as many lines as [`Fold::compacted`] gives, without making
     /// them.
     pub(super) fn compacted_bound(&self) -> usize {
-        self.adds.len() + self.uidls.len() + self.highest.len()
+        self.adds.len() + self.uidls.len() + self.highest.len() + self.keywords.len()
     }
 
     /// The lines that give this state again.
@@ -123,6 +146,19 @@ impl Fold {
                 }
             }
             out.push(line);
+        }
+        for ((folder, uidvalidity, uid), keywords) in &self.keywords {
+            if let Some(Line::Add { flags, .. }) =
+                self.adds.get(&(folder.clone(), *uidvalidity, *uid))
+            {
+                out.push(Line::Flags {
+                    folder: folder.clone(),
+                    uidvalidity: *uidvalidity,
+                    uid: *uid,
+                    flags: *flags,
+                    keywords: keywords.clone(),
+                });
+            }
         }
         for (uidl, entry) in &self.uidls {
             if !carried.contains(uidl) {

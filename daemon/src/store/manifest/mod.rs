@@ -9,7 +9,8 @@
 //! | `op` | meaning |
 //! | --- | --- |
 //! | `add` | a stored message: folder (raw name, display, role), UIDVALIDITY, UID, flags, content hash, date, POP3 unique-id and first-seen time |
-//! | `remove` | that message was removed (expunged, deleted, folder cleared) |
+//! | `remove` | that message was removed (expunged, deleted, folder cleared, moved away) |
+//! | `flags` | the flags and keywords of a stored message changed locally (POP3) |
 //! | `uidl` | a POP3 unique-id entry as it is now (a pending server deletion) |
 //! | `forget-uidl` | the unique-id is no longer on the server |
 //!
@@ -73,6 +74,20 @@ pub(super) enum Line {
         /// POP3 first-seen time.
         #[serde(default, skip_serializing_if = "is_zero")]
         first_seen: u64,
+    },
+    /// The flags of a stored message changed locally.
+    Flags {
+        /// Raw folder name.
+        folder: String,
+        /// UIDVALIDITY.
+        uidvalidity: u32,
+        /// UID.
+        uid: u32,
+        /// Flags bits.
+        flags: u8,
+        /// Keywords.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keywords: Vec<String>,
     },
     /// A removed message.
     Remove {

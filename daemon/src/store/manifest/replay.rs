@@ -89,6 +89,9 @@ impl Store {
             mp.extend_from_slice(&f.no.to_be_bytes());
             for kv in open.trees.messages.scan_prefix(mp) {
                 let r: Record = from_json(&kv?.1)?;
+                if crate::store::is_placeholder(&r) {
+                    continue;
+                }
                 let pop = uidls.remove(&r.uid).filter(|(_, e)| !e.pending_delete);
                 out.push(Line::Add {
                     folder: f.name.clone(),
@@ -103,6 +106,15 @@ impl Store {
                     first_seen: pop.as_ref().map(|(_, e)| e.first_seen).unwrap_or(0),
                     uidl: pop.map(|(u, _)| u),
                 });
+                if !r.keywords.is_empty() {
+                    out.push(Line::Flags {
+                        folder: f.name.clone(),
+                        uidvalidity: r.uidvalidity,
+                        uid: r.uid,
+                        flags: r.flags.0,
+                        keywords: r.keywords.clone(),
+                    });
+                }
             }
         }
         out.extend(
@@ -193,7 +205,11 @@ impl Store {
                         size: raw.len() as u64,
                         meta: crate::mail::meta(&raw, *date),
                         hash: hash.clone(),
-                        keywords: Vec::new(),
+                        keywords: fold
+                            .keywords
+                            .get(&(name.to_owned(), *uidvalidity, *uid))
+                            .cloned()
+                            .unwrap_or_default(),
                     }),
                     Err(e) => {
                         warn!("Account {account}: cannot restore message {uid} of {name}: {e:#}");

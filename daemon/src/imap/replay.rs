@@ -1,0 +1,337 @@
+//! # Replaying the journal on the server
+//!
+//! Local changes (flags, moves, copies, cross-account APPENDs, expunges,
+//! folders) wait in the account's journal ([`crate::store::Change`]);
+//! [`Engine::replay`] applies them on the server in order, and settles
+//! each one ([`Store::settle`](crate::store::Store::settle)) only after the
+//! server confirmed it, so a kill at any point leaves the entry to be
+//! replayed again. Replaying again is harmless:
+//!
+//! - flag stores are idempotent per UID; with CONDSTORE they carry
+//!   `UNCHANGEDSINCE` and a flag the server changed meanwhile keeps the
+//!   server's value (per flag, like mbsync), see [`flags`];
+//! - a move whose source UID is gone (done before a crash, or expunged)
+//!   is dropped: its placeholder goes and the target's next pass fetches
+//!   the real message; a copy, a move without MOVE, and a cross-account
+//!   APPEND look for the message's Message-ID in the target first, so a
+//!   retry does not duplicate it, see [`moves`];
+//! - an expunge of a UID that is gone, a CREATE of a folder that exists, a
+//!   DELETE of one that does not, count as done.
+//!
+//! A failure of the connection ends the replay (the entry stays, replayed
+//! next session); a refusal of one entry (a tagged `NO`) drops that entry
+//! with a warning and the rest goes on; a server limit (`[OVERQUOTA]`,
+//! `[LIMIT]`…) stops this replay and keeps the entries. Consecutive flag
+//! changes of one folder go in one `UID STORE` per flag set, never one
+//! round trip per message. What settling changed locally is announced per
+//! folder (one call per folder per replay), then the counts, so
+//! `PendingChanges` follows. INBOX is left selected, ready for IDLE.
+
+mod flags;
+mod moves;
+mod wire;
+
+use std::collections::HashMap;
+
+use tracing::{info, warn};
+
+use super::session::ImapSession;
+use super::{command, ends_session, select, Engine};
+use crate::net::{Failure, FailureKind};
+use crate::store::{Change, Effects, Entry, FolderInfo, Outcome};
+
+/// Most entries in one batch (one UID set in one command line).
+const BATCH: usize = 500;
+
+/// What one replay holds while it runs.
+struct Run {
+    /// The account's folders, by number.
+    folders: HashMap<u64, FolderInfo>,
+    /// The folder selected now (number, UIDVALIDITY), if the replay knows.
+    selected: Option<(u64, u32)>,
+    /// What settling changed locally, announced at the end.
+    effects: Effects,
+    /// Entries settled.
+    settled: u32,
+    /// Accounts whose journals changed (a cross-account move's source).
+    kicks: Vec<String>,
+}
+
+/// A folder opened for an entry, or why it cannot be.
+enum Opened {
+    /// Selected, with this UIDVALIDITY.
+    Selected(u32),
+    /// Not on the server (or refused): the reason.
+    Gone(String),
+}
+
+impl Engine {
+    /// Apply the account's journal on the server, in order; returns how
+    /// many entries were settled. Only a failure that ends the session (or
+    /// a local one: the store) is returned; the entry it concerned stays
+    /// in the journal.
+    pub async fn replay(&mut self, session: &mut ImapSession) -> Result<u32, Failure> {
+        let id = self.id.clone();
+        let entries = self.blocking(move |store| store.journal(&id)).await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let id = self.id.clone();
+        let folders = self
+            .blocking(move |store| store.folders(&id))
+            .await?
+            .into_iter()
+            .map(|f| (f.no, f))
+            .collect();
+        let mut run = Run {
+            folders,
+            selected: None,
+            effects: Effects::default(),
+            settled: 0,
+            kicks: Vec::new(),
+        };
+        let replayed = self.replay_entries(session, &entries, &mut run).await;
+        let settled = run.settled;
+        self.announce(run).await;
+        replayed?;
+        if settled > 0 {
+            info!(
+                "Account {}: {settled} local change(s) applied on the server.",
+                self.id
+            );
+        }
+        // Leave INBOX selected for IDLE.
+        select(session, "INBOX").await?;
+        Ok(settled)
+    }
+
+    async fn replay_entries(
+        &self,
+        session: &mut ImapSession,
+        entries: &[Entry],
+        run: &mut Run,
+    ) -> Result<(), Failure> {
+        let mut i = 0;
+        while i < entries.len() {
+            let rest = &entries[i..];
+            let batch = match &rest[0].change {
+                Change::Flags { .. } => flags::batch(rest),
+                Change::Expunge { .. } => moves::expunge_batch(rest),
+                _ => &rest[..1],
+            };
+            i += batch.len();
+            let done = match &batch[0].change {
+                Change::Flags { .. } => self.replay_flags(session, run, batch).await,
+                Change::Expunge { .. } => self.replay_expunges(session, run, batch).await,
+                Change::Move { .. } => self.replay_move(session, run, &batch[0]).await,
+                Change::Append { .. } => self.replay_append(session, run, &batch[0]).await,
+                // Waits for the other account's APPEND.
+                Change::MovedOut { .. } => Ok(Vec::new()),
+                Change::CreateFolder { .. }
+                | Change::RenameFolder { .. }
+                | Change::DeleteFolder { .. } => self.replay_folder(session, run, &batch[0]).await,
+            };
+            let outcomes = match done {
+                Ok(outcomes) => outcomes,
+                Err(f) => {
+                    // Where the server stands is not known any more.
+                    run.selected = None;
+                    if ends_session(&f)
+                        || matches!(f.kind, FailureKind::Local | FailureKind::DiskFull)
+                    {
+                        return Err(f);
+                    }
+                    if f.kind == FailureKind::ServerLimit {
+                        warn!(
+                            "Account {}: {f}; the remaining local changes wait for the next try.",
+                            self.id
+                        );
+                        return Ok(());
+                    }
+                    // Refused for good: dropped, the rest goes on.
+                    batch
+                        .iter()
+                        .map(|e| (e.seq, Outcome::Dropped(f.message.clone())))
+                        .collect()
+                }
+            };
+            for (seq, outcome) in outcomes {
+                self.settle(run, seq, outcome).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Settle one entry and keep what it changed for the announcement (a
+    /// dropped entry is logged by the store, with the change).
+    async fn settle(&self, run: &mut Run, seq: u64, outcome: Outcome) -> Result<(), Failure> {
+        let effects = self
+            .store
+            .settle(&self.id, seq, outcome)
+            .await
+            .map_err(Failure::from)?;
+        run.effects.extend(effects);
+        run.settled += 1;
+        Ok(())
+    }
+
+    /// Announce what settling changed, one call per folder and kind, then
+    /// the counts; wake the accounts whose journals changed.
+    async fn announce(&self, run: Run) {
+        let Run {
+            effects,
+            settled,
+            kicks,
+            ..
+        } = run;
+        if !effects.is_empty() {
+            let groups = self
+                .blocking(move |store| {
+                    Ok([
+                        store.by_folder(&effects.removed),
+                        store.by_folder(&effects.added),
+                        store.by_folder(&effects.changed),
+                    ])
+                })
+                .await;
+            match groups {
+                Ok([removed, added, changed]) => {
+                    for (account, folder, ids) in removed {
+                        if account == self.id {
+                            self.reporter.removed(&folder, ids);
+                        }
+                    }
+                    for (account, folder, ids) in added {
+                        if account == self.id {
+                            self.reporter.added(&folder, ids);
+                        }
+                    }
+                    for (account, folder, ids) in changed {
+                        if account == self.id {
+                            self.reporter.changed(&folder, ids);
+                        }
+                    }
+                }
+                Err(f) => warn!(
+                    "Account {}: cannot group the replayed changes for their signals: {f}",
+                    self.id
+                ),
+            }
+        }
+        if settled > 0 {
+            self.reporter.counts();
+        }
+        for account in kicks {
+            self.reporter.kick(&account);
+        }
+    }
+
+    /// SELECT folder `no` (with CONDSTORE when offered), unless the replay
+    /// has it selected already.
+    async fn open(
+        &self,
+        session: &mut ImapSession,
+        run: &mut Run,
+        no: u64,
+    ) -> Result<Opened, Failure> {
+        if let Some((selected, uidvalidity)) = run.selected {
+            if selected == no {
+                return Ok(Opened::Selected(uidvalidity));
+            }
+        }
+        let Some(folder) = run.folders.get(&no) else {
+            return Ok(Opened::Gone("its folder is gone".to_owned()));
+        };
+        let name = command::quoted(&folder.name)?;
+        let command = if self.caps.condstore {
+            format!("SELECT {name} (CONDSTORE)")
+        } else {
+            format!("SELECT {name}")
+        };
+        run.selected = None;
+        let mut uidvalidity = None;
+        let selected = wire::run(session, "SELECT", &command, |r| {
+            if let imap_proto::Response::Data {
+                status: imap_proto::Status::Ok,
+                outcome,
+            } = r
+            {
+                if let Some(imap_proto::ResponseCode::UidValidity(v)) = &outcome.code {
+                    uidvalidity = Some(*v);
+                }
+            }
+        })
+        .await;
+        super::drain(session);
+        match selected {
+            Ok(_) => {}
+            Err(f) if f.kind == FailureKind::Protocol => {
+                return Ok(Opened::Gone(format!(
+                    "folder {} cannot be opened on the server ({})",
+                    folder.display, f.message
+                )))
+            }
+            Err(f) => return Err(f),
+        }
+        let Some(uidvalidity) = uidvalidity else {
+            return Err(Failure::new(
+                FailureKind::Protocol,
+                format!("The server gave no UIDVALIDITY for {}", folder.display),
+            ));
+        };
+        run.selected = Some((no, uidvalidity));
+        Ok(Opened::Selected(uidvalidity))
+    }
+
+    /// CREATE, RENAME or DELETE a folder.
+    async fn replay_folder(
+        &self,
+        session: &mut ImapSession,
+        run: &mut Run,
+        entry: &Entry,
+    ) -> Result<Vec<(u64, Outcome)>, Failure> {
+        let (what, line, done_if) = match &entry.change {
+            Change::CreateFolder { name } => (
+                "CREATE",
+                format!("CREATE {}", command::quoted(name)?),
+                Some("[ALREADYEXISTS]"),
+            ),
+            Change::RenameFolder { from, to } => (
+                "RENAME",
+                format!("RENAME {} {}", command::quoted(from)?, command::quoted(to)?),
+                None,
+            ),
+            Change::DeleteFolder { name } => {
+                // Dovecot ends the session when the selected folder is
+                // deleted: select INBOX first.
+                let selected = run
+                    .selected
+                    .and_then(|(no, _)| run.folders.get(&no))
+                    .is_some_and(|f| f.name == *name);
+                if selected && !name.eq_ignore_ascii_case("INBOX") {
+                    select(session, "INBOX").await?;
+                }
+                (
+                    "DELETE",
+                    format!("DELETE {}", command::quoted(name)?),
+                    Some("[NONEXISTENT]"),
+                )
+            }
+            _ => return Ok(Vec::new()),
+        };
+        run.selected = None;
+        let outcome = match wire::run(session, what, &line, |_| {}).await {
+            Ok(_) => Outcome::Applied { flags: None },
+            Err(f)
+                if f.kind == FailureKind::Protocol
+                    && done_if
+                        .is_some_and(|code| f.message.to_ascii_uppercase().contains(code)) =>
+            {
+                Outcome::Applied { flags: None }
+            }
+            Err(f) if f.kind == FailureKind::Protocol => Outcome::Dropped(f.message),
+            Err(f) => return Err(f),
+        };
+        Ok(vec![(entry.seq, outcome)])
+    }
+}
