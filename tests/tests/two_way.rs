@@ -504,3 +504,63 @@ fn folders_created_renamed_and_deleted_reach_the_server() {
         last_lines(&d.log(), 40)
     );
 }
+
+#[test]
+fn many_flag_changes_are_a_few_round_trips() {
+    use std::os::unix::fs::PermissionsExt as _;
+    const N: usize = 300;
+    let rawlog = short_tempdir("rawlog-");
+    std::fs::set_permissions(rawlog.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("open the rawlog dir");
+    let mut options = DovecotOptions::default();
+    options.extra_config.push_str(&format!(
+        "\nprotocol imap {{\n  rawlog_dir = {}\n}}\n",
+        rawlog.path().display()
+    ));
+    let dovecot = Dovecot::start(options);
+    dovecot.add_user(ALICE, PASSWORD);
+    let mut imap = dovecot.imap_client(ALICE);
+    for i in 0..N {
+        imap.append("INBOX", &[], &mail(ALICE, &format!("bulk-{i}")));
+    }
+    imap.logout();
+    let bus = Bus::start();
+    let d = facteurd(&bus, &dovecot);
+    let alice = account(&bus, &dovecot, ALICE);
+    wait_synced(&bus, &d, &alice, N as u32);
+    let ids: Vec<String> = listed(&bus, &alice, "INBOX")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+
+    set_flags(&bus, &refs, &["seen"], &[]).expect("SetFlags on every message");
+    wait_server(&d, "every message seen", || {
+        dovecot
+            .doveadm_ok(&["search", "-u", ALICE, "mailbox", "INBOX", "unseen"], None)
+            .trim()
+            .is_empty()
+    });
+    wait_pending(&bus, &d, &alice, 0);
+    assert_eq!(
+        wait_synced(&bus, &d, &alice, N as u32).u32("UnreadCount"),
+        0
+    );
+    // What facteurd sent, as Dovecot read it.
+    let mut sent = String::new();
+    for entry in std::fs::read_dir(rawlog.path()).expect("the rawlog dir") {
+        let path = entry.expect("a rawlog entry").path();
+        if path.extension().is_some_and(|e| e == "in") {
+            sent.push_str(&text(&std::fs::read(&path).unwrap_or_default()));
+        }
+    }
+    let stores = sent
+        .lines()
+        .filter(|l| l.contains("UID STORE") && l.contains("+FLAGS.SILENT (\\Seen)"))
+        .count();
+    assert!(
+        (1..=2).contains(&stores),
+        "{N} flag changes took {stores} UID STORE commands:\n{}",
+        last_lines(&sent, 20)
+    );
+}
