@@ -181,6 +181,17 @@ fn uid_of(id: &str) -> u32 {
         .unwrap_or_else(|| panic!("message id {id:?} does not end in a UID"))
 }
 
+/// The UIDVALIDITY and UID in a message id.
+fn validity_uid(id: &str) -> (u32, u32) {
+    let mut parts = id.rsplit('.');
+    let uid = parts.next().and_then(|u| u.parse().ok());
+    let validity = parts.next().and_then(|v| v.parse().ok());
+    match (validity, uid) {
+        (Some(v), Some(u)) => (v, u),
+        _ => panic!("message id {id:?} does not end in .UIDVALIDITY.UID"),
+    }
+}
+
 /// The server's flags of a message, sorted.
 fn server_flags(dovecot: &Dovecot, user: &str, folder: &str, uid: u32) -> Vec<String> {
     let mut f = dovecot.flags(user, folder, uid);
@@ -268,6 +279,18 @@ fn a_move_and_a_copy_inside_one_account() {
         messages_signal(s, "MessagesAdded").is_some_and(|(a, f, _)| a == alice && f == "Archive")
     });
 
+    // The placeholder became the server's message (COPYUID of UID MOVE),
+    // without waiting for a pass over Archive.
+    wait_pending(&bus, &d, &alice, 0);
+    let landed = by_subject(&listed(&bus, &alice, "Archive"), "moved").clone();
+    let (validity, uid) = validity_uid(&landed.id);
+    assert_eq!(
+        validity,
+        dovecot.uidvalidity(ALICE, "Archive"),
+        "{landed:?}"
+    );
+    assert_eq!(dovecot.list_uids(ALICE, "Archive"), [uid]);
+
     move_messages(&bus, &[&copied.id], &alice, "Archive", true).expect("CopyMessages");
     wait_server(&d, "the copy in Archive", || {
         copies(&dovecot, ALICE, "Archive", "copied") == 1
@@ -314,6 +337,11 @@ fn a_move_across_accounts_leaves_one_copy_in_the_target_and_none_in_the_source()
     });
     wait_pending(&bus, &d, &alice, 0);
     wait_pending(&bus, &d, &bob, 0);
+    // The placeholder became the server's message (APPENDUID).
+    let landed = by_subject(&listed(&bus, &bob, "INBOX"), "across").clone();
+    let (validity, uid) = validity_uid(&landed.id);
+    assert_eq!(validity, dovecot.uidvalidity(BOB, "INBOX"), "{landed:?}");
+    assert_eq!(dovecot.list_uids(BOB, "INBOX"), [uid]);
     sync(&bus, &alice);
     sync(&bus, &bob);
     wait_synced(&bus, &d, &alice, 1);
