@@ -129,19 +129,18 @@ fn sync(bus: &Bus, path: &str) {
 }
 
 /// The Message-IDs of `folder` on the server, one per message (duplicates
-/// kept), read through doveadm.
+/// kept), read through doveadm in one command (so a message expunged
+/// meanwhile cannot fail the read).
 fn server_ids(dovecot: &Dovecot, user: &str, folder: &str) -> Vec<String> {
-    dovecot
-        .list_uids(user, folder)
-        .into_iter()
-        .map(|uid| {
-            let raw = text(&dovecot.fetch_raw(user, folder, uid));
-            raw.lines()
-                .find_map(|l| {
-                    l.strip_prefix("Message-ID:")
-                        .map(|v| v.trim().trim_matches(['<', '>']).to_owned())
-                })
-                .unwrap_or_default()
+    let out = dovecot.doveadm_ok(
+        &["fetch", "-u", user, "hdr", "mailbox", folder, "all"],
+        None,
+    );
+    out.lines()
+        .filter_map(|l| {
+            l.get(..11)
+                .filter(|p| p.eq_ignore_ascii_case("Message-ID:"))
+                .map(|_| l[11..].trim().trim_matches(['<', '>']).to_owned())
         })
         .collect()
 }
@@ -591,4 +590,95 @@ fn many_flag_changes_are_a_few_round_trips() {
         "{N} flag changes took {stores} UID STORE commands:\n{}",
         last_lines(&sent, 20)
     );
+}
+
+/// A Dovecot with Alice and an Archive folder that offers no MOVE (nor
+/// QRESYNC), writing a rawlog into the returned directory.
+fn dovecot_without_move() -> (Dovecot, tempfile::TempDir) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let rawlog = short_tempdir("rawlog-");
+    std::fs::set_permissions(rawlog.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("open the rawlog dir");
+    let mut options = DovecotOptions::default();
+    options.extra_config.push_str(&format!(
+        "\nimap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ UIDPLUS \
+         CONDSTORE\nprotocol imap {{\n  rawlog_dir = {}\n}}\n",
+        rawlog.path().display()
+    ));
+    let dovecot = Dovecot::start(options);
+    dovecot.add_user(ALICE, PASSWORD);
+    dovecot.create_folder(ALICE, "Archive");
+    (dovecot, rawlog)
+}
+
+#[test]
+fn without_move_a_retried_move_does_not_copy_twice() {
+    let (dovecot, _rawlog) = dovecot_without_move();
+    let raw = mail(ALICE, "retried");
+    dovecot.deliver(ALICE, &raw);
+    let bus = Bus::start();
+    let mut d = facteurd(&bus, &dovecot);
+    let alice = account(&bus, &dovecot, ALICE);
+    wait_synced(&bus, &d, &alice, 1);
+    let moved = by_subject(&listed(&bus, &alice, "INBOX"), "retried").clone();
+    dovecot.stop();
+    move_messages(&bus, &[&moved.id], &alice, "Archive", false).expect("MoveMessages offline");
+    wait_pending(&bus, &d, &alice, 1);
+    d.kill();
+    dovecot.start_again();
+    // As if the COPY had been done before a crash, its settling not.
+    dovecot.append(ALICE, "Archive", &raw, &[]);
+    d.launch();
+    wait_server(&d, "the source expunged", || {
+        copies(&dovecot, ALICE, "INBOX", "retried") == 0
+    });
+    wait_pending(&bus, &d, &alice, 0);
+    assert_eq!(
+        copies(&dovecot, ALICE, "Archive", "retried"),
+        1,
+        "no second copy"
+    );
+    sync(&bus, &alice);
+    wait_synced(&bus, &d, &alice, 1);
+    assert_eq!(listed(&bus, &alice, "Archive").len(), 1);
+}
+
+#[test]
+fn without_move_a_move_is_copy_deleted_and_uid_expunge() {
+    let (dovecot, rawlog) = dovecot_without_move();
+    dovecot.deliver(ALICE, &mail(ALICE, "nomove-moved"));
+    dovecot.deliver(ALICE, &mail(ALICE, "nomove-stays"));
+    let bus = Bus::start();
+    let d = facteurd(&bus, &dovecot);
+    let alice = account(&bus, &dovecot, ALICE);
+    wait_synced(&bus, &d, &alice, 2);
+    let moved = by_subject(&listed(&bus, &alice, "INBOX"), "nomove-moved").clone();
+
+    move_messages(&bus, &[&moved.id], &alice, "Archive", false).expect("MoveMessages");
+    wait_server(&d, "the message moved to Archive", || {
+        copies(&dovecot, ALICE, "Archive", "nomove-moved") == 1
+            && copies(&dovecot, ALICE, "INBOX", "nomove-moved") == 0
+    });
+    wait_pending(&bus, &d, &alice, 0);
+    assert_eq!(server_ids(&dovecot, ALICE, "INBOX"), [mid("nomove-stays")]);
+    let mut sent = String::new();
+    for entry in std::fs::read_dir(rawlog.path()).expect("the rawlog dir") {
+        let path = entry.expect("a rawlog entry").path();
+        if path.extension().is_some_and(|e| e == "in") {
+            sent.push_str(&text(&std::fs::read(&path).unwrap_or_default()));
+        }
+    }
+    let uid = uid_of(&moved.id);
+    for wanted in [
+        "UID SEARCH HEADER Message-ID".to_owned(),
+        format!("UID COPY {uid} \"Archive\""),
+        format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"),
+        format!("UID EXPUNGE {uid}"),
+    ] {
+        assert!(sent.contains(&wanted), "no {wanted:?} in:\n{sent}");
+    }
+    assert!(!sent.contains("UID MOVE"), "{sent}");
+    sync(&bus, &alice);
+    wait_synced(&bus, &d, &alice, 2);
+    assert_eq!(listed(&bus, &alice, "Archive").len(), 1);
 }
