@@ -52,6 +52,7 @@ pub mod scripted_imap;
 pub mod silent;
 pub mod tls;
 pub mod two_way;
+pub mod two_way_fixture;
 pub mod xml;
 
 pub use bus::*;

@@ -1,7 +1,7 @@
 //! The arguments of the two-way sync commands: flags (`read`, `unread`,
 //! `flag`, `unflag`, `flags`), `move` and `copy`, `folder` and `outbox`.
 
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 
 /// `read`, `unread`, `flag`, `unflag`: the messages.
 #[derive(Debug, Args)]
@@ -14,13 +14,16 @@ pub struct IdsArgs {
 
 /// `flags ID… --add X --remove Y`
 #[derive(Debug, Args)]
-#[command(after_long_help = FLAGS_HELP)]
+#[command(
+    after_long_help = FLAGS_HELP,
+    group(ArgGroup::new("change").required(true).multiple(true).args(["add", "remove"]))
+)]
 pub struct FlagsArgs {
     /// Message ids (see 'facteurctl messages')
     #[arg(value_name = "ID", required = true, num_args = 1..)]
     pub ids: Vec<String>,
     /// Flag or keyword to add (repeat for several)
-    #[arg(long, value_name = "FLAG", required_unless_present = "remove")]
+    #[arg(long, value_name = "FLAG")]
     pub add: Vec<String>,
     /// Flag or keyword to remove (repeat for several)
     #[arg(long, value_name = "FLAG")]

@@ -641,3 +641,83 @@ async fn folders_are_created_renamed_and_deleted() -> Result<()> {
     );
     Ok(())
 }
+
+/// A POP3 message moved to an IMAP account stays in the POP3 manifest until
+/// the server has it: a rebuild before that finds it in the POP3 folder, a
+/// rebuild after does not.
+#[tokio::test]
+async fn a_pop3_message_moved_out_leaves_its_manifest_when_it_lands() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (kept, archive) = {
+        let store = Store::open(dir.path())?;
+        let (_, archive) = imap(&store, "i", 0).await?;
+        let inbox = store.upsert_folder("p", "INBOX", "INBOX", None, Some("inbox".into()), true)?;
+        let ids = store
+            .pop3_store(
+                "p",
+                &inbox,
+                vec![("u1".into(), message(1, 0)), ("u2".into(), message(2, 0))],
+            )
+            .await?;
+        let e = store
+            .move_messages("p", false, ids.clone(), target("i", &archive, true), false)
+            .await?;
+        assert_eq!(e.removed, ids);
+        let j = store.journal("i")?;
+        assert!(matches!(&j[0].change, Change::Append { source: None, .. }));
+        store
+            .settle(
+                "i",
+                j[0].seq,
+                Outcome::Landed {
+                    uidvalidity: UV,
+                    uid: Some(1),
+                },
+            )
+            .await?;
+        (ids[1].clone(), archive)
+    };
+    std::fs::remove_dir_all(dir.path().join("index"))?;
+    let store = Store::open(dir.path())?;
+    assert!(store.record(&kept)?.is_some(), "the one not landed is back");
+    assert_eq!(store.counts("p", None)?.0, 1, "the landed one is not");
+    // The landed one is in the IMAP account's manifest.
+    let archive = store.folder("i", &archive.name)?.context("archive")?;
+    assert_eq!(store.uids("i", archive.no)?.len(), 1);
+    Ok(())
+}
+
+/// A POP3 folder renamed locally keeps its messages and ids across a
+/// rebuild.
+#[tokio::test]
+async fn a_pop3_rename_survives_a_rebuild() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let moved = {
+        let store = Store::open(dir.path())?;
+        let inbox = store.upsert_folder("p", "INBOX", "INBOX", None, Some("inbox".into()), true)?;
+        let ids = store
+            .pop3_store("p", &inbox, vec![("u1".into(), message(1, 0))])
+            .await?;
+        let (a, _) = store
+            .create_folder("p", false, "A", "A", Some("/".into()))
+            .await?;
+        let e = store
+            .move_messages("p", false, ids, target("p", &a, false), false)
+            .await?;
+        let renamed = vec![Renamed {
+            from: a.clone(),
+            name: "B".into(),
+            display: "B".into(),
+        }];
+        store.rename_folders("p", false, "A", "B", renamed).await?;
+        e.added[0].clone()
+    };
+    std::fs::remove_dir_all(dir.path().join("index"))?;
+    let store = Store::open(dir.path())?;
+    assert!(store.folder("p", "A")?.is_none());
+    let b = store.folder("p", "B")?.context("renamed folder restored")?;
+    assert_eq!(b.no, moved.folder);
+    assert!(store.record(&moved)?.is_some());
+    assert_eq!(store.counts("p", None)?.0, 1);
+    Ok(())
+}
