@@ -682,3 +682,46 @@ fn without_move_a_move_is_copy_deleted_and_uid_expunge() {
     wait_synced(&bus, &d, &alice, 2);
     assert_eq!(listed(&bus, &alice, "Archive").len(), 1);
 }
+
+#[test]
+fn a_refused_entry_is_dropped_and_the_rest_goes_on() {
+    let dovecot = dovecot(&[ALICE], None);
+    dovecot.create_folder(ALICE, "Doomed");
+    dovecot.deliver(ALICE, &mail(ALICE, "refused-move"));
+    dovecot.deliver(ALICE, &mail(ALICE, "later-flag"));
+    let bus = Bus::start();
+    let mut d = facteurd(&bus, &dovecot);
+    let alice = account(&bus, &dovecot, ALICE);
+    wait_synced(&bus, &d, &alice, 2);
+    let inbox = listed(&bus, &alice, "INBOX");
+    let refused = by_subject(&inbox, "refused-move").clone();
+    let later = by_subject(&inbox, "later-flag").clone();
+
+    dovecot.stop();
+    move_messages(&bus, &[&refused.id], &alice, "Doomed", false).expect("MoveMessages offline");
+    set_flags(&bus, &[&later.id], &["flagged"], &[]).expect("SetFlags offline");
+    wait_pending(&bus, &d, &alice, 2);
+    d.kill();
+    dovecot.start_again();
+    // The target goes on the server before facteurd is back: the MOVE is
+    // refused (NO [TRYCREATE]).
+    dovecot.delete_folder(ALICE, "Doomed");
+    d.launch();
+
+    wait_pending(&bus, &d, &alice, 0);
+    wait_server(&d, "the later change applied", || {
+        server_flags(&dovecot, ALICE, "INBOX", uid_of(&later.id)) == ["\\Flagged"]
+    });
+    // Nothing lost: the message stays where the server has it.
+    assert_eq!(copies(&dovecot, ALICE, "INBOX", "refused-move"), 1);
+    sync(&bus, &alice);
+    wait_synced(&bus, &d, &alice, 2);
+    let now = listed(&bus, &alice, "INBOX");
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(by_subject(&now, "later-flag").flagged);
+    assert!(
+        d.log().contains("is dropped"),
+        "the refused move is logged:\n{}",
+        last_lines(&d.log(), 40)
+    );
+}
