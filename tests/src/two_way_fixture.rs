@@ -231,3 +231,89 @@ pub fn messages_signal(s: &Signal, member: &str) -> Option<(String, String, Vec<
         s.message.body().deserialize().ok()?;
     Some((account.as_str().to_owned(), folder, ids))
 }
+
+/// A real `dbus-monitor` on the test bus, watching the Manager's signals:
+/// an outside observer of what facteurd emits. Stopped on drop.
+pub struct Monitor {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// One signal as `dbus-monitor` printed it: its member and the values of
+/// its arguments (object paths and strings, in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitored {
+    /// `MessagesChanged`, …
+    pub member: String,
+    /// The quoted values printed below it.
+    pub values: Vec<String>,
+}
+
+impl Monitor {
+    /// Start it and wait until it is monitoring (it prints the loss of its
+    /// own name when it becomes a monitor).
+    pub fn start(bus: &Bus) -> Monitor {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let out = dir.path().join("monitor.txt");
+        let file = std::fs::File::create(&out).expect("create the monitor's output");
+        let child = std::process::Command::new(crate::tool("dbus-monitor", "dbus-bin"))
+            .args([
+                "--address",
+                bus.address(),
+                &format!("type='signal',interface='{}'", names::MANAGER_INTERFACE),
+            ])
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start dbus-monitor");
+        let m = Monitor {
+            child,
+            out,
+            _dir: dir,
+        };
+        let ready = crate::wait_until(DEADLINE, || {
+            m.text().contains("member=NameLost").then_some(())
+        });
+        assert!(ready.is_some(), "dbus-monitor did not start: {}", m.text());
+        m
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Every Manager signal printed so far.
+    pub fn signals(&self) -> Vec<Monitored> {
+        let mut out: Vec<Monitored> = Vec::new();
+        for line in self.text().lines() {
+            if line.starts_with("signal ") {
+                let member = line
+                    .split("member=")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                out.push(Monitored {
+                    member,
+                    values: Vec::new(),
+                });
+            } else if let (Some(last), Some(start)) = (out.last_mut(), line.find('"')) {
+                let quoted = &line[start + 1..];
+                if let Some(end) = quoted.rfind('"') {
+                    last.values.push(quoted[..end].to_owned());
+                }
+            }
+        }
+        out.retain(|s| s.member != "NameAcquired" && s.member != "NameLost");
+        out
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        // The child this monitor started, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

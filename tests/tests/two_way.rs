@@ -129,19 +129,18 @@ fn sync(bus: &Bus, path: &str) {
 }
 
 /// The Message-IDs of `folder` on the server, one per message (duplicates
-/// kept), read through doveadm.
+/// kept), read through doveadm in one command (so a message expunged
+/// meanwhile cannot fail the read).
 fn server_ids(dovecot: &Dovecot, user: &str, folder: &str) -> Vec<String> {
-    dovecot
-        .list_uids(user, folder)
-        .into_iter()
-        .map(|uid| {
-            let raw = text(&dovecot.fetch_raw(user, folder, uid));
-            raw.lines()
-                .find_map(|l| {
-                    l.strip_prefix("Message-ID:")
-                        .map(|v| v.trim().trim_matches(['<', '>']).to_owned())
-                })
-                .unwrap_or_default()
+    let out = dovecot.doveadm_ok(
+        &["fetch", "-u", user, "hdr", "mailbox", folder, "all"],
+        None,
+    );
+    out.lines()
+        .filter_map(|l| {
+            l.get(..11)
+                .filter(|p| p.eq_ignore_ascii_case("Message-ID:"))
+                .map(|_| l[11..].trim().trim_matches(['<', '>']).to_owned())
         })
         .collect()
 }
@@ -179,6 +178,17 @@ fn uid_of(id: &str) -> u32 {
         .next()
         .and_then(|u| u.parse().ok())
         .unwrap_or_else(|| panic!("message id {id:?} does not end in a UID"))
+}
+
+/// The UIDVALIDITY and UID in a message id.
+fn validity_uid(id: &str) -> (u32, u32) {
+    let mut parts = id.rsplit('.');
+    let uid = parts.next().and_then(|u| u.parse().ok());
+    let validity = parts.next().and_then(|v| v.parse().ok());
+    match (validity, uid) {
+        (Some(v), Some(u)) => (v, u),
+        _ => panic!("message id {id:?} does not end in .UIDVALIDITY.UID"),
+    }
 }
 
 /// The server's flags of a message, sorted.
@@ -268,6 +278,18 @@ fn a_move_and_a_copy_inside_one_account() {
         messages_signal(s, "MessagesAdded").is_some_and(|(a, f, _)| a == alice && f == "Archive")
     });
 
+    // The placeholder became the server's message (COPYUID of UID MOVE),
+    // without waiting for a pass over Archive.
+    wait_pending(&bus, &d, &alice, 0);
+    let landed = by_subject(&listed(&bus, &alice, "Archive"), "moved").clone();
+    let (validity, uid) = validity_uid(&landed.id);
+    assert_eq!(
+        validity,
+        dovecot.uidvalidity(ALICE, "Archive"),
+        "{landed:?}"
+    );
+    assert_eq!(dovecot.list_uids(ALICE, "Archive"), [uid]);
+
     move_messages(&bus, &[&copied.id], &alice, "Archive", true).expect("CopyMessages");
     wait_server(&d, "the copy in Archive", || {
         copies(&dovecot, ALICE, "Archive", "copied") == 1
@@ -314,6 +336,11 @@ fn a_move_across_accounts_leaves_one_copy_in_the_target_and_none_in_the_source()
     });
     wait_pending(&bus, &d, &alice, 0);
     wait_pending(&bus, &d, &bob, 0);
+    // The placeholder became the server's message (APPENDUID).
+    let landed = by_subject(&listed(&bus, &bob, "INBOX"), "across").clone();
+    let (validity, uid) = validity_uid(&landed.id);
+    assert_eq!(validity, dovecot.uidvalidity(BOB, "INBOX"), "{landed:?}");
+    assert_eq!(dovecot.list_uids(BOB, "INBOX"), [uid]);
     sync(&bus, &alice);
     sync(&bus, &bob);
     wait_synced(&bus, &d, &alice, 1);
@@ -501,6 +528,200 @@ fn folders_created_renamed_and_deleted_reach_the_server() {
     assert!(
         !d.log().contains("is dropped"),
         "nothing was dropped:\n{}",
+        last_lines(&d.log(), 40)
+    );
+}
+
+#[test]
+fn many_flag_changes_are_a_few_round_trips() {
+    use std::os::unix::fs::PermissionsExt as _;
+    const N: usize = 300;
+    let rawlog = short_tempdir("rawlog-");
+    std::fs::set_permissions(rawlog.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("open the rawlog dir");
+    let mut options = DovecotOptions::default();
+    options.extra_config.push_str(&format!(
+        "\nprotocol imap {{\n  rawlog_dir = {}\n}}\n",
+        rawlog.path().display()
+    ));
+    let dovecot = Dovecot::start(options);
+    dovecot.add_user(ALICE, PASSWORD);
+    let mut imap = dovecot.imap_client(ALICE);
+    for i in 0..N {
+        imap.append("INBOX", &[], &mail(ALICE, &format!("bulk-{i}")));
+    }
+    imap.logout();
+    let bus = Bus::start();
+    let d = facteurd(&bus, &dovecot);
+    let alice = account(&bus, &dovecot, ALICE);
+    wait_synced(&bus, &d, &alice, N as u32);
+    let ids: Vec<String> = listed(&bus, &alice, "INBOX")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+
+    set_flags(&bus, &refs, &["seen"], &[]).expect("SetFlags on every message");
+    wait_server(&d, "every message seen", || {
+        dovecot
+            .doveadm_ok(&["search", "-u", ALICE, "mailbox", "INBOX", "unseen"], None)
+            .trim()
+            .is_empty()
+    });
+    wait_pending(&bus, &d, &alice, 0);
+    assert_eq!(
+        wait_synced(&bus, &d, &alice, N as u32).u32("UnreadCount"),
+        0
+    );
+    // What facteurd sent, as Dovecot read it.
+    let mut sent = String::new();
+    for entry in std::fs::read_dir(rawlog.path()).expect("the rawlog dir") {
+        let path = entry.expect("a rawlog entry").path();
+        if path.extension().is_some_and(|e| e == "in") {
+            sent.push_str(&text(&std::fs::read(&path).unwrap_or_default()));
+        }
+    }
+    let stores = sent
+        .lines()
+        .filter(|l| l.contains("UID STORE") && l.contains("+FLAGS.SILENT (\\Seen)"))
+        .count();
+    assert!(
+        (1..=2).contains(&stores),
+        "{N} flag changes took {stores} UID STORE commands:\n{}",
+        last_lines(&sent, 20)
+    );
+}
+
+/// A Dovecot with Alice and an Archive folder that offers no MOVE (nor
+/// QRESYNC), writing a rawlog into the returned directory.
+fn dovecot_without_move() -> (Dovecot, tempfile::TempDir) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let rawlog = short_tempdir("rawlog-");
+    std::fs::set_permissions(rawlog.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("open the rawlog dir");
+    let mut options = DovecotOptions::default();
+    options.extra_config.push_str(&format!(
+        "\nimap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ UIDPLUS \
+         CONDSTORE\nprotocol imap {{\n  rawlog_dir = {}\n}}\n",
+        rawlog.path().display()
+    ));
+    let dovecot = Dovecot::start(options);
+    dovecot.add_user(ALICE, PASSWORD);
+    dovecot.create_folder(ALICE, "Archive");
+    (dovecot, rawlog)
+}
+
+#[test]
+fn without_move_a_retried_move_does_not_copy_twice() {
+    let (dovecot, _rawlog) = dovecot_without_move();
+    let raw = mail(ALICE, "retried");
+    dovecot.deliver(ALICE, &raw);
+    let bus = Bus::start();
+    let mut d = facteurd(&bus, &dovecot);
+    let alice = account(&bus, &dovecot, ALICE);
+    wait_synced(&bus, &d, &alice, 1);
+    let moved = by_subject(&listed(&bus, &alice, "INBOX"), "retried").clone();
+    dovecot.stop();
+    move_messages(&bus, &[&moved.id], &alice, "Archive", false).expect("MoveMessages offline");
+    wait_pending(&bus, &d, &alice, 1);
+    d.kill();
+    dovecot.start_again();
+    // As if the COPY had been done before a crash, its settling not.
+    dovecot.append(ALICE, "Archive", &raw, &[]);
+    d.launch();
+    wait_server(&d, "the source expunged", || {
+        copies(&dovecot, ALICE, "INBOX", "retried") == 0
+    });
+    wait_pending(&bus, &d, &alice, 0);
+    assert_eq!(
+        copies(&dovecot, ALICE, "Archive", "retried"),
+        1,
+        "no second copy"
+    );
+    sync(&bus, &alice);
+    wait_synced(&bus, &d, &alice, 1);
+    assert_eq!(listed(&bus, &alice, "Archive").len(), 1);
+}
+
+#[test]
+fn without_move_a_move_is_copy_deleted_and_uid_expunge() {
+    let (dovecot, rawlog) = dovecot_without_move();
+    dovecot.deliver(ALICE, &mail(ALICE, "nomove-moved"));
+    dovecot.deliver(ALICE, &mail(ALICE, "nomove-stays"));
+    let bus = Bus::start();
+    let d = facteurd(&bus, &dovecot);
+    let alice = account(&bus, &dovecot, ALICE);
+    wait_synced(&bus, &d, &alice, 2);
+    let moved = by_subject(&listed(&bus, &alice, "INBOX"), "nomove-moved").clone();
+
+    move_messages(&bus, &[&moved.id], &alice, "Archive", false).expect("MoveMessages");
+    wait_server(&d, "the message moved to Archive", || {
+        copies(&dovecot, ALICE, "Archive", "nomove-moved") == 1
+            && copies(&dovecot, ALICE, "INBOX", "nomove-moved") == 0
+    });
+    wait_pending(&bus, &d, &alice, 0);
+    assert_eq!(server_ids(&dovecot, ALICE, "INBOX"), [mid("nomove-stays")]);
+    let mut sent = String::new();
+    for entry in std::fs::read_dir(rawlog.path()).expect("the rawlog dir") {
+        let path = entry.expect("a rawlog entry").path();
+        if path.extension().is_some_and(|e| e == "in") {
+            sent.push_str(&text(&std::fs::read(&path).unwrap_or_default()));
+        }
+    }
+    let uid = uid_of(&moved.id);
+    for wanted in [
+        "UID SEARCH HEADER Message-ID".to_owned(),
+        format!("UID COPY {uid} \"Archive\""),
+        format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"),
+        format!("UID EXPUNGE {uid}"),
+    ] {
+        assert!(sent.contains(&wanted), "no {wanted:?} in:\n{sent}");
+    }
+    assert!(!sent.contains("UID MOVE"), "{sent}");
+    sync(&bus, &alice);
+    wait_synced(&bus, &d, &alice, 2);
+    assert_eq!(listed(&bus, &alice, "Archive").len(), 1);
+}
+
+#[test]
+fn a_refused_entry_is_dropped_and_the_rest_goes_on() {
+    let dovecot = dovecot(&[ALICE], None);
+    dovecot.create_folder(ALICE, "Doomed");
+    dovecot.deliver(ALICE, &mail(ALICE, "refused-move"));
+    dovecot.deliver(ALICE, &mail(ALICE, "later-flag"));
+    let bus = Bus::start();
+    let mut d = facteurd(&bus, &dovecot);
+    let alice = account(&bus, &dovecot, ALICE);
+    wait_synced(&bus, &d, &alice, 2);
+    let inbox = listed(&bus, &alice, "INBOX");
+    let refused = by_subject(&inbox, "refused-move").clone();
+    let later = by_subject(&inbox, "later-flag").clone();
+
+    dovecot.stop();
+    move_messages(&bus, &[&refused.id], &alice, "Doomed", false).expect("MoveMessages offline");
+    set_flags(&bus, &[&later.id], &["flagged"], &[]).expect("SetFlags offline");
+    wait_pending(&bus, &d, &alice, 2);
+    d.kill();
+    dovecot.start_again();
+    // The target goes on the server before facteurd is back: the MOVE is
+    // refused (NO [TRYCREATE]).
+    dovecot.delete_folder(ALICE, "Doomed");
+    d.launch();
+
+    wait_pending(&bus, &d, &alice, 0);
+    wait_server(&d, "the later change applied", || {
+        server_flags(&dovecot, ALICE, "INBOX", uid_of(&later.id)) == ["\\Flagged"]
+    });
+    // Nothing lost: the message stays where the server has it.
+    assert_eq!(copies(&dovecot, ALICE, "INBOX", "refused-move"), 1);
+    sync(&bus, &alice);
+    wait_synced(&bus, &d, &alice, 2);
+    let now = listed(&bus, &alice, "INBOX");
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(by_subject(&now, "later-flag").flagged);
+    assert!(
+        d.log().contains("is dropped"),
+        "the refused move is logged:\n{}",
         last_lines(&d.log(), 40)
     );
 }

@@ -237,6 +237,7 @@ fn set_flags_is_announced_per_folder_and_reaches_the_server() {
     let inbox = ids_by_subject(&bus, &path, "INBOX", &["Alpha", "Beta"]);
     let work = ids_by_subject(&bus, &path, "Work", &["Gamma"]);
     let signals = bus.signals();
+    let monitor = Monitor::start(&bus);
 
     let all: Vec<&str> = inbox.iter().chain(&work).map(String::as_str).collect();
     set_flags(&bus, &all, &["seen", "$Work"], &[]).expect("SetFlags");
@@ -272,6 +273,35 @@ fn set_flags_is_announced_per_folder_and_reaches_the_server() {
     wait_account(&bus, &d, &path, "with nothing pending", DEADLINE, |p| {
         p.u32("PendingChanges") == 0
     });
+    // An outside monitor saw the same: one MessagesChanged per folder for
+    // the whole call, the replay on the server adding none (the server's
+    // flags are the ones already announced).
+    bus.list_accounts();
+    let seen = wait_until(DEADLINE, || {
+        let s: Vec<Monitored> = monitor
+            .signals()
+            .into_iter()
+            .filter(|s| s.member == "MessagesChanged")
+            .collect();
+        (s.len() >= 2).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("dbus-monitor saw: {:?}", monitor.signals()));
+    let mut folders: Vec<(String, BTreeSet<String>)> = seen
+        .iter()
+        .map(|s| {
+            assert_eq!(s.values.first(), Some(&path), "{s:?}");
+            (s.values[1].clone(), s.values[2..].iter().cloned().collect())
+        })
+        .collect();
+    folders.sort();
+    assert_eq!(
+        folders,
+        vec![
+            ("INBOX".to_owned(), inbox.iter().cloned().collect()),
+            ("Work".to_owned(), work.iter().cloned().collect()),
+        ],
+        "{seen:?}"
+    );
 
     // And back: unread again at once, on the server after the replay.
     set_flags(&bus, &[&inbox[0]], &[], &["seen", "$Work"]).expect("SetFlags remove");
@@ -424,9 +454,16 @@ fn folders_created_renamed_and_deleted_on_an_imap_account() {
         .unwrap_or_else(|| panic!("fewer than {n} FoldersChanged on {path}"));
     };
 
+    // A folder made on the server by another client: the next pass says
+    // FoldersChanged.
+    dovecot.create_folder(IMAP_USER, "From Elsewhere");
+    account_call(&bus, &path, "Sync", &()).expect("Sync");
+    folders_changed(1);
+    assert!(folder_names(&bus, &path).contains("From Elsewhere"));
+
     account_call(&bus, &path, "CreateFolder", &("Projects/2026",)).expect("CreateFolder");
     assert!(folder_names(&bus, &path).contains("Projects/2026"));
-    folders_changed(1);
+    folders_changed(2);
     account_call(
         &bus,
         &path,
@@ -437,12 +474,12 @@ fn folders_created_renamed_and_deleted_on_an_imap_account() {
     let names_now = folder_names(&bus, &path);
     assert!(names_now.contains("Projects/Done"), "{names_now:?}");
     assert!(!names_now.contains("Projects/2026"), "{names_now:?}");
-    folders_changed(2);
+    folders_changed(3);
 
     account_call(&bus, &path, "DeleteFolder", &("Old",)).expect("DeleteFolder");
     assert!(!folder_names(&bus, &path).contains("Old"));
     assert_eq!(bus.account(&path).u32("MessageCount"), 0);
-    folders_changed(3);
+    folders_changed(4);
     // The message that went with the folder is announced under its name.
     let sig = signals.wait_for("MessagesRemoved from Old", |s| {
         messages_signal(s, "MessagesRemoved").is_some_and(|(_, f, _)| f == "Old")

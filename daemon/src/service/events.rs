@@ -2,7 +2,8 @@
 //!
 //! Drains the engines' [`Event`] channel in order: updates each account's
 //! status and announces it with PropertiesChanged, emits `NewMessages` on
-//! the Manager (the engines send it only after the store is flushed), shows
+//! the Manager (the engines send it only after the store is flushed),
+//! `FoldersChanged` when a pass found the folder list changed, shows
 //! one desktop notification per batch (a task the scheduler tracks), and
 //! answers each [`Event::Flush`] once everything before it is announced, so
 //! an engine's reply to Sync or DeleteMessage never overtakes its state.
@@ -37,6 +38,20 @@ pub fn detected_folders(daemon: &Daemon, account: &str) -> HashMap<String, Strin
         }
     }
     map
+}
+
+/// The display names of an account's folders, sorted; `None` when they
+/// cannot be read.
+fn folder_list(daemon: &Daemon, account: &str) -> Option<Vec<String>> {
+    let mut names: Vec<String> = daemon
+        .store
+        .folders(account)
+        .ok()?
+        .into_iter()
+        .map(|f| f.display)
+        .collect();
+    names.sort();
+    Some(names)
 }
 
 /// Recount an account's messages, pending changes and outbox, and
@@ -133,6 +148,7 @@ pub async fn run(
 ) {
     let mut counted: HashMap<String, Instant> = HashMap::new();
     let mut stale: HashSet<String> = HashSet::new();
+    let mut known_folders: HashMap<String, Vec<String>> = HashMap::new();
     while let Some(event) = rx.recv().await {
         let account_id = event.account().to_owned();
         let Some(account) = daemon.accounts.get(&account_id) else {
@@ -174,14 +190,25 @@ pub async fn run(
                 let folders = {
                     let d = daemon.clone();
                     let id = account_id.clone();
-                    tokio::task::spawn_blocking(move || detected_folders(&d, &id))
-                        .await
-                        .ok()
+                    tokio::task::spawn_blocking(move || {
+                        (detected_folders(&d, &id), folder_list(&d, &id))
+                    })
+                    .await
+                    .ok()
                 };
+                // A pass that found folders created, renamed or deleted on
+                // the server (or the first pass) says so, before LastSync
+                // does: UIs list again.
+                if let Some((_, Some(list))) = &folders {
+                    if known_folders.get(&account_id) != Some(list) {
+                        super::changes::folders_changed(&conn, &account_id).await;
+                        known_folders.insert(account_id.clone(), list.clone());
+                    }
+                }
                 let changed = account.set_status(|s| {
                     s.last_sync = at;
-                    if let Some(folders) = folders {
-                        s.detected_folders = folders;
+                    if let Some((roles, _)) = folders {
+                        s.detected_folders = roles;
                     }
                 });
                 emit_status(&emitter, &account, &changed).await;
