@@ -92,6 +92,14 @@ pub struct Row {
     /// Seconds from the last message stored until facteurd's account left
     /// `syncing` (facteurd only; `None` if it did not within a while).
     pub settled_s: Option<f64>,
+    /// A no-change resync right after the first sync, ms: facteurd's
+    /// `Sync()` on the unchanged account (QRESYNC where Dovecot offers it),
+    /// mbsync run again on its own state (IMAP only).
+    pub resync_ms: Option<f64>,
+    /// 1,000 flag changes applied to the server, ms: facteurd's `SetFlags`
+    /// on 1,000 ids over D-Bus until `PendingChanges` is 0, checked with
+    /// doveadm afterwards (facteurd, IMAP only).
+    pub flags_1000_ms: Option<f64>,
     /// facteurd's progress, about once a second.
     pub progress: Vec<Sample>,
     /// The client's log, kept beside the JSON file.
@@ -126,6 +134,8 @@ impl Row {
             other_cpu_s: 0.0,
             best_wall_s: None,
             settled_s: None,
+            resync_ms: None,
+            flags_1000_ms: None,
             progress: Vec::new(),
             log: None,
         }
@@ -304,6 +314,12 @@ pub fn summarize(rows: &[Row]) -> Vec<Row> {
             s.raw_mib = first.raw_mib;
             s.server_cpu_s = med(|r| r.server_cpu_s);
             s.other_cpu_s = med(|r| r.other_cpu_s);
+            let some = |f: fn(&Row) -> Option<f64>| {
+                let xs: Vec<f64> = ok.iter().filter_map(|r| f(r)).collect();
+                (!xs.is_empty()).then(|| median(xs))
+            };
+            s.resync_ms = some(|r| r.resync_ms);
+            s.flags_1000_ms = some(|r| r.flags_1000_ms);
             Some(s)
         })
         .collect()
@@ -339,6 +355,24 @@ pub fn verdicts(rows: &[Row]) -> String {
                 let _ = write!(out, "; best runs {fb:.2} s vs {ob:.2} s: {}", ratio(fb, ob));
             }
             out.push('\n');
+            if let (Some(fr), Some(or)) = (f.resync_ms, o.resync_ms) {
+                let _ = writeln!(
+                    out,
+                    "{}: no-change resync: facteurd {fr:.0} ms vs {} {or:.0} ms: facteurd/{} = {:.2} ({})",
+                    f.protocol,
+                    o.tool,
+                    o.tool,
+                    fr / or.max(1e-9),
+                    ratio(fr, or)
+                );
+            }
+        }
+        if let Some(ms) = f.flags_1000_ms {
+            let _ = writeln!(
+                out,
+                "{}: 1,000 flag changes applied to the server: {ms:.0} ms",
+                f.protocol
+            );
         }
         let _ = writeln!(
             out,

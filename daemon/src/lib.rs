@@ -161,7 +161,7 @@ impl Daemon {
             .context("The start-up task failed")?;
         let accounts = Arc::new(accounts);
         let secrets = Arc::new(secrets);
-        let scheduler = Arc::new(sync::Scheduler::new(store.clone(), events));
+        let scheduler = Arc::new(sync::Scheduler::new(store.clone(), events.clone()));
         let life = accounts::Lifecycle::new(
             accounts.clone(),
             secrets.clone(),
@@ -175,6 +175,7 @@ impl Daemon {
             store.clone(),
             secrets.clone(),
             scheduler.clone(),
+            events,
         );
         Ok(Arc::new(Daemon {
             accounts,

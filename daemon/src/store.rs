@@ -371,4 +371,6 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 #[cfg(test)]
+mod local_tests;
+#[cfg(test)]
 mod tests;

@@ -51,6 +51,7 @@ pub mod notifications;
 pub mod scripted_imap;
 pub mod silent;
 pub mod tls;
+pub mod two_way;
 pub mod two_way_fixture;
 pub mod xml;
 

@@ -78,6 +78,17 @@ fn outbox_count(bus: &Bus, path: &str) -> u32 {
     bus.account(path).u32("OutboxCount")
 }
 
+/// Wait until `OutboxCount` is `n` (the sender announces its changes
+/// right after storing them).
+fn count_becomes(bus: &Bus, path: &str, n: u32) {
+    let got = wait_until(DELIVERY, || (outbox_count(bus, path) == n).then_some(()));
+    assert!(
+        got.is_some(),
+        "OutboxCount stays {} instead of {n}",
+        outbox_count(bus, path)
+    );
+}
+
 /// The UIDs of the messages in `user`'s `folder` whose bytes contain
 /// `needle`.
 fn matching(dovecot: &Dovecot, user: &str, folder: &str, needle: &str) -> Vec<u32> {
@@ -216,9 +227,10 @@ fn smtp_down_keeps_messages_in_order_across_a_kill() {
     // The first is tried, fails for now, and holds the others back.
     let tried = wait_until(DELIVERY, || {
         let l = list(&bus, &path);
-        l.first()
-            .filter(|e| e.attempts >= 1 && !e.last_error.is_empty())
-            .map(|_| l)
+        let tried = l
+            .first()
+            .is_some_and(|e| e.attempts >= 1 && !e.last_error.is_empty());
+        tried.then_some(l)
     })
     .unwrap_or_else(|| panic!("the first message was not tried:\n{}", d.log()));
     let ids: Vec<&str> = tried.iter().map(|e| e.id.as_str()).collect();
@@ -229,7 +241,7 @@ fn smtp_down_keeps_messages_in_order_across_a_kill() {
     assert!(tried[0].queued > 0);
     assert_eq!(tried[1].attempts, 0, "order kept: {tried:?}");
     assert_eq!(tried[2].attempts, 0, "order kept: {tried:?}");
-    assert_eq!(outbox_count(&bus, &path), 3);
+    count_becomes(&bus, &path, 3);
 
     // Cancel the third (queued, not being sent).
     cancel(&bus, &path, &c).expect("CancelOutbox");
@@ -245,8 +257,7 @@ fn smtp_down_keeps_messages_in_order_across_a_kill() {
     wait_for_credentials(&bus, &path);
     let kept: Vec<String> = list(&bus, &path).into_iter().map(|e| e.id).collect();
     assert_eq!(kept, [a.clone(), b.clone()], "both survived the kill");
-    let counted = wait_until(DELIVERY, || (outbox_count(&bus, &path) == 2).then_some(()));
-    assert!(counted.is_some(), "OutboxCount after the restart");
+    count_becomes(&bus, &path, 2);
 
     // The SMTP server back: both go out, in order, once each.
     bus.update_account(
@@ -332,7 +343,8 @@ fn refusals_fail_for_good_and_bad_input_queues_nothing() {
     assert_ne!(failed[0].id, good);
     assert_eq!(failed[0].attempts, 1, "tried once: {failed:?}");
     assert!(failed[0].last_error.contains("550"), "{failed:?}");
-    assert_eq!(outbox_count(&bus, &path), 0, "failed ones do not count");
+    // Failed ones do not count.
+    count_becomes(&bus, &path, 0);
 
     // Still failed after another message went through: not retried.
     let later = format!("Later still {pid}");
@@ -349,4 +361,120 @@ fn refusals_fail_for_good_and_bad_input_queues_nothing() {
     cancel(&bus, &path, &bad).expect("CancelOutbox of a failed message");
     assert!(list(&bus, &path).is_empty());
     assert_eq!(eml_files(&d.data_dir()), 0);
+
+    // Deleting the account drops what waits in its outbox.
+    bus.update_account(&path, &Settings::new().q("smtp-port", closed_port()))
+        .expect("Update smtp-port");
+    enqueue(&bus, &path, &message(BOB, &format!("Never sent {pid}"))).expect("Enqueue");
+    assert_eq!(eml_files(&d.data_dir()), 1);
+    bus.delete_account(&path).expect("Delete");
+    assert_eq!(
+        eml_files(&d.data_dir()),
+        0,
+        "the outbox went with the account"
+    );
+}
+
+/// Mark every outbox entry of the stopped daemon's index `sending`, as a
+/// crash in the middle of a send leaves them.
+fn mark_all_sending(data_dir: &std::path::Path) {
+    let config = sled::Config::new()
+        .path(data_dir.join("index"))
+        .cache_capacity(8 * 1024 * 1024)
+        .mode(sled::Mode::LowSpace);
+    let deadline = std::time::Instant::now() + facteur_tests::DEADLINE;
+    let db = loop {
+        match config.open() {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open the index: {e}"),
+        }
+    };
+    let tree = db.open_tree("outbox").expect("the outbox tree");
+    let mut marked = 0;
+    for item in tree.iter() {
+        let (key, value) = item.expect("an outbox entry");
+        let mut entry: serde_json::Value = serde_json::from_slice(&value).expect("JSON");
+        entry["state"] = serde_json::Value::from("sending");
+        tree.insert(key, serde_json::to_vec(&entry).expect("JSON"))
+            .expect("write the entry");
+        marked += 1;
+    }
+    assert_eq!(marked, 2, "two entries to mark");
+    db.flush().expect("flush the index");
+}
+
+#[test]
+fn an_interrupted_send_is_looked_up_in_the_sent_folder() {
+    let mail = Mail::start();
+    let bus = Bus::start();
+    let mut d = facteurd(&bus, &mail.ca, &[]);
+    let path = bus
+        .create_account(
+            &mail
+                .alice()
+                .s("incoming-password", &mail.alice_password)
+                .q("smtp-port", closed_port()),
+        )
+        .expect("create Alice's account");
+    wait_for_credentials(&bus, &path);
+
+    let pid = std::process::id();
+    let (delivered, undelivered) = (
+        format!("Delivered before the crash {pid}"),
+        format!("Not delivered before the crash {pid}"),
+    );
+    let (delivered_id, undelivered_id) = (
+        format!("outbox-delivered-{pid}@example.test"),
+        format!("outbox-undelivered-{pid}@example.test"),
+    );
+    let delivered_raw = with_id(BOB, &delivered, &delivered_id);
+    enqueue(&bus, &path, &delivered_raw).expect("Enqueue");
+    let second =
+        enqueue(&bus, &path, &with_id(BOB, &undelivered, &undelivered_id)).expect("Enqueue");
+    d.stop();
+
+    // What a crash after the first one's Sent copy leaves: its copy in
+    // Sent, both entries `sending`.
+    if !mail.dovecot.folders(ALICE).iter().any(|f| f == "Sent") {
+        mail.dovecot.create_folder(ALICE, "Sent");
+    }
+    mail.dovecot
+        .append(ALICE, "Sent", &delivered_raw, &["\\Seen"]);
+    mark_all_sending(&d.data_dir());
+
+    d.launch();
+    wait_for_credentials(&bus, &path);
+    // The first is found in Sent and leaves; the second is sent again
+    // (and, the SMTP server being down, waits).
+    let left = wait_until(DELIVERY, || {
+        let l = list(&bus, &path);
+        (l.len() == 1 && l[0].state == "queued" && !l[0].last_error.is_empty()).then_some(l)
+    })
+    .unwrap_or_else(|| panic!("{:?}\n{}", list(&bus, &path), d.log()));
+    assert_eq!(left[0].id, second);
+    assert!(d.log().contains("is in the Sent folder"), "{}", d.log());
+
+    bus.update_account(
+        &path,
+        &Settings::new().q("smtp-port", mail.mta.submissions_port()),
+    )
+    .expect("Update smtp-port");
+    arrived(&mail.dovecot, BOB, "INBOX", &undelivered);
+    drained(&bus, &path, || d.log());
+    let taken = wait_until(DELIVERY, || {
+        let n = submissions(&mail, &undelivered_id);
+        (n > 0).then_some(n)
+    });
+    assert_eq!(taken, Some(1), "{}", mail.mta.log());
+    assert_eq!(
+        submissions(&mail, &delivered_id),
+        0,
+        "not sent a second time"
+    );
+    assert!(matching(&mail.dovecot, BOB, "INBOX", &delivered).is_empty());
+    assert_eq!(matching(&mail.dovecot, ALICE, "Sent", &delivered).len(), 1);
 }

@@ -385,6 +385,14 @@ fn facteurd_inner(
         "facteurd has {count} messages, the mailbox {}",
         ctx.expected
     );
+    if protocol == "imap" {
+        let ms = twoway::resync(bus, &path)?;
+        eprintln!("  facteurd imap: no-change resync {ms:.0} ms");
+        row.resync_ms = Some(ms);
+        let ms = twoway::flags_1000(ctx, bus, &path, mb)?;
+        eprintln!("  facteurd imap: 1,000 flag changes on the server after {ms:.0} ms");
+        row.flags_1000_ms = Some(ms);
+    }
     Ok(())
 }
 
@@ -393,4 +401,5 @@ fn facteurd_inner(
 // ---------------------------------------------------------------------------
 
 mod peers;
+mod twoway;
 pub use peers::{fetchmail, getmail, mbsync, FetchmailSink};

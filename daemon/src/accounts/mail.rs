@@ -36,6 +36,20 @@ pub enum Refused {
     Internal(anyhow::Error),
 }
 
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Invalid(m)
+            | Refused::NotFound(m)
+            | Refused::NotSupported(m)
+            | Refused::AlreadyExists(m) => f.write_str(m),
+            Refused::Internal(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
 impl From<anyhow::Error> for Refused {
     fn from(e: anyhow::Error) -> Self {
         Refused::Internal(e)
@@ -43,6 +57,8 @@ impl From<anyhow::Error> for Refused {
 }
 
 mod names;
+#[cfg(test)]
+mod tests;
 
 use names::{find, is_inbox, parse_flags, parse_ids, Naming};
 

@@ -32,6 +32,7 @@ use super::mail::Refused;
 use super::{Account, Registry};
 use crate::secrets::SecretStore;
 use crate::store::{Queued, QueuedState, Store};
+use crate::sync::events::{Event, Reporter};
 use crate::sync::Scheduler;
 
 pub(crate) use submit::send_with;
@@ -47,6 +48,8 @@ struct Inner {
     store: Store,
     secrets: Arc<SecretStore>,
     scheduler: Arc<Scheduler>,
+    /// Into the events loop: recounts (`OutboxCount`) settled at once.
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
     /// Something was queued: the sender looks at once.
     queued: Notify,
     /// Set by [`Outbox::wake`]: accounts waiting out a backoff try again
@@ -65,6 +68,15 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Tell the events loop the account's outbox changed, and wait until the
+/// new count is applied and announced: a recount the loop put off (it
+/// counts at most once a second) is settled by the flush.
+async fn announce(inner: &Inner, account: &str) {
+    let reporter = Reporter::new(account, inner.events.clone());
+    reporter.counts();
+    reporter.flush().await;
 }
 
 /// Run a store call off the async workers.
@@ -123,6 +135,7 @@ impl Outbox {
         store: Store,
         secrets: Arc<SecretStore>,
         scheduler: Arc<Scheduler>,
+        events: tokio::sync::mpsc::UnboundedSender<Event>,
     ) -> Self {
         Outbox {
             inner: Arc::new(Inner {
@@ -130,6 +143,7 @@ impl Outbox {
                 store,
                 secrets,
                 scheduler,
+                events,
                 queued: Notify::new(),
                 retry_now: std::sync::atomic::AtomicBool::new(false),
                 stop: CancellationToken::new(),

@@ -30,8 +30,38 @@ pub async fn run(
     session: &mut ImapSession,
     what: &str,
     command: &str,
-    mut each: impl FnMut(&Response<'_>),
+    each: impl FnMut(&Response<'_>),
 ) -> Result<bool, Failure> {
+    match run_answer(session, what, command, each).await? {
+        Ok(changed) => Ok(changed),
+        Err(no) => {
+            let status = if no.bad { Status::Bad } else { Status::No };
+            Err(refused(what, &status, &no.text))
+        }
+    }
+}
+
+/// A tagged `NO` or `BAD`: the server's answer about the command, the
+/// connection still usable.
+#[derive(Debug)]
+pub struct Refusal {
+    /// `BAD` rather than `NO`.
+    pub bad: bool,
+    /// The server's text.
+    pub text: String,
+}
+
+/// [`run`], with a tagged `NO` or `BAD` handed back as a [`Refusal`]
+/// (a SELECT refused is an answer about one folder, not a failure of the
+/// pass). Untagged `EXISTS`, `RECENT`, `EXPUNGE` and `VANISHED` (without
+/// `EARLIER`) count as announced changes; every untagged response but
+/// `BYE` also goes to `each` (a SELECT reads its EXISTS there).
+pub async fn run_answer(
+    session: &mut ImapSession,
+    what: &str,
+    command: &str,
+    mut each: impl FnMut(&Response<'_>),
+) -> Result<Result<bool, Refusal>, Failure> {
     let limit = net::command_timeout();
     let tag = tokio::time::timeout(limit, session.run_command(command))
         .await
@@ -66,10 +96,11 @@ pub async fn run(
                 outcome,
             } if *t == tag => {
                 let text = net::server_text(outcome.information.as_deref().unwrap_or_default());
-                return match status {
+                return Ok(match status {
                     Status::Ok => Ok(changed),
-                    _ => Err(refused(what, status, &text)),
-                };
+                    Status::No => Err(Refusal { bad: false, text }),
+                    _ => Err(Refusal { bad: true, text }),
+                });
             }
             Response::Data {
                 status: Status::Bye,
@@ -77,9 +108,17 @@ pub async fn run(
             } => {
                 bye = Some(outcome.information.as_deref().unwrap_or("BYE").to_owned());
             }
-            Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_))
-            | Response::Expunge(_) => changed = true,
-            other => each(other),
+            other => {
+                if matches!(
+                    other,
+                    Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_))
+                        | Response::Expunge(_)
+                        | Response::Vanished { earlier: false, .. }
+                ) {
+                    changed = true;
+                }
+                each(other)
+            }
         }
     }
 }

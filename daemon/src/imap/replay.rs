@@ -55,6 +55,9 @@ struct Run {
     settled: u32,
     /// Accounts whose journals changed (a cross-account move's source).
     kicks: Vec<String>,
+    /// Whether the replay selected a folder (INBOX is selected again at
+    /// the end).
+    reselect: bool,
 }
 
 /// A folder opened for an entry, or why it cannot be.
@@ -89,9 +92,10 @@ impl Engine {
             effects: Effects::default(),
             settled: 0,
             kicks: Vec::new(),
+            reselect: false,
         };
         let replayed = self.replay_entries(session, &entries, &mut run).await;
-        let settled = run.settled;
+        let (settled, reselect) = (run.settled, run.reselect);
         self.announce(run).await;
         replayed?;
         if settled > 0 {
@@ -100,8 +104,10 @@ impl Engine {
                 self.id
             );
         }
-        // Leave INBOX selected for IDLE.
-        select(session, "INBOX").await?;
+        if reselect {
+            // Leave INBOX selected for IDLE.
+            select(session, "INBOX").await?;
+        }
         Ok(settled)
     }
 
@@ -162,14 +168,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Settle one entry and keep what it changed for the announcement.
+    /// Settle one entry and keep what it changed for the announcement (a
+    /// dropped entry is logged by the store, with the change).
     async fn settle(&self, run: &mut Run, seq: u64, outcome: Outcome) -> Result<(), Failure> {
-        if let Outcome::Dropped(why) = &outcome {
-            warn!(
-                "Account {}: a local change could not be applied on the server and is dropped: {why}",
-                self.id
-            );
-        }
         let effects = self
             .store
             .settle(&self.id, seq, outcome)
@@ -254,6 +255,7 @@ impl Engine {
             format!("SELECT {name}")
         };
         run.selected = None;
+        run.reselect = true;
         let mut uidvalidity = None;
         let selected = wire::run(session, "SELECT", &command, |r| {
             if let imap_proto::Response::Data {

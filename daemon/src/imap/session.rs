@@ -249,7 +249,7 @@ pub async fn connect(settings: &Settings, password: &str) -> Result<(ImapSession
     let host = settings.incoming_host.as_str();
     let port = settings.incoming_port();
     let mut steps = Steps::new(Service::Incoming, format!("{host}:{port}"), SESSION_BUDGET);
-    let (mut session, caps) = match open(settings, Some(password), &mut steps).await {
+    let (mut session, mut caps) = match open(settings, Some(password), &mut steps).await {
         Ok(v) => v,
         Err(f) => {
             steps.log_last_failed("IMAP");
@@ -268,12 +268,36 @@ pub async fn connect(settings: &Settings, password: &str) -> Result<(ImapSession
         )
         .await;
     }
+    if caps.qresync {
+        // RFC 7162 §3.2.3: QRESYNC in SELECT only once it is enabled.
+        caps.qresync = enable_qresync(&mut session).await?;
+        debug!(
+            "Account on {host}:{port}: ENABLE QRESYNC {}.",
+            if caps.qresync { "accepted" } else { "refused" }
+        );
+    }
     debug!(
         "Logged in to {host}:{port} as {}; capabilities {:?}.",
         settings.incoming_login(),
         caps.all
     );
     Ok((session, caps))
+}
+
+/// `ENABLE QRESYNC` (RFC 5161, RFC 7162 §3.2.3); whether the server
+/// enabled it (said so in `* ENABLED`). A refusal leaves the session as it
+/// was: the folders are synced as on a CONDSTORE server.
+async fn enable_qresync(session: &mut ImapSession) -> Result<bool, Failure> {
+    let mut enabled = false;
+    let answer = super::command::run_answer(session, "ENABLE", "ENABLE QRESYNC", |r| {
+        if let imap_proto::Response::Capabilities(caps) = r {
+            enabled |= caps.iter().any(|c| {
+                matches!(c, imap_proto::Capability::Atom(a) if a.eq_ignore_ascii_case("QRESYNC"))
+            });
+        }
+    })
+    .await?;
+    Ok(answer.is_ok() && enabled)
 }
 
 /// `f` with the host named: the helpers above say "The server" for any
@@ -478,12 +502,21 @@ pub async fn open(
 }
 
 /// Empty the unsolicited-response channel (async-imap drops responses past
-/// 100 unread ones). Returns whether any announced new or removed mail.
+/// 100 unread ones). Returns whether any announced new or removed mail
+/// (EXISTS, RECENT, EXPUNGE, or the VANISHED a QRESYNC session gets
+/// instead of EXPUNGE).
 pub fn drain(session: &mut ImapSession) -> bool {
     use async_imap::types::UnsolicitedResponse as U;
     let mut changed = false;
     while let Ok(r) = session.unsolicited_responses.try_recv() {
-        if matches!(r, U::Exists(_) | U::Expunge(_) | U::Recent(_)) {
+        let vanished = matches!(
+            &r,
+            U::Other(resp) if matches!(
+                resp.parsed(),
+                imap_proto::Response::Vanished { earlier: false, .. }
+            )
+        );
+        if vanished || matches!(r, U::Exists(_) | U::Expunge(_) | U::Recent(_)) {
             changed = true;
         }
     }

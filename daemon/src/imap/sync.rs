@@ -4,7 +4,8 @@
 //! the folder's local copy and fetches it again, leaving nothing stale),
 //! flag changes (CONDSTORE `CHANGEDSINCE` when offered, else a full UID and
 //! FLAGS comparison), expunges (the server's UIDs, listed by a UID FETCH,
-//! compared with the local UIDs),
+//! compared with the local UIDs; with QRESYNC, the `VANISHED (EARLIER)` and
+//! FETCH responses of the SELECT itself, see [`qresync`]),
 //! then the messages to fetch, streamed in UID batches bounded in count and
 //! bytes: the new ones (from the folder's high-water mark on) and any the
 //! server has below it that are not stored here (a fetch cut short before,
@@ -15,16 +16,26 @@
 //! a closed connection) fails the pass, and one that leaves a UID out moves
 //! the mark no further than that UID. Each batch is stored with the state
 //! that covers it; nothing is announced before it is durable.
+//!
+//! Local changes not on the server yet (the journal's entries, read once
+//! per folder pass as [`Pending`]) are not undone by a pass: a UID removed
+//! here that the server still has is neither fetched back nor taken for
+//! missing, and the server's flags of a UID with a local flag change
+//! waiting are not applied (the journal replays the local change, and the
+//! next pass settles on what the server has then).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use tracing::{debug, info, warn};
+mod known;
+mod qresync;
+
+use tracing::{info, warn};
 
 use super::command::{self, Fetched};
-use super::session::{drain, imap_failure, step_within, ImapSession};
+use super::session::{drain, ImapSession};
 use super::Engine;
-use crate::net::{self, Failure, FailureKind};
-use crate::store::{Flags, FolderInfo, FolderState, NewMessage};
+use crate::net::{Failure, FailureKind};
+use crate::store::{Flags, FolderInfo, FolderState, NewMessage, Pending};
 
 pub use super::folders::role_from_name;
 
@@ -40,7 +51,7 @@ fn local(e: anyhow::Error) -> Failure {
 }
 
 /// Flag bits of the FLAGS a server sent.
-fn flags_of(flags: &[String]) -> Flags {
+pub(crate) fn flags_of(flags: &[String]) -> Flags {
     let mut bits = 0;
     for f in flags {
         bits |= match f.to_ascii_lowercase().as_str() {
@@ -120,27 +131,33 @@ impl Engine {
         folder: &FolderInfo,
         samples: &mut Vec<(String, String)>,
     ) -> Result<u32, Failure> {
-        let selected = step_within(net::COMMAND_TIMEOUT, "SELECT", async {
-            // A NO is an answer about this folder (gone since LIST, or not
-            // for us): the other folders are still synced.
-            let r = if self.caps.condstore {
-                session.select_condstore(&folder.name).await
-            } else {
-                session.select(&folder.name).await
-            };
-            Ok(r)
-        })
-        .await?;
-        let mailbox = match selected {
-            Ok(m) => m,
-            Err(async_imap::error::Error::No(why)) => {
-                warn!(
-                    "Account {}: the server refused to open folder {:?} ({why}); skipping it this time.",
-                    self.id, folder.display
-                );
-                return Ok(0);
+        let (id, no) = (self.id.clone(), folder.no);
+        let pending = self.blocking(move |store| store.pending(&id, no)).await?;
+        let stored_state = self.folder_state(&folder.name).await?;
+        let mut resync = None;
+        if let Some(state) = stored_state.filter(|s| self.caps.qresync && s.highestmodseq > 0) {
+            match self.select_qresync(session, folder, &state).await? {
+                Ok(selected) => resync = Some(selected),
+                Err(refusal) if !refusal.bad => {
+                    warn!(
+                        "Account {}: the server refused to open folder {:?} ({}); skipping it this time.",
+                        self.id, folder.display, refusal.text
+                    );
+                    return Ok(0);
+                }
+                Err(refusal) => warn!(
+                    "Account {}: the server did not take SELECT QRESYNC for {:?} ({}); \
+                     comparing the folder instead.",
+                    self.id, folder.display, refusal.text
+                ),
             }
-            Err(e) => return Err(imap_failure("SELECT", e)),
+        }
+        let (mailbox, mut resync) = match resync {
+            Some(selected) => (selected.mailbox, Some(selected.resync)),
+            None => match self.select_plain(session, folder).await? {
+                Some(m) => (m, None),
+                None => return Ok(0),
+            },
         };
         drain(session);
         let uidvalidity = mailbox.uid_validity.ok_or_else(|| {
@@ -153,9 +170,12 @@ impl Engine {
         // mail: they are stored (and announced with their new ids), but only
         // those whose content was not there before count and are notified.
         let mut seen_before: Option<HashSet<String>> = None;
-        let mut known = self.folder_state(&folder.name).await?;
+        let mut known = stored_state;
         if let Some(state) = known {
             if state.uidvalidity != uidvalidity {
+                // The server ignored the QRESYNC parameters: what it said
+                // is about a folder we do not have.
+                resync = None;
                 info!(
                     "Account {}: UIDVALIDITY of {} changed ({} → {uidvalidity}); fetching it again.",
                     self.id, folder.display, state.uidvalidity
@@ -190,14 +210,20 @@ impl Engine {
 
         // UIDs the server has below the mark that are not stored here.
         let mut missing = Vec::new();
+        // With QRESYNC, whether the count is checked against EXISTS after
+        // the pass (the safety net: a full comparison when it differs).
+        let mut check_count = false;
         if let Some(state) = known {
-            if known_next > 1 {
+            if let Some(resync) = resync.take() {
+                self.apply_resync(folder, resync, &pending).await?;
+                check_count = true;
+            } else if known_next > 1 {
                 let state = FolderState {
                     uidnext: known_next,
                     ..state
                 };
                 missing = self
-                    .sync_known(session, folder, state, (modseq, mailbox.exists))
+                    .sync_known(session, folder, state, (modseq, mailbox.exists), &pending)
                     .await?;
             }
         }
@@ -224,11 +250,29 @@ impl Engine {
                 session,
                 folder,
                 &mark,
-                &missing,
+                (&missing, &pending),
                 seen_before.as_ref(),
                 samples,
             )
             .await?
+        };
+        let (new, next) = if check_count
+            && !self.resync_adds_up(
+                folder,
+                self.stored_count(folder).await?,
+                &pending,
+                mailbox.exists,
+            ) {
+            self.compare_after_resync(
+                session,
+                folder,
+                (uidvalidity, modseq, next, mailbox.exists),
+                &pending,
+                (new, seen_before.as_ref(), samples),
+            )
+            .await?
+        } else {
+            (new, next)
         };
         if folder.name.eq_ignore_ascii_case("INBOX") {
             // What the server announced, even where the mark stays below it
@@ -255,131 +299,6 @@ impl Engine {
         Ok(new)
     }
 
-    /// Flags and expunges of the messages we already have. Returns the UIDs
-    /// the server has below the mark that are not stored here.
-    async fn sync_known(
-        &self,
-        session: &mut ImapSession,
-        folder: &FolderInfo,
-        state: FolderState,
-        (modseq, exists): (u64, u32),
-    ) -> Result<Vec<u32>, Failure> {
-        let (id, no) = (self.id.clone(), folder.no);
-        let mut local_uids = self.blocking(move |store| store.flag_sets(&id, no)).await?;
-        // Below the mark, and over every stored UID (some may lie above a
-        // mark held back by a UID the server left out).
-        let top = state
-            .uidnext
-            .saturating_sub(1)
-            .max(local_uids.keys().next_back().copied().unwrap_or(0))
-            .max(1);
-        let range = format!("1:{top}");
-        // What the server still has there, as one FETCH response per
-        // message (a SEARCH answer is one line that grows with the mailbox,
-        // past any bound on a line; see `bounded`), with the flags unless
-        // CONDSTORE tells which changed. Only a complete answer counts (see
-        // `command`): a partial one would take stored messages for
-        // expunged.
-        let condstore = self.caps.condstore && state.highestmodseq > 0;
-        let mut on_server = BTreeSet::new();
-        let mut server_flags: BTreeMap<u32, (Flags, Vec<String>)> = BTreeMap::new();
-        if exists > 0 {
-            let items = if condstore { "(UID)" } else { "(UID FLAGS)" };
-            command::run(
-                session,
-                "UID FETCH",
-                &format!("UID FETCH {range} {items}"),
-                |r| {
-                    if let Some(Fetched {
-                        uid: Some(uid),
-                        flags,
-                        ..
-                    }) = command::fetched(r)
-                    {
-                        on_server.insert(uid);
-                        if !condstore {
-                            server_flags.insert(uid, (flags_of(&flags), keywords_of(&flags)));
-                        }
-                    }
-                },
-            )
-            .await?;
-        }
-        on_server.retain(|u| *u <= top);
-        let gone: Vec<u32> = local_uids
-            .keys()
-            .copied()
-            .filter(|u| !on_server.contains(u))
-            .collect();
-        if !gone.is_empty() {
-            debug!(
-                "Account {}: {} message(s) expunged from {}.",
-                self.id,
-                gone.len(),
-                folder.display
-            );
-            let removed = self
-                .store
-                .remove_uids(&self.id, folder.no, &gone)
-                .await
-                .map_err(local)?;
-            self.reporter.removed(
-                &folder.display,
-                removed.iter().map(|i| i.to_string()).collect(),
-            );
-            self.reporter.counts();
-            for u in &gone {
-                local_uids.remove(u);
-            }
-        }
-        let missing: Vec<u32> = on_server
-            .iter()
-            .copied()
-            .filter(|u| *u < state.uidnext && !local_uids.contains_key(u))
-            .collect();
-        // Flags with CONDSTORE: only what changed since the last
-        // HIGHESTMODSEQ, and nothing when it did not move.
-        if condstore && modseq != state.highestmodseq {
-            command::run(
-                session,
-                "UID FETCH FLAGS",
-                &format!(
-                    "UID FETCH {range} (UID FLAGS) (CHANGEDSINCE {})",
-                    state.highestmodseq
-                ),
-                |r| {
-                    if let Some(Fetched {
-                        uid: Some(uid),
-                        flags,
-                        ..
-                    }) = command::fetched(r)
-                    {
-                        server_flags.insert(uid, (flags_of(&flags), keywords_of(&flags)));
-                    }
-                },
-            )
-            .await?;
-        }
-        let changes: Vec<(u32, Flags, Vec<String>)> = server_flags
-            .into_iter()
-            .filter(|(uid, now)| local_uids.get(uid).is_some_and(|old| old != now))
-            .map(|(uid, (flags, keywords))| (uid, flags, keywords))
-            .collect();
-        if !changes.is_empty() {
-            let changed = self
-                .store
-                .set_flags(&self.id, folder, &changes, None)
-                .await
-                .map_err(local)?;
-            self.reporter.changed(
-                &folder.display,
-                changed.iter().map(|i| i.to_string()).collect(),
-            );
-            self.reporter.counts();
-        }
-        Ok(missing)
-    }
-
     /// Fetch the messages from the mark on and the `missing` ones below it,
     /// in batches; returns how many were new and the high-water mark after
     /// the pass.
@@ -388,7 +307,7 @@ impl Engine {
         session: &mut ImapSession,
         folder: &FolderInfo,
         mark: &Mark,
-        missing: &[u32],
+        (missing, pending): (&[u32], &Pending),
         seen_before: Option<&HashSet<String>>,
         samples: &mut Vec<(String, String)>,
     ) -> Result<(u32, u32), Failure> {
@@ -421,6 +340,9 @@ impl Engine {
         // §6.4.8), so keep only UIDs really at or after `from`, or asked for.
         let missing_set: BTreeSet<u32> = missing.iter().copied().collect();
         listed.retain(|uid, _| *uid >= from || missing_set.contains(uid));
+        // Removed here and still on the server until the journal's entry is
+        // replayed: not fetched back.
+        listed.retain(|uid, _| !pending.removed.contains(uid));
         // What is stored already is not fetched again (a mark held back by a
         // UID the server left out covers UIDs stored after it).
         let (id, no) = (self.id.clone(), folder.no);

@@ -11,6 +11,7 @@ use super::messages::Flags;
 use super::messages::{
     from_json, msg_key, parse_unified_key, prefix, FolderInfo, MessageId, Record, Summary,
 };
+use super::placeholder::is_placeholder;
 use super::Store;
 
 impl Store {
@@ -119,5 +120,60 @@ impl Store {
             }
         }
         Ok((total, unread))
+    }
+
+    /// The UIDs and flags stored for a folder, by UID (placeholders left
+    /// out: they are no server UIDs).
+    pub fn uids(&self, account: &str, folder: u64) -> Result<BTreeMap<u32, Flags>> {
+        let mut p = prefix(account);
+        p.extend_from_slice(&folder.to_be_bytes());
+        let mut out = BTreeMap::new();
+        let o = self.handle()?;
+        for kv in o.trees.messages.scan_prefix(p) {
+            let (_, v) = kv?;
+            let r: Record = from_json(&v)?;
+            if is_placeholder(&r) {
+                continue;
+            }
+            out.insert(r.uid, r.flags);
+        }
+        Ok(out)
+    }
+
+    /// The UIDs of a folder with their flags and keywords, by UID
+    /// (placeholders left out).
+    pub fn flag_sets(
+        &self,
+        account: &str,
+        folder: u64,
+    ) -> Result<BTreeMap<u32, (Flags, Vec<String>)>> {
+        let mut p = prefix(account);
+        p.extend_from_slice(&folder.to_be_bytes());
+        let mut out = BTreeMap::new();
+        let o = self.handle()?;
+        for kv in o.trees.messages.scan_prefix(p) {
+            let (_, v) = kv?;
+            let r: Record = from_json(&v)?;
+            if is_placeholder(&r) {
+                continue;
+            }
+            out.insert(r.uid, (r.flags, r.keywords));
+        }
+        Ok(out)
+    }
+
+    /// The content hashes of a folder's messages (placeholders left out).
+    pub fn hashes(&self, account: &str, folder: u64) -> Result<std::collections::HashSet<String>> {
+        let mut p = prefix(account);
+        p.extend_from_slice(&folder.to_be_bytes());
+        let o = self.handle()?;
+        let mut out = std::collections::HashSet::new();
+        for kv in o.trees.messages.scan_prefix(p) {
+            let r: Record = from_json(&kv?.1)?;
+            if !is_placeholder(&r) {
+                out.insert(r.hash);
+            }
+        }
+        Ok(out)
     }
 }

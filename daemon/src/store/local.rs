@@ -329,7 +329,9 @@ impl Store {
             self.manifest_append(&target.account, &lines, true)
                 .map_err(|e| self.failed(e))?;
         }
-        if !copy {
+        // A POP3 message moved to a journaled account leaves its manifest
+        // when the server has it ([`Store::settle`]).
+        if !copy && (source_journaled || !target.journaled) {
             let lines: Vec<Line> = moved
                 .iter()
                 .filter_map(|(folder, r, _)| {

@@ -10,13 +10,15 @@
 //! | `by-date` | account `\0` folder no (8) inverted date (8) uid (4) | empty |
 //! | `unified` | inverted date (8) account `\0` folder no (8) uid (4) | empty |
 //! | `refs` | content hash | number of records pointing at the message file (8) |
+//! | `journal` | account `\0` sequence (8) | a local change ([`super::journal`]) |
+//! | `placeholders` | see [`super::placeholder`] | |
 //!
 //! "Newest first" is then a prefix scan. A batch of messages and the
 //! folder state that covers it (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) go in
 //! one transaction, after the message files are durable, and are flushed
 //! before anyone is told: a crash at any point means at most a re-download.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -26,7 +28,6 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional as _;
 
 use super::manifest::Line;
-use super::placeholder::is_placeholder;
 use super::{blobs, Store};
 use crate::mail::Meta;
 
@@ -374,59 +375,6 @@ impl Store {
             .insert(folder_key(account, name), to_json(&info)?)
             .map_err(|e| self.failed(e.into()))?;
         Ok(info)
-    }
-
-    /// The UIDs and flags stored for a folder, by UID.
-    pub fn uids(&self, account: &str, folder: u64) -> Result<BTreeMap<u32, Flags>> {
-        let mut p = prefix(account);
-        p.extend_from_slice(&folder.to_be_bytes());
-        let mut out = BTreeMap::new();
-        let o = self.handle()?;
-        for kv in o.trees.messages.scan_prefix(p) {
-            let (_, v) = kv?;
-            let r: Record = from_json(&v)?;
-            if is_placeholder(&r) {
-                continue;
-            }
-            out.insert(r.uid, r.flags);
-        }
-        Ok(out)
-    }
-
-    /// The UIDs of a folder with their flags and keywords, by UID.
-    pub fn flag_sets(
-        &self,
-        account: &str,
-        folder: u64,
-    ) -> Result<BTreeMap<u32, (Flags, Vec<String>)>> {
-        let mut p = prefix(account);
-        p.extend_from_slice(&folder.to_be_bytes());
-        let mut out = BTreeMap::new();
-        let o = self.handle()?;
-        for kv in o.trees.messages.scan_prefix(p) {
-            let (_, v) = kv?;
-            let r: Record = from_json(&v)?;
-            if is_placeholder(&r) {
-                continue;
-            }
-            out.insert(r.uid, (r.flags, r.keywords));
-        }
-        Ok(out)
-    }
-
-    /// The content hashes of a folder's messages.
-    pub fn hashes(&self, account: &str, folder: u64) -> Result<std::collections::HashSet<String>> {
-        let mut p = prefix(account);
-        p.extend_from_slice(&folder.to_be_bytes());
-        let o = self.handle()?;
-        let mut out = std::collections::HashSet::new();
-        for kv in o.trees.messages.scan_prefix(p) {
-            let r: Record = from_json(&kv?.1)?;
-            if !is_placeholder(&r) {
-                out.insert(r.hash);
-            }
-        }
-        Ok(out)
     }
 
     /// Store a batch of new messages of one folder, and the folder state

@@ -61,15 +61,12 @@ impl Store {
         // The folders the settling may need, read before the transaction.
         let mut folders: HashMap<(String, u64), FolderInfo> = HashMap::new();
         let mut accounts = vec![account.to_owned()];
-        if let (
-            Change::Move {
-                to, placeholder, ..
-            }
-            | Change::Append {
-                to, placeholder, ..
-            },
-            Outcome::Dropped(_),
-        ) = (&change, outcome)
+        if let Change::Move {
+            to, placeholder, ..
+        }
+        | Change::Append {
+            to, placeholder, ..
+        } = &change
         {
             let held = self
                 .handle()?
@@ -125,14 +122,18 @@ impl Store {
                     | Change::Append {
                         to, placeholder, ..
                     },
-                    Outcome::Landed { uidvalidity, uid },
+                    Outcome::Landed { .. } | Outcome::Applied { .. },
                 ) => {
+                    let (uidvalidity, uid) = match outcome {
+                        Outcome::Landed { uidvalidity, uid } => (*uidvalidity, *uid),
+                        _ => (0, None),
+                    };
                     land(
                         tx,
                         account,
-                        folders.get(&(account.to_owned(), *to)),
+                        &folders,
                         (*to, *placeholder),
-                        (*uidvalidity, *uid),
+                        (uidvalidity, uid),
                         (&mut effects, &mut orphans, &mut lines),
                     )?;
                     if let Change::Append {
@@ -167,22 +168,18 @@ impl Store {
                     | Change::Append {
                         to, placeholder, ..
                     },
-                    Outcome::Dropped(_) | Outcome::Applied { .. },
+                    Outcome::Dropped(_),
                 ) => {
-                    let put_back = matches!(outcome, Outcome::Dropped(_));
                     unplace(
                         tx,
                         account,
                         (*to, *placeholder),
-                        put_back.then_some(&folders),
+                        &folders,
                         (&mut effects, &mut orphans, &mut lines),
                     )?;
-                    if let (
-                        Change::Append {
-                            source: Some(src), ..
-                        },
-                        true,
-                    ) = (&change, put_back)
+                    if let Change::Append {
+                        source: Some(src), ..
+                    } = &change
                     {
                         tx.journal.remove(journal_key(&src.account, src.seq))?;
                     }
@@ -205,7 +202,7 @@ type Out<'a> = (&'a mut Effects, &'a mut Vec<String>, &'a mut Lines);
 fn land(
     tx: &Tx<'_>,
     account: &str,
-    info: Option<&FolderInfo>,
+    folders: &HashMap<(String, u64), FolderInfo>,
     (to, placeholder): (u64, u32),
     (uidvalidity, uid): (u32, Option<u32>),
     (effects, orphans, lines): Out<'_>,
@@ -213,7 +210,27 @@ fn land(
     let Some(ph) = tx.record(account, to, placeholder)? else {
         return Ok(());
     };
+    let info = folders.get(&(account.to_owned(), to));
     let held = tx.held(account, to, placeholder)?;
+    // A message moved out of a POP3 account leaves its manifest only now
+    // that the server has it (until then a rebuild finds it there).
+    if let Some(o) = held
+        .as_ref()
+        .and_then(|h| h.origin.as_ref())
+        .filter(|o| o.local)
+    {
+        if let Some(f) = folders.get(&(o.account.clone(), o.folder)) {
+            lines.push((
+                o.account.clone(),
+                vec![Line::Remove {
+                    folder: f.name.clone(),
+                    uidvalidity: o.record.uidvalidity,
+                    uid: o.record.uid,
+                }],
+                true,
+            ));
+        }
+    }
     if let Some(u) = uid {
         let mut real = ph.clone();
         real.uid = u;
@@ -256,18 +273,17 @@ fn land(
     Ok(())
 }
 
-/// A placeholder goes; with `put_back` (the folders of the accounts
-/// involved), a moved message is put back where it was, when that folder
-/// is still there and the place free.
+/// A placeholder goes, and a moved message is put back where it was, when
+/// that folder is still there and the place free.
 fn unplace(
     tx: &Tx<'_>,
     account: &str,
     (to, placeholder): (u64, u32),
-    put_back: Option<&HashMap<(String, u64), FolderInfo>>,
+    folders: &HashMap<(String, u64), FolderInfo>,
     (effects, orphans, lines): Out<'_>,
 ) -> TxResult<()> {
     let held = tx.held(account, to, placeholder)?;
-    if let (Some(folders), Some(origin)) = (put_back, held.and_then(|h| h.origin)) {
+    if let Some(origin) = held.and_then(|h| h.origin) {
         if let Some(f) = folders.get(&(origin.account.clone(), origin.folder)) {
             if tx.put(&origin.account, origin.folder, &origin.record)? {
                 effects

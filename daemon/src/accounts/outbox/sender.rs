@@ -42,7 +42,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{blocking, send_with, unix_now, Inner};
+use super::{announce, blocking, send_with, unix_now, Inner};
 use crate::accounts::Account;
 use crate::net::FailureKind;
 use crate::secrets::Which;
@@ -236,7 +236,7 @@ async fn deliver_next(inner: &Arc<Inner>, account: &Arc<Account>) -> Step {
         }
         sending.insert(q.id.clone());
     }
-    inner.scheduler.counts_changed(&id);
+    announce(inner, &id).await;
     info!(
         "Account {id}: sending queued message {} (attempt {}).",
         q.id, q.attempts
@@ -273,7 +273,7 @@ async fn deliver_next(inner: &Arc<Inner>, account: &Arc<Account>) -> Step {
 async fn write(inner: &Arc<Inner>, account: &str, q: &Queued) -> Option<Step> {
     let (store, acc, entry) = (inner.store.clone(), account.to_owned(), q.clone());
     let written = blocking(move || store.outbox_update(&acc, &entry)).await;
-    inner.scheduler.counts_changed(account);
+    announce(inner, account).await;
     match written {
         Ok(true) => None,
         Ok(false) => Some(Step::Done),
@@ -288,7 +288,7 @@ async fn write(inner: &Arc<Inner>, account: &str, q: &Queued) -> Option<Step> {
 async fn remove(inner: &Arc<Inner>, account: &str, qid: &str) -> Step {
     let (store, acc, id) = (inner.store.clone(), account.to_owned(), qid.to_owned());
     let removed = blocking(move || store.outbox_remove(&acc, &id)).await;
-    inner.scheduler.counts_changed(account);
+    announce(inner, account).await;
     match removed {
         Ok(_) => Step::Done,
         Err(e) => {

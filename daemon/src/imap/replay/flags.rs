@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use tracing::info;
+
 use super::super::session::ImapSession;
 use super::super::sync::uid_set;
 use super::super::{command, Engine};
@@ -212,6 +214,12 @@ impl Engine {
             first = false;
         }
         if !conflicted.is_empty() {
+            info!(
+                "Account {}: {} message(s) changed on the server since the local flag change; \
+                 merging per flag.",
+                self.id,
+                conflicted.len()
+            );
             self.merge_conflicts(session, batch, &conflicted).await?;
         }
         // The flags now on the server, and which UIDs it still has.
