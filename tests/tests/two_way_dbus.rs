@@ -558,3 +558,49 @@ fn pop3_flags_and_moves_stay_local_through_the_same_methods() {
     }
     assert!(!dovecot.folders(POP3_USER).iter().any(|f| f == "Filed Mail"));
 }
+
+#[test]
+fn a_move_across_accounts_lands_once_on_the_target_server() {
+    let dovecot = dovecot();
+    dovecot.deliver(POP3_USER, &message("Traveller"));
+    let bus = Bus::start();
+    let d = facteurd(&bus, &dovecot);
+    let imap = imap_account(&bus, &d, &dovecot, 0);
+    let pop3 = pop3_account(&bus, &d, &dovecot, 1);
+    let ids = ids_by_subject(&bus, &pop3, "INBOX", &["Traveller"]);
+
+    move_messages(&bus, &[&ids[0]], &imap, "INBOX", false).expect("MoveMessages across");
+    // At once: gone from the POP3 account, shown in the IMAP one, counted.
+    assert!(list(&bus, &pop3, "INBOX").expect("POP3 INBOX").is_empty());
+    by_subject(
+        &list(&bus, &imap, "INBOX").expect("IMAP INBOX"),
+        "Traveller",
+    );
+    assert_eq!(bus.account(&pop3).u32("MessageCount"), 0);
+    assert_eq!(bus.account(&imap).u32("MessageCount"), 1);
+
+    // The IMAP server gets exactly one copy (APPEND), and nothing waits.
+    let landed = wait_until(DEADLINE, || {
+        let uids = dovecot.list_uids(IMAP_USER, "INBOX");
+        let pending =
+            bus.account(&imap).u32("PendingChanges") + bus.account(&pop3).u32("PendingChanges");
+        (uids.len() == 1 && pending == 0).then_some(uids)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "IMAP INBOX on the server: {:?}\n{}",
+            dovecot.list_uids(IMAP_USER, "INBOX"),
+            last_lines(&d.log(), 60)
+        )
+    });
+    let raw = text_of(&dovecot.fetch_raw(IMAP_USER, "INBOX", landed[0]));
+    assert!(raw.contains("Subject: Traveller"), "{raw}");
+    // The moved message is not fetched back into the POP3 account.
+    account_call(&bus, &pop3, "Sync", &()).expect("Sync POP3");
+    assert_eq!(bus.account(&pop3).u32("MessageCount"), 0);
+    assert_eq!(bus.account(&imap).u32("MessageCount"), 1);
+    by_subject(
+        &list(&bus, &imap, "INBOX").expect("IMAP INBOX"),
+        "Traveller",
+    );
+}

@@ -168,3 +168,41 @@ fn docs_leave_out_the_refusing_flags() {
     // Parsing still refuses them afterwards.
     assert!(parse(&["account", "add", "--incoming-password", "x"]).is_err());
 }
+
+#[test]
+fn two_way_commands_parse() {
+    let cli = parse(&["outbox", "alice"]).unwrap();
+    let Command::Outbox(o) = cli.command else {
+        panic!("not outbox");
+    };
+    assert!(o.command.is_none());
+    assert_eq!(o.account.as_deref(), Some("alice"));
+    let cli = parse(&["outbox", "cancel", "alice", "q1"]).unwrap();
+    let Command::Outbox(OutboxArgs {
+        command: Some(OutboxCommand::Cancel { account, id }),
+        ..
+    }) = cli.command
+    else {
+        panic!("not outbox cancel");
+    };
+    assert_eq!((account.as_str(), id.as_str()), ("alice", "q1"));
+    let cli = parse(&["flags", "a.1.2.3", "--remove", "seen"]).unwrap();
+    let Command::Flags(f) = cli.command else {
+        panic!("not flags");
+    };
+    assert!(f.add.is_empty());
+    assert_eq!(f.remove, ["seen"]);
+    assert!(parse(&["flags", "a.1.2.3"]).is_err());
+    assert!(parse(&["read"]).is_err());
+    let cli = parse(&["send", "--queue", "--account", "alice"]).unwrap();
+    let Command::Send(s) = cli.command else {
+        panic!("not send");
+    };
+    assert!(s.queue);
+    let cli = parse(&["move", "x", "y", "--to", "bob:INBOX"]).unwrap();
+    let Command::Move(m) = cli.command else {
+        panic!("not move");
+    };
+    assert_eq!(m.ids, ["x", "y"]);
+    assert_eq!(m.to, "bob:INBOX");
+}
