@@ -24,7 +24,7 @@ use std::sync::RwLock;
 use zeroize::Zeroizing;
 
 pub use lifecycle::{DeleteFailed, Engine, Lifecycle, Ready, Updated};
-pub use mail::{Mail, Refused};
+pub use mail::{Done, Failed, Mail, Refused};
 pub use outbox::Outbox;
 pub use registry::{Registry, Reservation};
 pub use validate::{apply, Change, Given, Input, Invalid};

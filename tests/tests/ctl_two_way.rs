@@ -4,7 +4,8 @@
 //! facteurd and Dovecot: `read`, `unread`, `flag`, `unflag`, `flags`,
 //! `move` and `copy` (`--to FOLDER` of the message's own account and
 //! `--to ACCOUNT:FOLDER`), `folder list|create|rename|delete`, `outbox`
-//! (list, `--json`, `cancel`) and `send --queue`. Results are read back
+//! (list, `--json`, `cancel`) and `send --queue`; a `move` over two
+//! accounts that fails half-way prints what it moved. Results are read back
 //! over D-Bus; refusals must exit non-zero with the daemon's sentence.
 
 use std::process::Output;
@@ -229,4 +230,52 @@ fn outbox_and_send_queue_through_facteurctl() {
     let (code, line) = failed(&bus.ctl(&["outbox", "nobody"], None), "an unknown account");
     assert_eq!(code, 1);
     assert!(line.contains("no account with id 'nobody'"), "{line}");
+}
+
+#[test]
+fn a_move_over_two_accounts_that_fails_half_way_says_what_was_moved() {
+    let dovecot = dovecot();
+    dovecot.deliver(IMAP_USER, &message("Here"));
+    dovecot.deliver(IMAP_USER, &message("Also here"));
+    dovecot.deliver(POP3_USER, &message("There"));
+    let bus = Bus::start();
+    let d = facteurd(&bus, &dovecot);
+    let imap = imap_account(&bus, &d, &dovecot, 2);
+    let pop3 = pop3_account(&bus, &d, &dovecot, 1);
+    let imap_id = account_id(&imap);
+    // A folder only the IMAP account has: the POP3 account's call fails.
+    bus.ctl_ok(&["folder", "create", &imap_id, "Only Here"], None);
+    let here = string(&summary(&bus, &imap, "INBOX", "Here"), "id");
+    let also = string(&summary(&bus, &imap, "INBOX", "Also here"), "id");
+    let there = string(&summary(&bus, &pop3, "INBOX", "There"), "id");
+
+    let out = bus.ctl(&["move", &here, &there, "--to", "Only Here"], None);
+    let (code, line) = failed(&out, "a move into a folder of one account only");
+    assert_eq!(code, 1);
+    assert!(line.contains("NotFound"), "{line}");
+    let said = text(&out.stdout);
+    assert_eq!(
+        said.trim(),
+        format!("moved 1 message(s) of account {imap_id} to 'Only Here'"),
+        "what was moved before the failure"
+    );
+    summary(&bus, &imap, "Only Here", "Here");
+    summary(&bus, &pop3, "INBOX", "There");
+
+    let out = bus.ctl(
+        &["--json", "move", &also, &there, "--to", "Only Here"],
+        None,
+    );
+    assert_eq!(exit_code(out.status), 1, "{}", text(&out.stderr));
+    let json: Json = serde_json::from_str(&text(&out.stdout)).expect("--json prints JSON");
+    assert_eq!(json["moved"][0]["account"], imap_id.as_str(), "{json}");
+    assert_eq!(json["moved"][0]["ids"], serde_json::json!([also]), "{json}");
+    assert_eq!(json["moved"].as_array().map(Vec::len), Some(1), "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("NotFound")),
+        "{json}"
+    );
+    summary(&bus, &imap, "Only Here", "Also here");
 }

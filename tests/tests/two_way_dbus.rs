@@ -11,7 +11,10 @@
 //!   true when the call returns, the flags on the server (read by doveadm)
 //!   once the engine replayed them, `PendingChanges` back to 0;
 //! - `GetSummaries` for the ids of a `MessagesAdded` signal, with every key;
-//! - moves and copies inside an IMAP account, seen on the server;
+//! - moves and copies inside an IMAP account, seen on the server; a move's
+//!   own `MessagesRemoved`/`MessagesAdded` (the placeholder) strictly
+//!   before the replay's (the placeholder replaced by the server's
+//!   message);
 //! - folders created, renamed and deleted on an IMAP account
 //!   (`FoldersChanged`, the server's folder list);
 //! - a POP3 account: flags local only, a move into a folder made with
@@ -422,6 +425,65 @@ fn moves_and_copies_inside_an_imap_account() {
     wait_account(&bus, &d, &path, "with nothing pending", DEADLINE, |p| {
         p.u32("PendingChanges") == 0 && p.u32("MessageCount") == 3
     });
+}
+
+#[test]
+fn a_move_is_announced_before_its_replay() {
+    let dovecot = dovecot();
+    dovecot.deliver(IMAP_USER, &message("Ordered"));
+    dovecot.create_folder(IMAP_USER, "Archive");
+    let bus = Bus::start();
+    let d = facteurd(&bus, &dovecot);
+    let path = imap_account(&bus, &d, &dovecot, 1);
+    let source = ids_by_subject(&bus, &path, "INBOX", &["Ordered"]).remove(0);
+    let signals = bus.signals();
+
+    move_messages(&bus, &[&source], &path, "Archive", false).expect("MoveMessages");
+    // The call's own signals: the source removed, a placeholder added.
+    let added = signals.wait_for("MessagesAdded to Archive", |s| {
+        messages_signal(s, "MessagesAdded").is_some_and(|(_, f, _)| f == "Archive")
+    });
+    let (_, _, first) = messages_signal(&added, "MessagesAdded").expect("checked");
+    let placeholder = first[0].clone();
+    // The replay's: the placeholder replaced by the server's message.
+    let replaced = signals.wait_for("the server's message added to Archive", |s| {
+        messages_signal(s, "MessagesAdded")
+            .is_some_and(|(_, f, ids)| f == "Archive" && !ids.contains(&placeholder))
+    });
+    let (_, _, last) = messages_signal(&replaced, "MessagesAdded").expect("checked");
+    let final_id = last[0].clone();
+    signals.wait_for("the placeholder removed from Archive", |s| {
+        messages_signal(s, "MessagesRemoved")
+            .is_some_and(|(_, f, ids)| f == "Archive" && ids.contains(&placeholder))
+    });
+    let listed = ids_by_subject(&bus, &path, "Archive", &["Ordered"]);
+    assert_eq!(
+        listed,
+        vec![final_id.clone()],
+        "Archive lists the server's message"
+    );
+
+    let all = signals.all();
+    let at = |member: &str, folder: &str, id: &str| -> usize {
+        all.iter()
+            .position(|s| {
+                messages_signal(s, member)
+                    .is_some_and(|(_, f, ids)| f == folder && ids.iter().any(|i| i == id))
+            })
+            .unwrap_or_else(|| panic!("no {member} of {id} in {folder}"))
+    };
+    let call = [
+        at("MessagesRemoved", "INBOX", &source),
+        at("MessagesAdded", "Archive", &placeholder),
+    ];
+    let replay = [
+        at("MessagesRemoved", "Archive", &placeholder),
+        at("MessagesAdded", "Archive", &final_id),
+    ];
+    assert!(
+        call.iter().all(|c| replay.iter().all(|r| c < r)),
+        "the call's signals {call:?} must all come before the replay's {replay:?}"
+    );
 }
 
 fn text_of(bytes: &[u8]) -> String {

@@ -186,6 +186,18 @@ fn two_way_commands_parse() {
         panic!("not outbox cancel");
     };
     assert_eq!((account.as_str(), id.as_str()), ("alice", "q1"));
+    // Accounts named like the subcommands: `outbox list ID` always works.
+    for id in ["list", "cancel", "alice"] {
+        let cli = parse(&["outbox", "list", id]).unwrap();
+        let Command::Outbox(OutboxArgs {
+            command: Some(OutboxCommand::List { account }),
+            ..
+        }) = cli.command
+        else {
+            panic!("not outbox list {id}");
+        };
+        assert_eq!(account, id);
+    }
     let cli = parse(&["flags", "a.1.2.3", "--remove", "seen"]).unwrap();
     let Command::Flags(f) = cli.command else {
         panic!("not flags");

@@ -94,7 +94,8 @@ pub struct OutboxArgs {
     /// What to do (list when left out)
     #[command(subcommand)]
     pub command: Option<OutboxCommand>,
-    /// Account id (for the list)
+    /// Account id (for the list). An account whose id is `list` or
+    /// `cancel` is listed with `outbox list ID` (which always works)
     #[arg(required = true)]
     pub account: Option<String>,
 }

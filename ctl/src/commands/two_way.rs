@@ -7,7 +7,12 @@
 //! (Account.ListFolders, CreateFolder, RenameFolder, DeleteFolder) and
 //! `outbox [list]|cancel` (Account.ListOutbox, CancelOutbox). Changes print
 //! nothing on success (`--json`: what was done); the daemon applies them
-//! locally at once and to the server when the account is connected.
+//! locally at once and to the server when the account is connected. A
+//! `move`/`copy` without an account makes one call per account of the
+//! messages; when one fails, what the calls before it did is printed (in
+//! `--json` too) before the error.
+
+use std::collections::HashMap;
 
 use facteur_dbus::names;
 use facteur_dbus::proxy::{ManagerProxy, OwnedDict};
@@ -99,13 +104,21 @@ async fn by_account(
         .get_summaries(&refs)
         .await
         .map_err(|e| from_daemon(e, On::Manager))?;
+    // Each summary read once: id → account path.
+    let accounts: HashMap<String, String> = summaries
+        .iter()
+        .map(output::dict_to_json)
+        .filter_map(|s| {
+            let id = s.get("id").and_then(Json::as_str)?.to_owned();
+            let account = s.get("account").and_then(Json::as_str)?.to_owned();
+            Some((id, account))
+        })
+        .collect();
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for id in ids {
-        let account = summaries
-            .iter()
-            .map(output::dict_to_json)
-            .find(|s| s.get("id").and_then(Json::as_str) == Some(id))
-            .and_then(|s| s.get("account").and_then(Json::as_str).map(str::to_owned))
+        let account = accounts
+            .get(id)
+            .cloned()
             .ok_or_else(|| Failure::Failed(format!("NotFound: no message with id '{id}'")))?;
         match groups.iter_mut().find(|(a, _)| *a == account) {
             Some((_, list)) => list.push(id.clone()),
@@ -137,21 +150,61 @@ pub async fn move_or_copy(ctx: &Ctx, args: MoveArgs, copy: bool) -> Result<(), F
     let mut done = Vec::new();
     for (path, ids) in &groups {
         let id = names::account_id(path).unwrap_or(path).to_owned();
-        let target = ObjectPath::try_from(path.as_str()).map_err(|_| no_such_account(&id))?;
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let answer = if copy {
-            manager.copy_messages(&refs, &target, &folder).await
-        } else {
-            manager.move_messages(&refs, &target, &folder).await
+        let answer = match ObjectPath::try_from(path.as_str()) {
+            Err(_) => Err(no_such_account(&id)),
+            Ok(target) => {
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let answer = if copy {
+                    manager.copy_messages(&refs, &target, &folder).await
+                } else {
+                    manager.move_messages(&refs, &target, &folder).await
+                };
+                answer.map_err(|e| from_daemon(e, On::Manager))
+            }
         };
-        answer.map_err(|e| from_daemon(e, On::Manager))?;
+        if let Err(e) = answer {
+            // One call per account: say what the calls before this one did.
+            if !done.is_empty() {
+                report_moved(ctx, copy, &done, Some(&e))?;
+            }
+            return Err(e);
+        }
         done.push(json!({ "account": id, "folder": folder, "ids": ids }));
     }
     if ctx.json {
-        let what = if copy { "copied" } else { "moved" };
-        return output::json(&json!({ what: done }), false);
+        return report_moved(ctx, copy, &done, None);
     }
     Ok(())
+}
+
+/// What `move`/`copy` did: `--json` `{"moved"|"copied": [...]}` (with
+/// `"error"` when a later call failed); in text, only after a failure, one
+/// line per account done.
+fn report_moved(
+    ctx: &Ctx,
+    copy: bool,
+    done: &[Json],
+    error: Option<&Failure>,
+) -> Result<(), Failure> {
+    let what = if copy { "copied" } else { "moved" };
+    if ctx.json {
+        let mut doc = json!({ what: done });
+        if let Some(line) = error.and_then(Failure::line) {
+            doc["error"] = Json::String(line.to_owned());
+        }
+        return output::json(&doc, false);
+    }
+    let lines: Vec<String> = done.iter().map(|d| moved_line(what, d)).collect();
+    output::text(&lines.join("\n"))
+}
+
+/// `moved 2 message(s) of account bob_example_org to 'Archive'`, for the
+/// part of a `move` that was done before a failure.
+fn moved_line(what: &str, done: &Json) -> String {
+    let n = done.get("ids").and_then(Json::as_array).map_or(0, Vec::len);
+    let account = done.get("account").and_then(Json::as_str).unwrap_or("?");
+    let folder = done.get("folder").and_then(Json::as_str).unwrap_or("?");
+    format!("{what} {n} message(s) of account {account} to '{folder}'")
 }
 
 /// `folder list|create|rename|delete`
@@ -329,6 +382,15 @@ mod tests {
         assert_eq!(split_target("a b:c"), (None, "a b:c"));
         assert_eq!(split_target(":x"), (None, ":x"));
         assert_eq!(split_target("bob:"), (Some("bob"), ""));
+    }
+
+    #[test]
+    fn a_partial_move_names_what_was_done() {
+        let d = json!({ "account": "bob_example_org", "folder": "Archive", "ids": ["a", "b"] });
+        assert_eq!(
+            moved_line("moved", &d),
+            "moved 2 message(s) of account bob_example_org to 'Archive'"
+        );
     }
 
     #[test]

@@ -19,14 +19,13 @@ use tracing::{info, warn};
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{OwnedValue, Value};
 
-use super::changes::{announce, Names};
+use super::changes::{finish, Names};
 use super::dicts::ToDict as _;
 use super::events::recount;
 use super::text::{clean_dict, dbus_string, dbus_text};
 use super::tree::Served;
 use super::{change_error, failure_error, internal, secret_error, summary_dict};
-use crate::accounts::Account;
-use crate::store::Effects;
+use crate::accounts::{Account, Done, Failed};
 use crate::Daemon;
 
 use super::status::{emit, folders, settings_properties};
@@ -240,13 +239,8 @@ impl AccountObject {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
         let before = Names::of(&self.daemon, &self.account.id).await;
-        let effects = self
-            .daemon
-            .mail
-            .create_folder(&self.account.id, name)
-            .await?;
-        self.folders_done(conn, effects, &before).await;
-        Ok(())
+        let result = self.daemon.mail.create_folder(&self.account.id, name).await;
+        self.folders_done(conn, result, &before).await
     }
 
     /// Rename a folder (and the folders below it).
@@ -257,13 +251,12 @@ impl AccountObject {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
         let before = Names::of(&self.daemon, &self.account.id).await;
-        let effects = self
+        let result = self
             .daemon
             .mail
             .rename_folder(&self.account.id, from, to)
-            .await?;
-        self.folders_done(conn, effects, &before).await;
-        Ok(())
+            .await;
+        self.folders_done(conn, result, &before).await
     }
 
     /// Delete a folder and its messages.
@@ -275,13 +268,8 @@ impl AccountObject {
         // The removed messages are announced under the folder's name from
         // before: it is gone from the store by then.
         let before = Names::of(&self.daemon, &self.account.id).await;
-        let effects = self
-            .daemon
-            .mail
-            .delete_folder(&self.account.id, name)
-            .await?;
-        self.folders_done(conn, effects, &before).await;
-        Ok(())
+        let result = self.daemon.mail.delete_folder(&self.account.id, name).await;
+        self.folders_done(conn, result, &before).await
     }
 
     /// Emitted after the account's folder list changed (a folder created,
@@ -522,17 +510,23 @@ impl AccountObject {
 
 impl AccountObject {
     /// After a folder method: recount, announce the messages that went or
-    /// moved, and `FoldersChanged` (always: the caller asked for a folder
-    /// change and got it).
-    async fn folders_done(&self, conn: &zbus::Connection, mut effects: Effects, before: &Names) {
-        effects.folders = true;
-        announce(
+    /// moved, and `FoldersChanged` (always on success: the caller asked
+    /// for a folder change and got it), then replay; see
+    /// [`super::changes::finish`].
+    async fn folders_done(
+        &self,
+        conn: &zbus::Connection,
+        result: Result<Done, Failed>,
+        before: &Names,
+    ) -> Result<(), Error> {
+        finish(
             conn,
             &self.daemon,
-            &effects,
+            result,
             before,
             BTreeSet::from([self.account.id.clone()]),
+            true,
         )
-        .await;
+        .await
     }
 }

@@ -9,9 +9,17 @@
 //! `MessagesRemoved` per folder, and `FoldersChanged` on each account
 //! whose folder list changed.
 //!
+//! Only once all of that is sent are the engines of the journaled accounts
+//! told to replay the change ([`finish`]), so what the replay announces
+//! (a placeholder removed, the server's message added) never reaches a
+//! client before the change it follows.
+//!
 //! Removed messages may have lived in a folder that is gone by now (a
 //! deleted or renamed folder): their folder names are taken from a
-//! [`Names`] snapshot made before the change where one was made.
+//! [`Names`] snapshot made before the change. Every method takes one, so a
+//! folder is only announced under the empty name when it was unknown both
+//! before and after the change (it cannot be, for a message the method
+//! found stored).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -21,6 +29,7 @@ use zbus::object_server::SignalEmitter;
 
 use super::account::AccountObject;
 use super::events::{emit_messages, recount};
+use crate::accounts::{Done, Failed};
 use crate::store::{Effects, MessageId};
 use crate::sync::events::MessagesKind;
 use crate::Daemon;
@@ -49,6 +58,46 @@ impl Names {
                 .map(|f| ((account.to_owned(), f.no), f.display))
                 .collect(),
         )
+    }
+
+    /// The folder names of these accounts now.
+    pub async fn of_all(daemon: &Daemon, accounts: &BTreeSet<String>) -> Names {
+        let mut all = Names::default();
+        for account in accounts {
+            all.0.extend(Names::of(daemon, account).await.0);
+        }
+        all
+    }
+}
+
+/// After a two-way method: announce what it did (also what it did before
+/// failing part-way; nothing when it was refused), then have the engines
+/// replay it, then answer. `folders`: a folder method, whose success always
+/// emits `FoldersChanged` on the caller's account.
+pub async fn finish(
+    conn: &zbus::Connection,
+    daemon: &Daemon,
+    result: Result<Done, Failed>,
+    before: &Names,
+    also: BTreeSet<String>,
+    folders: bool,
+) -> Result<(), facteur_dbus::Error> {
+    let (mut done, error) = match result {
+        Ok(done) => (done, None),
+        Err(Failed { error, done }) => (done, Some(error)),
+    };
+    let did = !done.effects.added.is_empty()
+        || !done.effects.changed.is_empty()
+        || !done.effects.removed.is_empty()
+        || done.effects.folders;
+    if error.is_none() || did {
+        done.effects.folders |= folders && error.is_none();
+        announce(conn, daemon, &done.effects, before, also).await;
+    }
+    daemon.mail.replay(&done).await;
+    match error {
+        None => Ok(()),
+        Some(e) => Err(e.into()),
     }
 }
 
@@ -112,7 +161,7 @@ pub fn accounts_in(ids: &[String]) -> BTreeSet<String> {
 /// even when no message of theirs changed (the caller's account, the
 /// accounts of the ids given); `FoldersChanged` goes to every recounted
 /// account when `effects.folders` is set.
-pub async fn announce(
+async fn announce(
     conn: &zbus::Connection,
     daemon: &Daemon,
     effects: &Effects,

@@ -16,7 +16,7 @@ use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
 use super::account::AccountObject;
-use super::changes::{accounts_in, announce, Names};
+use super::changes::{accounts_in, finish, Names};
 use super::dicts::ToDict as _;
 use super::{change_error, internal};
 use crate::store::{MessageId, Record};
@@ -82,15 +82,11 @@ impl Manager {
         copy: bool,
     ) -> Result<(), Error> {
         let to = self.account_at(account)?;
-        let effects = self
-            .daemon
-            .mail
-            .move_messages(ids, &to, folder, copy)
-            .await?;
         let mut touched = accounts_in(ids);
-        touched.insert(to);
-        announce(conn, &self.daemon, &effects, &Names::default(), touched).await;
-        Ok(())
+        touched.insert(to.clone());
+        let before = Names::of_all(&self.daemon, &touched).await;
+        let result = self.daemon.mail.move_messages(ids, &to, folder, copy).await;
+        finish(conn, &self.daemon, result, &before, touched, false).await
     }
 }
 
@@ -216,16 +212,10 @@ impl Manager {
         remove: Vec<String>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        let effects = self.daemon.mail.set_flags(&ids, &add, &remove).await?;
-        announce(
-            conn,
-            &self.daemon,
-            &effects,
-            &Names::default(),
-            accounts_in(&ids),
-        )
-        .await;
-        Ok(())
+        let touched = accounts_in(&ids);
+        let before = Names::of_all(&self.daemon, &touched).await;
+        let result = self.daemon.mail.set_flags(&ids, &add, &remove).await;
+        finish(conn, &self.daemon, result, &before, touched, false).await
     }
 
     /// Move messages into a folder of an account (theirs or another).

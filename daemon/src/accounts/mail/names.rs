@@ -131,9 +131,9 @@ impl Naming {
             .filter(|f| !f.name.eq_ignore_ascii_case("INBOX"))
             .collect();
         let prefixed = !others.is_empty()
-            && others.iter().all(|f| {
-                f.name.len() > under.len() && f.name[..under.len()].eq_ignore_ascii_case(&under)
-            });
+            && others
+                .iter()
+                .all(|f| f.name.len() > under.len() && starts_with_ignore_case(&f.name, &under));
         Naming {
             prefix: if prefixed { under } else { String::new() },
             delimiter,
@@ -167,14 +167,28 @@ impl Naming {
             return Ok(("INBOX".into(), "INBOX".into()));
         }
         let joined = levels.join(&self.delimiter);
-        let raw = if levels[0].eq_ignore_ascii_case("INBOX") {
-            format!("INBOX{}", &joined[5..])
+        let raw = if let Some(rest) = strip_prefix_ignore_case(&joined, "INBOX") {
+            format!("INBOX{rest}")
         } else {
             format!("{}{joined}", self.prefix)
         };
         let raw = utf7::encode(&raw);
         Ok((raw.clone(), utf7::decode(&raw)))
     }
+}
+
+/// `s` without its first `prefix.len()` bytes when they are `prefix` in
+/// any ASCII case (never slicing inside a character of a non-ASCII name).
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| s.get(prefix.len()..))
+        .flatten()
+}
+
+/// Whether `s` starts with `prefix` in any ASCII case.
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    strip_prefix_ignore_case(s, prefix).is_some()
 }
 
 /// Whether a raw name is INBOX.
@@ -283,6 +297,33 @@ mod tests {
         assert!(find(&courier, &n, "inbox").is_some());
         assert!(find(&courier, &n, "INBOX.Trash").is_some());
         assert!(find(&courier, &n, "Nope").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn non_ascii_raw_names_do_not_panic() -> Result<(), String> {
+        // Raw names as a server may send them (8-bit, not modified UTF-7):
+        // the 6th byte of "INBOXéx" is inside "é".
+        let odd = [
+            folder("INBOX", "."),
+            folder("INBOXéx", "."),
+            folder("INBOé", "."),
+            folder("é", "."),
+        ];
+        let plain = Naming::infer(&odd, true);
+        assert_eq!(plain.prefix, "");
+        assert!(plain.raw("INBOé/x").is_ok());
+        assert!(plain.raw("inbox/é").is_ok());
+        let all_under = [
+            folder("INBOX", "é"),
+            folder("INBOXéx", "é"),
+            folder("INBOXéy", "é"),
+        ];
+        let n = Naming::infer(&all_under, true);
+        assert_eq!(n.prefix, "INBOXé");
+        assert!(find(&odd, &n, "INBOXéx").is_some());
+        assert_eq!(strip_prefix_ignore_case("INBé", "INBOX"), None);
+        assert_eq!(strip_prefix_ignore_case("inboxé", "INBOX"), Some("é"));
         Ok(())
     }
 }

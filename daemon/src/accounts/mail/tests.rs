@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use tokio::sync::mpsc;
 
-use super::{Mail, Refused};
+use super::{Failed, Mail, Refused};
 use crate::accounts::{Given, Input, Registry};
 use crate::store::{Change, Flags, FolderState, MessageId, NewMessage, Store};
 use crate::sync::Scheduler;
@@ -100,17 +100,40 @@ fn ids(f: &Fixture, uids: &[u32]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The refusal is the one wanted.
-fn check<T>(r: Result<T, Refused>, want: &str) -> Result<()> {
+/// A refusal of either kind of result.
+trait Refusal {
+    fn refusal(self) -> Option<Refused>;
+}
+
+impl Refusal for Refused {
+    fn refusal(self) -> Option<Refused> {
+        Some(self)
+    }
+}
+
+impl Refusal for Failed {
+    fn refusal(self) -> Option<Refused> {
+        // A refusal did nothing before it.
+        let nothing = self.done.effects.added.is_empty()
+            && self.done.effects.changed.is_empty()
+            && self.done.effects.removed.is_empty()
+            && self.done.replay.is_empty();
+        nothing.then_some(self.error)
+    }
+}
+
+/// The refusal is the one wanted (and did nothing).
+fn check<T, E: Refusal>(r: Result<T, E>, want: &str) -> Result<()> {
+    let r = match r {
+        Ok(_) => Ok(()),
+        Err(e) => e.refusal().map_or(Ok(()), Err),
+    };
     match (r, want) {
         (Err(Refused::Invalid(_)), "invalid")
         | (Err(Refused::NotFound(_)), "notfound")
         | (Err(Refused::NotSupported(_)), "notsupported")
         | (Err(Refused::AlreadyExists(_)), "exists") => Ok(()),
-        (other, _) => Err(anyhow::anyhow!(
-            "expected {want}, got {:?}",
-            other.map(|_| ())
-        )),
+        (other, _) => Err(anyhow::anyhow!("expected {want}, got {other:?}")),
     }
 }
 
@@ -172,6 +195,10 @@ async fn refusals_change_nothing() -> Result<()> {
         f.mail.rename_folder(&f.imap, "Sent", "Work/Été").await,
         "exists",
     )?;
+    check(
+        f.mail.rename_folder(&f.imap, "Sent", "Sent").await,
+        "invalid",
+    )?;
     check(f.mail.summaries(&strings(&["x"])).await, "invalid")?;
     // Nothing changed.
     assert_eq!(f.store.pending_count(&f.imap)?, 0);
@@ -184,20 +211,27 @@ async fn refusals_change_nothing() -> Result<()> {
 async fn changes_are_stored_journaled_and_announced() -> Result<()> {
     let mut f = fixture().await?;
     let all = ids(&f, &[1, 2, 3])?;
-    let e = f
+    let done = f
         .mail
         .set_flags(&all[..2], &strings(&["Seen", "$Junk"]), &[])
         .await?;
-    assert_eq!(e.changed.len(), 2);
+    assert_eq!(done.effects.changed.len(), 2);
     assert_eq!(f.store.counts(&f.imap, None)?, (3, 1));
     assert_eq!(f.store.pending_count(&f.imap)?, 2);
-    assert!(f.events.try_recv().is_ok(), "counts announced");
+    // The facade neither kicks nor recounts: the service announces first,
+    // then replays what `done.replay` names.
+    assert_eq!(done.replay, vec![f.imap.clone()]);
+    assert!(
+        f.events.try_recv().is_err(),
+        "nothing announced by the facade"
+    );
 
     // A move by `/` name into the server's spelling.
     let e = f
         .mail
         .move_messages(&all[2..], &f.imap, "Work/Été", false)
-        .await?;
+        .await?
+        .effects;
     let work = f
         .store
         .folder(&f.imap, "Work.&AMk-t&AOk-")?
@@ -205,12 +239,12 @@ async fn changes_are_stored_journaled_and_announced() -> Result<()> {
     assert_eq!(e.added[0].folder, work.no);
     // The placeholder cannot be moved again.
     let ph = e.added[0].to_string();
-    assert!(matches!(
+    check(
         f.mail
             .move_messages(std::slice::from_ref(&ph), &f.imap, "Sent", false)
             .await,
-        Err(Refused::NotSupported(_))
-    ));
+        "notsupported",
+    )?;
     // Summaries in order, unknown ones left out.
     let mut asked = vec![ph.clone(), all[2].clone(), all[0].clone()];
     let s = f.mail.summaries(&asked).await?;
@@ -221,11 +255,12 @@ async fn changes_are_stored_journaled_and_announced() -> Result<()> {
     asked.clear();
 
     // Into the POP3 account: stored there at once, expunged at the source.
-    let e = f
+    let done = f
         .mail
         .move_messages(&all[..1], &f.pop, "inbox", false)
         .await?;
-    assert_eq!(e.added[0].account, f.pop);
+    assert_eq!(done.effects.added[0].account, f.pop);
+    assert_eq!(done.replay, vec![f.imap.clone()], "POP3 keeps no journal");
     assert!(f.store.journal(&f.pop)?.is_empty());
     assert!(matches!(
         f.store.journal(&f.imap)?.last().map(|e| &e.change),
@@ -278,5 +313,74 @@ async fn changes_are_stored_journaled_and_announced() -> Result<()> {
     f.mail.create_folder(&f.pop, "Kept/Old").await?;
     assert!(f.store.folder(&f.pop, "Kept/Old")?.is_some());
     assert!(f.store.journal(&f.pop)?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_bad_id_among_two_accounts_changes_nothing() -> Result<()> {
+    let f = fixture().await?;
+    let pop_inbox = f.store.folder(&f.pop, "INBOX")?.context("pop inbox")?;
+    let message = NewMessage {
+        uid: 1,
+        flags: Flags::default(),
+        keywords: Vec::new(),
+        raw: b"Subject: p\r\n\r\nb\r\n".to_vec(),
+        internal_date: 1,
+    };
+    let state = FolderState {
+        uidvalidity: 1,
+        uidnext: 2,
+        highestmodseq: 0,
+    };
+    f.store
+        .store_batch(&f.pop, &pop_inbox, vec![message], Some(state))
+        .await?;
+    let pop_id = MessageId {
+        account: f.pop.clone(),
+        folder: pop_inbox.no,
+        uidvalidity: 1,
+        uid: 1,
+    }
+    .to_string();
+    let bad_pop = MessageId {
+        account: f.pop.clone(),
+        folder: pop_inbox.no,
+        uidvalidity: 1,
+        uid: 7,
+    }
+    .to_string();
+    let bad_folder = MessageId {
+        account: f.imap.clone(),
+        folder: 999,
+        uidvalidity: 5,
+        uid: 1,
+    }
+    .to_string();
+    let good = ids(&f, &[1, 2])?;
+    // The bad id last, of the second account; and in a folder that does
+    // not exist.
+    for bad in [bad_pop, bad_folder] {
+        let asked = vec![good[0].clone(), pop_id.clone(), good[1].clone(), bad];
+        check(
+            f.mail.set_flags(&asked, &strings(&["seen"]), &[]).await,
+            "notfound",
+        )?;
+        check(
+            f.mail.move_messages(&asked, &f.imap, "Sent", false).await,
+            "notfound",
+        )?;
+        check(
+            f.mail.move_messages(&asked, &f.pop, "INBOX", true).await,
+            "notfound",
+        )?;
+    }
+    assert_eq!(f.store.pending_count(&f.imap)?, 0);
+    assert_eq!(f.store.counts(&f.imap, None)?, (3, 3));
+    assert_eq!(f.store.counts(&f.pop, None)?, (1, 1));
+    // The same without the bad id changes both accounts.
+    let asked = vec![good[0].clone(), pop_id.clone()];
+    let done = f.mail.set_flags(&asked, &strings(&["seen"]), &[]).await?;
+    assert_eq!(done.effects.changed.len(), 2);
+    assert_eq!(f.store.counts(&f.pop, None)?, (1, 0));
     Ok(())
 }
