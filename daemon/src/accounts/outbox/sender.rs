@@ -96,8 +96,11 @@ struct Waiting {
 /// The task: see the module docs.
 pub(super) async fn run(inner: Arc<Inner>) {
     let mut waiting: HashMap<String, Waiting> = HashMap::new();
+    // What a stop left `sending` is not being sent: `queued` again, to be
+    // looked up in Sent at its turn (and cancellable meanwhile); then
     // OutboxCount of what waited across the restart.
     for account in inner.registry.all() {
+        recover(&inner, &account.id).await;
         inner.scheduler.counts_changed(&account.id);
     }
     loop {
@@ -322,6 +325,34 @@ async fn deliver_next(inner: &Arc<Inner>, account: &Arc<Account>) -> Step {
     };
     inner.sending.lock().await.remove(&q.id);
     step
+}
+
+/// At start: every entry of the account left `sending` becomes `queued`
+/// and `unverified` (the sender is not running yet: nothing is being sent).
+async fn recover(inner: &Arc<Inner>, account: &str) {
+    let (store, acc) = (inner.store.clone(), account.to_owned());
+    let recovered = blocking(move || {
+        let mut n = 0usize;
+        for mut q in store.outbox_list(&acc)? {
+            if q.state == QueuedState::Sending {
+                q.state = QueuedState::Queued;
+                q.unverified = true;
+                if store.outbox_update(&acc, &q)? {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    })
+    .await;
+    match recovered {
+        Ok(0) => {}
+        Ok(n) => info!(
+            "Account {account}: {n} message(s) were being sent when the daemon stopped; \
+             each is looked up in the Sent folder before it is sent again."
+        ),
+        Err(e) => warn!("Account {account}: cannot read the outbox: {e:#}"),
+    }
 }
 
 /// Store a message failed for good and report it: the log, a recount
