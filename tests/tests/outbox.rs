@@ -507,6 +507,7 @@ fn an_interrupted_send_is_looked_up_in_the_sent_folder() {
         all.then_some(l)
     })
     .unwrap_or_else(|| panic!("{:?}\n{}", list(&bus, &path), d.log()));
+    assert_eq!(waiting[1].id, second);
     assert_eq!(waiting[2].id, third);
     cancel(&bus, &path, &third).expect("CancelOutbox of an unverified entry");
     count_becomes(&bus, &path, 2);
