@@ -607,3 +607,101 @@ fn account_trouble_keeps_messages_queued_until_an_update_fixes_it() {
     assert_eq!(failed_count(&bus, &path), 0);
     assert!(!d.log().contains(&mail.alice_password));
 }
+
+/// A submission server that reads one message per connection and then
+/// says nothing: the connection is closed, with no reply to the end of
+/// DATA, once the test sends on `release`. Each message read is sent on
+/// the returned channel.
+fn mute_smtp() -> (
+    u16,
+    std::sync::mpsc::Receiver<Vec<u8>>,
+    std::sync::mpsc::Sender<()>,
+) {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind((facteur_tests::LOOPBACK, 0)).expect("bind");
+    let port = listener.local_addr().expect("an address").port();
+    let (got_tx, got) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut w) = stream else { continue };
+            let Ok(r) = w.try_clone() else { continue };
+            let mut r = BufReader::new(r);
+            let _ = w.write_all(b"220 mute.test ESMTP\r\n");
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let verb = line.to_ascii_uppercase();
+                if verb.starts_with("DATA") {
+                    let _ = w.write_all(b"354 go on\r\n");
+                    let mut raw = Vec::new();
+                    let mut l = Vec::new();
+                    loop {
+                        l.clear();
+                        if r.read_until(b'\n', &mut l).unwrap_or(0) == 0 || l == b".\r\n" {
+                            break;
+                        }
+                        raw.extend_from_slice(&l);
+                    }
+                    let _ = got_tx.send(raw);
+                    // No reply: wait for the test, then hang up.
+                    let _ = released.recv_timeout(DELIVERY);
+                    break;
+                } else if verb.starts_with("QUIT") {
+                    let _ = w.write_all(b"221 bye\r\n");
+                    break;
+                } else {
+                    let _ = w.write_all(b"250 mute.test\r\n");
+                }
+            }
+        }
+    });
+    (port, got, release)
+}
+
+#[test]
+fn a_reply_lost_after_data_is_looked_up_in_sent_before_a_retry() {
+    let mail = Mail::start();
+    let bus = Bus::start();
+    let d = facteurd(&bus, &mail.ca, &[]);
+    let (port, got, release) = mute_smtp();
+    let path = bus
+        .create_account(
+            &mail
+                .alice()
+                .s("incoming-password", &mail.alice_password)
+                .s("smtp-host", facteur_tests::LOOPBACK)
+                .q("smtp-port", port)
+                .s("smtp-security", "none"),
+        )
+        .expect("create Alice's account");
+    wait_for_credentials(&bus, &path);
+
+    let pid = std::process::id();
+    let subject = format!("Reply lost {pid}");
+    let message_id = format!("outbox-lost-reply-{pid}@example.test");
+    enqueue(&bus, &path, &with_id(BOB, &subject, &message_id)).expect("Enqueue");
+    let first = got
+        .recv_timeout(DELIVERY)
+        .unwrap_or_else(|_| panic!("no message reached the server\n{}", d.log()));
+    // The server took it and filed it in Sent itself (as Gmail does),
+    // then the connection went without a final reply.
+    if !mail.dovecot.folders(ALICE).iter().any(|f| f == "Sent") {
+        mail.dovecot.create_folder(ALICE, "Sent");
+    }
+    mail.dovecot.append(ALICE, "Sent", &first, &["\\Seen"]);
+    release.send(()).expect("release the connection");
+
+    // The retry finds it in Sent: the outbox drains, nothing sent again.
+    drained(&bus, &path, || d.log());
+    assert!(d.log().contains("is in the Sent folder"), "{}", d.log());
+    assert!(
+        got.recv_timeout(Duration::from_secs(1)).is_err(),
+        "sent a second time\n{}",
+        d.log()
+    );
+    assert_eq!(matching(&mail.dovecot, ALICE, "Sent", &subject).len(), 1);
+}
