@@ -37,7 +37,8 @@ static ADDING: Mutex<()> = Mutex::new(());
 pub enum QueuedState {
     /// Waiting for the SMTP server (or its turn).
     Queued,
-    /// Being handed to the SMTP server now (or when the daemon stopped).
+    /// Being handed to the SMTP server now (or when the daemon stopped:
+    /// the sender makes such entries `queued` and `unverified` at start).
     Sending,
     /// The server refused it for good (5xx, a bad message): not retried.
     Failed,
