@@ -41,3 +41,24 @@ pub async fn new_mail(account_name: &str, count: usize, samples: &[(String, Stri
         debug!("No desktop notification shown: {e}");
     }
 }
+
+/// Show "Message … could not be sent" for a queued message the server
+/// refused for good (the outbox), with the reason in the body.
+pub async fn send_failed(account_name: &str, subject: &str, reason: &str) {
+    let subject = if subject.is_empty() {
+        "(no subject)"
+    } else {
+        subject
+    };
+    let result = notify_rust::Notification::new()
+        .appname("facteur")
+        .summary(&format!("Message “{subject}” could not be sent"))
+        .body(&format!("{account_name}: {reason}"))
+        .icon("mail-mark-important")
+        .hint(notify_rust::Hint::Category("email".to_owned()))
+        .show_async()
+        .await;
+    if let Err(e) = result {
+        debug!("No desktop notification shown: {e}");
+    }
+}

@@ -61,7 +61,7 @@ pub use local::Target;
 pub use local_folders::Renamed;
 pub use messages::{Flags, FolderInfo, FolderState, MessageId, NewMessage, Record, Summary};
 pub use observer::Observer;
-pub use outbox::{Queued, QueuedState};
+pub use outbox::{Added, Queued, QueuedState};
 pub use placeholder::{apply_flags, flag_list, from_flag_list, is_placeholder, PLACEHOLDER_BASE};
 pub use repair::Damaged;
 

@@ -37,7 +37,7 @@ pub mod names {
     /// `AcceptInvalidCerts`, the health and progress properties
     /// (`LastErrorCode`, `AttentionNeeded`, `NextRetry`, `Progress`) whose
     /// names DESIGN.md reserves, and the two-way sync counters
-    /// (`PendingChanges`, `OutboxCount`).
+    /// (`PendingChanges`, `OutboxCount`, `OutboxFailedCount`).
     pub const ACCOUNT_PROPERTIES: &[&str] = &[
         "Id",
         "Name",
@@ -69,6 +69,7 @@ pub mod names {
         "AcceptInvalidCerts",
         "PendingChanges",
         "OutboxCount",
+        "OutboxFailedCount",
     ];
 
     /// The Account properties that describe run-time status rather than
@@ -86,6 +87,7 @@ pub mod names {
         "UnreadCount",
         "PendingChanges",
         "OutboxCount",
+        "OutboxFailedCount",
     ];
 
     /// Every property of the Manager interface.

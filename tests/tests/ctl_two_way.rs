@@ -215,7 +215,22 @@ fn outbox_and_send_queue_through_facteurctl() {
     assert!(!entry["last-error"].as_str().unwrap_or_default().is_empty());
     assert!(entry["queued"].as_i64() > Some(0));
 
-    bus.ctl_ok(&["outbox", "cancel", &account, &queued], None);
+    // The sender may be trying it again right now (its backoff ended):
+    // CancelOutbox refuses only that moment, so ask until it is past.
+    let cancelled = wait_until(DEADLINE, || {
+        let out = bus.ctl(&["outbox", "cancel", &account, &queued], None);
+        if out.status.success() {
+            return Some(());
+        }
+        let (_, line) = failed(&out, "outbox cancel");
+        assert!(line.contains("NotSupported"), "{line}");
+        None
+    });
+    assert!(
+        cancelled.is_some(),
+        "outbox cancel kept being refused\n{}",
+        last_lines(&d.log(), 40)
+    );
     assert_eq!(bus.account(&path).u32("OutboxCount"), 0);
     assert_eq!(
         bus.ctl_ok(&["outbox", &account], None).trim(),

@@ -78,6 +78,10 @@ fn outbox_count(bus: &Bus, path: &str) -> u32 {
     bus.account(path).u32("OutboxCount")
 }
 
+fn failed_count(bus: &Bus, path: &str) -> u32 {
+    bus.account(path).u32("OutboxFailedCount")
+}
+
 /// Wait until `OutboxCount` is `n` (the sender announces its changes
 /// right after storing them).
 fn count_becomes(bus: &Bus, path: &str, n: u32) {
@@ -221,6 +225,15 @@ fn smtp_down_keeps_messages_in_order_across_a_kill() {
     // The same Message-ID again: the same entry, not a second one.
     let again = enqueue(&bus, &path, &with_id(BOB, &second, &second_id)).expect("Enqueue it again");
     assert_eq!(again, b, "one entry per Message-ID");
+    // Other bytes under the same Message-ID: refused, the first kept.
+    let e = enqueue(
+        &bus,
+        &path,
+        &with_id(BOB, &format!("{second} (edited)"), &second_id),
+    )
+    .expect_err("an edited message under a queued Message-ID");
+    assert_eq!(e.short_name(), "AlreadyExists", "{e}");
+    assert!(e.to_string().contains(&b), "names the queued message: {e}");
     let c = enqueue(&bus, &path, &message(BOB, &third)).expect("Enqueue the third");
     assert_eq!(eml_files(&d.data_dir()), 3, "one file per message");
 
@@ -343,8 +356,14 @@ fn refusals_fail_for_good_and_bad_input_queues_nothing() {
     assert_ne!(failed[0].id, good);
     assert_eq!(failed[0].attempts, 1, "tried once: {failed:?}");
     assert!(failed[0].last_error.contains("550"), "{failed:?}");
-    // Failed ones do not count.
+    // Failed ones do not count as waiting; they are counted as failed.
     count_becomes(&bus, &path, 0);
+    let counted = wait_until(DELIVERY, || (failed_count(&bus, &path) == 1).then_some(()));
+    assert!(
+        counted.is_some(),
+        "OutboxFailedCount {}",
+        failed_count(&bus, &path)
+    );
 
     // Still failed after another message went through: not retried.
     let later = format!("Later still {pid}");
@@ -361,6 +380,23 @@ fn refusals_fail_for_good_and_bad_input_queues_nothing() {
     cancel(&bus, &path, &bad).expect("CancelOutbox of a failed message");
     assert!(list(&bus, &path).is_empty());
     assert_eq!(eml_files(&d.data_dir()), 0);
+    let counted = wait_until(DELIVERY, || (failed_count(&bus, &path) == 0).then_some(()));
+    assert!(
+        counted.is_some(),
+        "OutboxFailedCount {}",
+        failed_count(&bus, &path)
+    );
+
+    // An account without an SMTP server queues nothing.
+    bus.update_account(&path, &Settings::new().s("smtp-host", ""))
+        .expect("Update smtp-host");
+    let e = enqueue(&bus, &path, &message(BOB, &format!("No server {pid}")))
+        .expect_err("Enqueue without smtp-host");
+    assert_eq!(e.short_name(), "InvalidArgument", "{e}");
+    assert!(list(&bus, &path).is_empty());
+    assert_eq!(eml_files(&d.data_dir()), 0);
+    bus.update_account(&path, &Settings::new().s("smtp-host", "localhost"))
+        .expect("Update smtp-host back");
 
     // Deleting the account drops what waits in its outbox.
     bus.update_account(&path, &Settings::new().q("smtp-port", closed_port()))
@@ -377,7 +413,7 @@ fn refusals_fail_for_good_and_bad_input_queues_nothing() {
 
 /// Mark every outbox entry of the stopped daemon's index `sending`, as a
 /// crash in the middle of a send leaves them.
-fn mark_all_sending(data_dir: &std::path::Path) {
+fn mark_all_sending(data_dir: &std::path::Path, entries: usize) {
     let config = sled::Config::new()
         .path(data_dir.join("index"))
         .cache_capacity(8 * 1024 * 1024)
@@ -403,7 +439,7 @@ fn mark_all_sending(data_dir: &std::path::Path) {
             .expect("write the entry");
         marked += 1;
     }
-    assert_eq!(marked, 2, "two entries to mark");
+    assert_eq!(marked, entries, "entries to mark");
     db.flush().expect("flush the index");
 }
 
@@ -423,9 +459,10 @@ fn an_interrupted_send_is_looked_up_in_the_sent_folder() {
     wait_for_credentials(&bus, &path);
 
     let pid = std::process::id();
-    let (delivered, undelivered) = (
+    let (delivered, undelivered, dropped) = (
         format!("Delivered before the crash {pid}"),
         format!("Not delivered before the crash {pid}"),
+        format!("Cancelled after the crash {pid}"),
     );
     let (delivered_id, undelivered_id) = (
         format!("outbox-delivered-{pid}@example.test"),
@@ -435,36 +472,58 @@ fn an_interrupted_send_is_looked_up_in_the_sent_folder() {
     enqueue(&bus, &path, &delivered_raw).expect("Enqueue");
     let second =
         enqueue(&bus, &path, &with_id(BOB, &undelivered, &undelivered_id)).expect("Enqueue");
+    let third = enqueue(&bus, &path, &message(BOB, &dropped)).expect("Enqueue");
+    // The Sent folder cannot be looked at after the restart (a wrong
+    // IMAP password).
+    bus.update_account(&path, &Settings::new().s("incoming-password", "wrong"))
+        .expect("Update incoming-password");
     d.stop();
 
     // What a crash after the first one's Sent copy leaves: its copy in
-    // Sent, both entries `sending`.
+    // Sent, every entry `sending`. Also in Sent: a message whose
+    // Message-ID holds the second's as a substring (not the same one).
     if !mail.dovecot.folders(ALICE).iter().any(|f| f == "Sent") {
         mail.dovecot.create_folder(ALICE, "Sent");
     }
     mail.dovecot
         .append(ALICE, "Sent", &delivered_raw, &["\\Seen"]);
-    mark_all_sending(&d.data_dir());
+    let decoy = format!("Someone else's {pid}");
+    mail.dovecot.append(
+        ALICE,
+        "Sent",
+        &with_id(BOB, &decoy, &format!("pre-{undelivered_id}")),
+        &["\\Seen"],
+    );
+    mark_all_sending(&d.data_dir(), 3);
 
     d.launch();
     wait_for_credentials(&bus, &path);
-    // The first is found in Sent and leaves; the second is sent again
-    // (and, the SMTP server being down, waits).
-    let left = wait_until(DELIVERY, || {
+    // Every entry is queued again, not stuck `sending`, so one can be
+    // cancelled; the first one's lookup failed (and says why).
+    let waiting = wait_until(DELIVERY, || {
         let l = list(&bus, &path);
-        (l.len() == 1 && l[0].state == "queued" && !l[0].last_error.is_empty()).then_some(l)
+        let all =
+            l.len() == 3 && l.iter().all(|e| e.state == "queued") && !l[0].last_error.is_empty();
+        all.then_some(l)
     })
     .unwrap_or_else(|| panic!("{:?}\n{}", list(&bus, &path), d.log()));
-    assert_eq!(left[0].id, second);
-    assert!(d.log().contains("is in the Sent folder"), "{}", d.log());
+    assert_eq!(waiting[1].id, second);
+    assert_eq!(waiting[2].id, third);
+    cancel(&bus, &path, &third).expect("CancelOutbox of an unverified entry");
+    count_becomes(&bus, &path, 2);
 
+    // The IMAP password and the SMTP server back (an Update: at once).
     bus.update_account(
         &path,
-        &Settings::new().q("smtp-port", mail.mta.submissions_port()),
+        &Settings::new()
+            .s("incoming-password", &mail.alice_password)
+            .q("smtp-port", mail.mta.submissions_port()),
     )
-    .expect("Update smtp-port");
+    .expect("Update");
+    // The first is found in Sent and leaves; the second is sent again.
     arrived(&mail.dovecot, BOB, "INBOX", &undelivered);
     drained(&bus, &path, || d.log());
+    assert!(d.log().contains("is in the Sent folder"), "{}", d.log());
     let taken = wait_until(DELIVERY, || {
         let n = submissions(&mail, &undelivered_id);
         (n > 0).then_some(n)
@@ -476,5 +535,173 @@ fn an_interrupted_send_is_looked_up_in_the_sent_folder() {
         "not sent a second time"
     );
     assert!(matching(&mail.dovecot, BOB, "INBOX", &delivered).is_empty());
+    assert!(matching(&mail.dovecot, BOB, "INBOX", &dropped).is_empty());
     assert_eq!(matching(&mail.dovecot, ALICE, "Sent", &delivered).len(), 1);
+}
+
+#[test]
+fn account_trouble_keeps_messages_queued_until_an_update_fixes_it() {
+    let mail = Mail::start();
+    let bus = Bus::start();
+    let d = facteurd(&bus, &mail.ca, &[]);
+    let path = bus
+        .create_account(
+            &mail
+                .alice()
+                .s("incoming-password", &mail.alice_password)
+                .s("smtp-password", "not Alice's password"),
+        )
+        .expect("create Alice's account");
+    wait_for_credentials(&bus, &path);
+
+    let pid = std::process::id();
+    let subjects: Vec<String> = (1..=3).map(|n| format!("Held back {n} {pid}")).collect();
+    let message_ids: Vec<String> = (1..=3)
+        .map(|n| format!("outbox-held-{n}-{pid}@example.test"))
+        .collect();
+    for (subject, id) in subjects.iter().zip(&message_ids) {
+        enqueue(&bus, &path, &with_id(BOB, subject, id)).expect("Enqueue");
+    }
+    // The first is tried and refused (535): the account's trouble, not
+    // the message's.
+    let tried = wait_until(DELIVERY, || {
+        let l = list(&bus, &path);
+        l.first()
+            .is_some_and(|e| e.attempts >= 1 && !e.last_error.is_empty())
+            .then_some(())
+    });
+    assert!(tried.is_some(), "{:?}\n{}", list(&bus, &path), d.log());
+    // Longer than the first backoffs: nothing fails, nothing else is
+    // tried, and the refused password is not tried again on its own.
+    std::thread::sleep(Duration::from_secs(5));
+    let l = list(&bus, &path);
+    assert_eq!(l.len(), 3, "{l:?}");
+    assert!(l.iter().all(|e| e.state == "queued"), "{l:?}\n{}", d.log());
+    assert_eq!(
+        l.iter().map(|e| e.attempts).collect::<Vec<_>>(),
+        [1, 0, 0],
+        "{l:?}"
+    );
+    assert_eq!(failed_count(&bus, &path), 0);
+    assert_eq!(outbox_count(&bus, &path), 3);
+
+    // The right password (a secret only: no other setting changes): all
+    // go at once, each once.
+    bus.update_account(
+        &path,
+        &Settings::new().s("smtp-password", &mail.alice_password),
+    )
+    .expect("Update smtp-password");
+    for subject in &subjects {
+        arrived(&mail.dovecot, BOB, "INBOX", subject);
+    }
+    drained(&bus, &path, || d.log());
+    for (subject, id) in subjects.iter().zip(&message_ids) {
+        let taken = wait_until(DELIVERY, || {
+            let n = submissions(&mail, id);
+            (n > 0).then_some(n)
+        });
+        assert_eq!(taken, Some(1), "{}", mail.mta.log());
+        assert_eq!(matching(&mail.dovecot, BOB, "INBOX", subject).len(), 1);
+    }
+    assert_eq!(failed_count(&bus, &path), 0);
+    assert!(!d.log().contains(&mail.alice_password));
+}
+
+/// A submission server that reads one message per connection and then
+/// says nothing: the connection is closed, with no reply to the end of
+/// DATA, once the test sends on `release`. Each message read is sent on
+/// the returned channel.
+fn mute_smtp() -> (
+    u16,
+    std::sync::mpsc::Receiver<Vec<u8>>,
+    std::sync::mpsc::Sender<()>,
+) {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind((facteur_tests::LOOPBACK, 0)).expect("bind");
+    let port = listener.local_addr().expect("an address").port();
+    let (got_tx, got) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut w) = stream else { continue };
+            let Ok(r) = w.try_clone() else { continue };
+            let mut r = BufReader::new(r);
+            let _ = w.write_all(b"220 mute.test ESMTP\r\n");
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let verb = line.to_ascii_uppercase();
+                if verb.starts_with("DATA") {
+                    let _ = w.write_all(b"354 go on\r\n");
+                    let mut raw = Vec::new();
+                    let mut l = Vec::new();
+                    loop {
+                        l.clear();
+                        if r.read_until(b'\n', &mut l).unwrap_or(0) == 0 || l == b".\r\n" {
+                            break;
+                        }
+                        raw.extend_from_slice(&l);
+                    }
+                    let _ = got_tx.send(raw);
+                    // No reply: wait for the test, then hang up.
+                    let _ = released.recv_timeout(DELIVERY);
+                    break;
+                } else if verb.starts_with("QUIT") {
+                    let _ = w.write_all(b"221 bye\r\n");
+                    break;
+                } else {
+                    let _ = w.write_all(b"250 mute.test\r\n");
+                }
+            }
+        }
+    });
+    (port, got, release)
+}
+
+#[test]
+fn a_reply_lost_after_data_is_looked_up_in_sent_before_a_retry() {
+    let mail = Mail::start();
+    let bus = Bus::start();
+    let d = facteurd(&bus, &mail.ca, &[]);
+    let (port, got, release) = mute_smtp();
+    let path = bus
+        .create_account(
+            &mail
+                .alice()
+                .s("incoming-password", &mail.alice_password)
+                .s("smtp-host", facteur_tests::LOOPBACK)
+                .q("smtp-port", port)
+                .s("smtp-security", "none"),
+        )
+        .expect("create Alice's account");
+    wait_for_credentials(&bus, &path);
+
+    let pid = std::process::id();
+    let subject = format!("Reply lost {pid}");
+    let message_id = format!("outbox-lost-reply-{pid}@example.test");
+    enqueue(&bus, &path, &with_id(BOB, &subject, &message_id)).expect("Enqueue");
+    let first = got
+        .recv_timeout(DELIVERY)
+        .unwrap_or_else(|_| panic!("no message reached the server\n{}", d.log()));
+    // The server took it and filed it in Sent itself (as Gmail does),
+    // then the connection went without a final reply.
+    if !mail.dovecot.folders(ALICE).iter().any(|f| f == "Sent") {
+        mail.dovecot.create_folder(ALICE, "Sent");
+    }
+    mail.dovecot.append(ALICE, "Sent", &first, &["\\Seen"]);
+    release.send(()).expect("release the connection");
+
+    // The retry finds it in Sent: the outbox drains, nothing sent again.
+    drained(&bus, &path, || d.log());
+    assert!(d.log().contains("is in the Sent folder"), "{}", d.log());
+    assert!(
+        got.recv_timeout(Duration::from_secs(1)).is_err(),
+        "sent a second time\n{}",
+        d.log()
+    );
+    assert_eq!(matching(&mail.dovecot, ALICE, "Sent", &subject).len(), 1);
 }

@@ -12,7 +12,8 @@
 //! and Message-ID before storing ([`crate::smtp::message::prepare`]), so
 //! every retry sends the same bytes and the Message-ID names the message.
 //! Queuing a message whose Message-ID is already queued or being sent for
-//! the account answers with that entry's id and stores nothing.
+//! the account stores nothing: the same bytes answer with that entry's id,
+//! other bytes (an edited message) are refused (`AlreadyExists`).
 //!
 //! Passwords are read from the secret store for each attempt and dropped;
 //! the outbox never stores one.
@@ -31,7 +32,7 @@ use tracing::info;
 use super::mail::Refused;
 use super::{Account, Registry};
 use crate::secrets::SecretStore;
-use crate::store::{Queued, QueuedState, Store};
+use crate::store::{Added, Queued, QueuedState, Store};
 use crate::sync::events::{Event, Reporter};
 use crate::sync::Scheduler;
 
@@ -124,6 +125,7 @@ fn describe(copy: &[u8]) -> Result<Queued, Refused> {
         hash: String::new(),
         message_id: parsed.message_id().unwrap_or_default().to_owned(),
         last_attempt: 0,
+        unverified: false,
     })
 }
 
@@ -183,6 +185,12 @@ impl Outbox {
             ));
         }
         let settings = account.settings();
+        if settings.smtp_host.is_empty() {
+            return Err(Refused::Invalid(format!(
+                "Account {} has no outgoing (SMTP) server; set smtp-host first",
+                account.id
+            )));
+        }
         let prepared = crate::smtp::message::prepare(
             &raw,
             &settings.email,
@@ -192,21 +200,30 @@ impl Outbox {
         .map_err(|crate::smtp::message::Invalid(m)| Refused::Invalid(m))?;
         let entry = describe(&prepared.copy)?;
         let (store, id) = (self.inner.store.clone(), account.id.clone());
-        let (q, new) = blocking(move || store.outbox_add(&id, &prepared.copy, entry)).await?;
-        if new {
-            info!(
-                "Account {}: message {} queued for sending ({}).",
-                account.id, q.id, q.message_id
-            );
-            self.inner.scheduler.counts_changed(&account.id);
-            self.inner.queued.notify_one();
-        } else {
-            info!(
-                "Account {}: message {} is queued already (same Message-ID {}).",
-                account.id, q.id, q.message_id
-            );
+        let added = blocking(move || store.outbox_add(&id, &prepared.copy, entry)).await?;
+        match added {
+            Added::New(q) => {
+                info!(
+                    "Account {}: message {} queued for sending ({}).",
+                    account.id, q.id, q.message_id
+                );
+                self.inner.scheduler.counts_changed(&account.id);
+                self.inner.queued.notify_one();
+                Ok(q.id)
+            }
+            Added::Same(q) => {
+                info!(
+                    "Account {}: message {} is queued already (same Message-ID {}).",
+                    account.id, q.id, q.message_id
+                );
+                Ok(q.id)
+            }
+            Added::Differs(q) => Err(Refused::AlreadyExists(format!(
+                "Message {} with the same Message-ID <{}> and other content is in the outbox \
+                 already; cancel it first (CancelOutbox) or give the new one another Message-ID",
+                q.id, q.message_id
+            ))),
         }
-        Ok(q.id)
     }
 
     /// `ListOutbox`: the account's queued and failed messages, oldest first.
@@ -220,13 +237,15 @@ impl Outbox {
         let sending = self.inner.sending.lock().await;
         let (store, acc, qid) = (self.inner.store.clone(), account.id.clone(), id.to_owned());
         let found = blocking(move || store.outbox_get(&acc, &qid)).await?;
-        let Some(q) = found else {
+        if found.is_none() {
             return Err(Refused::NotFound(format!(
                 "Account {} has no message {id:?} in its outbox",
                 account.id
             )));
-        };
-        if sending.contains(id) || q.state == QueuedState::Sending {
+        }
+        // Only what is handed to the server right now: an entry left
+        // `sending` by a crash is not being sent, and may go.
+        if sending.contains(id) {
             return Err(Refused::NotSupported(format!(
                 "Message {id} is being sent right now and cannot be cancelled; \
                  list the outbox again to see how it went"

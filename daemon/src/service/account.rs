@@ -59,6 +59,7 @@ impl AccountObject {
             .update(&self.account, &super::settings_input(&changes))
             .await
             .map_err(change_error)?;
+        self.daemon.outbox.wake();
         let after = self.account.settings();
         let detected = self.account.status().detected_folders;
         let old = settings_properties(&updated.before, &detected);
@@ -505,6 +506,12 @@ impl AccountObject {
     #[zbus(property)]
     fn outbox_count(&self) -> u32 {
         self.account.status().outbox_count
+    }
+
+    /// Messages of the outbox the server refused for good (`failed`).
+    #[zbus(property)]
+    fn outbox_failed_count(&self) -> u32 {
+        self.account.status().outbox_failed_count
     }
 }
 

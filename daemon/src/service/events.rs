@@ -63,16 +63,18 @@ pub async fn recount(daemon: &Daemon, emitter: &SignalEmitter<'_>, account: &Acc
         let (total, unread) = store.counts(&id, None)?;
         let pending = store.pending_count(&id)?;
         let outbox = store.outbox_count(&id)?;
-        anyhow::Ok((total, unread, pending, outbox))
+        let outbox_failed = store.outbox_failed_count(&id)?;
+        anyhow::Ok((total, unread, pending, outbox, outbox_failed))
     })
     .await;
     match counted {
-        Ok(Ok((total, unread, pending, outbox))) => {
+        Ok(Ok((total, unread, pending, outbox, outbox_failed))) => {
             let changed = account.set_status(|s| {
                 s.message_count = total;
                 s.unread_count = unread;
                 s.pending_changes = pending;
                 s.outbox_count = outbox;
+                s.outbox_failed_count = outbox_failed;
             });
             emit_status(emitter, account, &changed).await;
         }
@@ -273,6 +275,18 @@ pub async fn run(
                 daemon
                     .scheduler
                     .spawn(async move { crate::notify::new_mail(&name, count, &samples).await });
+            }
+            Event::OutboxFailed {
+                subject, reason, ..
+            } => {
+                let name = account.settings().name().to_owned();
+                let (subject, reason) = (
+                    super::text::dbus_string(subject),
+                    super::text::dbus_string(reason),
+                );
+                daemon.scheduler.spawn(async move {
+                    crate::notify::send_failed(&name, &subject, &reason).await
+                });
             }
         }
     }

@@ -96,6 +96,7 @@ fn status_property(
         Field::UnreadCount => ("UnreadCount", Value::from(status.unread_count)),
         Field::PendingChanges => ("PendingChanges", Value::from(status.pending_changes)),
         Field::OutboxCount => ("OutboxCount", Value::from(status.outbox_count)),
+        Field::OutboxFailedCount => ("OutboxFailedCount", Value::from(status.outbox_failed_count)),
         Field::Folders => (
             "Folders",
             Value::from(folders(&account.settings(), &status.detected_folders)),

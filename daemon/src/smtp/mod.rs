@@ -50,6 +50,11 @@ pub enum Cause {
     Rejected,
     /// The message cannot be sent as it is (no recipient, bad address).
     BadMessage,
+    /// The connection timed out or was lost during the transaction, with
+    /// no reply to say how it went: the server may have taken the message
+    /// (a `RetryLater` that must look in the Sent folder before sending
+    /// again).
+    MaybeSent(FailureKind),
 }
 
 /// A send that did not happen, with a sentence a person can act on.
@@ -158,7 +163,7 @@ pub async fn send(
     .await;
     let outcome = match sent {
         Err(_) => Outcome::RetryLater(SendError {
-            cause: Cause::Net(FailureKind::Timeout),
+            cause: Cause::MaybeSent(FailureKind::Timeout),
             message: format!(
                 "{host} did not confirm the message within {} s; it may or may not have been sent",
                 TRANSACTION_TIMEOUT.as_secs()
@@ -195,7 +200,12 @@ pub async fn send(
                     message: format!("The message cannot be sent through {host}: {text}"),
                 })
             } else {
-                Outcome::RetryLater(SendError::net(connect::lettre_failure(host, "sending", &e)))
+                // No reply: the connection went, maybe after DATA.
+                let f = connect::lettre_failure(host, "sending", &e);
+                Outcome::RetryLater(SendError {
+                    cause: Cause::MaybeSent(f.kind),
+                    message: format!("{}; it may or may not have been sent", f.message),
+                })
             }
         }
     };

@@ -106,18 +106,60 @@ pub async fn contains(
         let _ = step("LOGOUT", session.logout()).await;
         return Ok(false);
     }
-    let quoted: String = message_id
-        .chars()
-        .filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n'))
-        .collect();
+    if !message_id.is_ascii() || message_id.contains(['"', '\\', '\r', '\n']) {
+        // Not searchable as a quoted ASCII string: counted as not found
+        // (the message is sent again rather than lost).
+        info!(
+            "Account {id}: Message-ID {message_id:?} cannot be searched for; \
+             counted as not in the Sent folder."
+        );
+        drain(&mut session);
+        let _ = step("LOGOUT", session.logout()).await;
+        return Ok(false);
+    }
+    // SEARCH HEADER matches substrings: the brackets narrow it, and the
+    // Message-ID of each match is then compared exactly.
     let found = step(
         "UID SEARCH",
-        session.uid_search(format!("HEADER Message-ID \"{quoted}\"")),
+        session.uid_search(format!("HEADER Message-ID \"<{message_id}>\"")),
     )
     .await?;
     drain(&mut session);
+    let mut exact = false;
+    if !found.is_empty() {
+        let mut uids: Vec<u32> = found.into_iter().collect();
+        uids.sort_unstable();
+        let set = uids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let headers: Vec<Vec<u8>> = step("UID FETCH", async {
+            let fetches: Vec<async_imap::types::Fetch> = session
+                .uid_fetch(&set, "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]")
+                .await?
+                .try_collect()
+                .await?;
+            Ok(fetches
+                .iter()
+                .filter_map(|f| f.header().map(<[u8]>::to_vec))
+                .collect())
+        })
+        .await?;
+        drain(&mut session);
+        exact = headers.iter().any(|h| same_message_id(h, message_id));
+    }
     let _ = step("LOGOUT", session.logout()).await;
-    Ok(!found.is_empty())
+    Ok(exact)
+}
+
+/// Whether a header block names exactly this Message-ID (without its
+/// angle brackets).
+fn same_message_id(header: &[u8], message_id: &str) -> bool {
+    mail_parser::MessageParser::new()
+        .parse_headers(header)
+        .and_then(|m| m.message_id().map(|id| id == message_id))
+        .unwrap_or(false)
 }
 
 /// The Sent folder the settings or the last sync name (wire name).
@@ -159,4 +201,21 @@ async fn find(session: &mut ImapSession) -> Result<Option<String>, Failure> {
             .find(|n| role_from_name(&utf7::decode(n.name()), n.delimiter()) == Some("sent"))
     };
     Ok(marked.or_else(named).map(|n| n.name().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_message_id;
+
+    #[test]
+    fn message_ids_compare_exactly() {
+        let h = b"Message-ID: <11@host>\r\n\r\n";
+        assert!(same_message_id(h, "11@host"));
+        assert!(!same_message_id(h, "1@host"));
+        assert!(!same_message_id(
+            b"Message-ID: <a<1@host>>\r\n\r\n",
+            "1@host"
+        ));
+        assert!(!same_message_id(b"\r\n", "1@host"));
+    }
 }

@@ -37,7 +37,8 @@ static ADDING: Mutex<()> = Mutex::new(());
 pub enum QueuedState {
     /// Waiting for the SMTP server (or its turn).
     Queued,
-    /// Being handed to the SMTP server now (or when the daemon stopped).
+    /// Being handed to the SMTP server now (or when the daemon stopped:
+    /// the sender makes such entries `queued` and `unverified` at start).
     Sending,
     /// The server refused it for good (5xx, a bad message): not retried.
     Failed,
@@ -78,6 +79,23 @@ pub struct Queued {
     /// Unix seconds of the last attempt; 0 before the first.
     #[serde(default)]
     pub last_attempt: i64,
+    /// Whether an earlier attempt may have reached the server (a send
+    /// interrupted by a crash, or whose outcome was lost after DATA) and
+    /// the Sent folder must be looked at before it is sent again.
+    #[serde(default)]
+    pub unverified: bool,
+}
+
+/// What [`super::Store::outbox_add`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Added {
+    /// A new entry.
+    New(Queued),
+    /// The same bytes are queued already under this entry: nothing stored.
+    Same(Queued),
+    /// Another message with the same Message-ID is queued or being sent
+    /// (this entry): nothing stored.
+    Differs(Queued),
 }
 
 fn key(account: &str, seq: u64) -> Vec<u8> {
@@ -138,19 +156,25 @@ impl super::Store {
     /// Queue `raw` (ready to send: From, Date and Message-ID present) for
     /// `account`: the file written and synced, then the entry, flushed.
     /// When an entry of the account with the same Message-ID is queued or
-    /// being sent, nothing is written and that entry is returned.
-    /// `entry` gives everything but the id, state, attempts and hash. The
-    /// entry, and whether it is new.
-    pub fn outbox_add(&self, account: &str, raw: &[u8], entry: Queued) -> Result<(Queued, bool)> {
+    /// being sent, nothing is written and that entry is returned, as
+    /// [`Added::Same`] for the same bytes (by hash) and [`Added::Differs`]
+    /// for other bytes. `entry` gives everything but the id, state,
+    /// attempts and hash.
+    pub fn outbox_add(&self, account: &str, raw: &[u8], entry: Queued) -> Result<Added> {
         self.admit(account, || {
             let _one = ADDING.lock().unwrap_or_else(|p| p.into_inner());
+            let hash = super::blobs::hash(raw);
             if !entry.message_id.is_empty() {
                 let known = self
                     .outbox_list(account)?
                     .into_iter()
                     .find(|q| q.message_id == entry.message_id && q.state != QueuedState::Failed);
                 if let Some(q) = known {
-                    return Ok((q, false));
+                    return Ok(if q.hash == hash {
+                        Added::Same(q)
+                    } else {
+                        Added::Differs(q)
+                    });
                 }
             }
             let tree = self.outbox_tree()?;
@@ -158,7 +182,12 @@ impl super::Store {
             let seq = self.note(open.db.generate_id().context("Cannot number the message"))?;
             let id = format!("{seq:016x}");
             let dir = self.outbox_dir();
+            let fresh = !dir.is_dir();
             self.note(crate::fsutil::create_private_dir(&dir))?;
+            if fresh {
+                // The new directory's entry in the data dir, durably.
+                self.note(crate::fsutil::sync_dir(&self.shared.data_dir))?;
+            }
             self.note(crate::fsutil::write_atomic(
                 &self.outbox_file(&id),
                 raw,
@@ -169,8 +198,9 @@ impl super::Store {
                 state: QueuedState::Queued,
                 attempts: 0,
                 last_error: String::new(),
-                hash: super::blobs::hash(raw),
+                hash,
                 last_attempt: 0,
+                unverified: false,
                 ..entry
             };
             let value = serde_json::to_vec(&q).context("Cannot encode an outbox entry")?;
@@ -179,7 +209,7 @@ impl super::Store {
                     .context("Cannot store the outbox entry"),
             )?;
             self.outbox_flush()?;
-            Ok((q, true))
+            Ok(Added::New(q))
         })
     }
 
@@ -250,10 +280,19 @@ impl super::Store {
         !*super::read(&self.gate(account))
     }
 
-    /// The bytes of a queued message.
-    pub fn outbox_raw(&self, id: &str) -> Result<Vec<u8>> {
-        let path = self.outbox_file(id);
-        std::fs::read(&path).with_context(|| format!("Cannot read {}", path.display()))
+    /// The bytes of a queued message, checked against the entry's hash: a
+    /// damaged file is an error, never sent.
+    pub fn outbox_raw(&self, entry: &Queued) -> Result<Vec<u8>> {
+        let path = self.outbox_file(&entry.id);
+        let raw =
+            std::fs::read(&path).with_context(|| format!("Cannot read {}", path.display()))?;
+        if super::blobs::hash(&raw) != entry.hash {
+            anyhow::bail!(
+                "The message file {} is damaged (its content changed since it was queued)",
+                path.display()
+            );
+        }
+        Ok(raw)
     }
 
     /// Remove an entry (flushed) and then its file; `false` when there was
@@ -293,6 +332,17 @@ impl super::Store {
             .count();
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
+
+    /// How many messages of the account's outbox failed for good
+    /// (`OutboxFailedCount`).
+    pub fn outbox_failed_count(&self, account: &str) -> anyhow::Result<u32> {
+        let n = self
+            .outbox_list(account)?
+            .iter()
+            .filter(|q| q.state == QueuedState::Failed)
+            .count();
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
 }
 
 #[cfg(test)]
@@ -312,6 +362,14 @@ mod tests {
             hash: String::new(),
             message_id: message_id.into(),
             last_attempt: 0,
+            unverified: false,
+        }
+    }
+
+    fn new(a: Added) -> Queued {
+        match a {
+            Added::New(q) => q,
+            other => panic!("not added: {other:?}"),
         }
     }
 
@@ -319,33 +377,47 @@ mod tests {
     fn entries_are_kept_in_order_with_their_files() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let store = Store::open(dir.path()).expect("open");
-        let a = store.outbox_add("a", b"one", entry("<1@x>")).expect("add");
-        let b = store.outbox_add("a", b"two", entry("<2@x>")).expect("add");
-        let other = store
+        let a = new(store.outbox_add("a", b"one", entry("<1@x>")).expect("add"));
+        let b = new(store.outbox_add("a", b"two", entry("<2@x>")).expect("add"));
+        // Another account's outbox.
+        new(store
             .outbox_add("b", b"three", entry("<1@x>"))
-            .expect("add");
-        assert!(a.1);
-        assert!(other.1, "another account's outbox");
+            .expect("add"));
         let list = store.outbox_list("a").expect("list");
         let ids: Vec<&str> = list.iter().map(|q| q.id.as_str()).collect();
-        assert_eq!(ids, [a.0.id.as_str(), b.0.id.as_str()]);
-        assert_eq!(store.outbox_raw(&b.0.id).expect("raw"), b"two");
+        assert_eq!(ids, [a.id.as_str(), b.id.as_str()]);
+        assert_eq!(store.outbox_raw(&b).expect("raw"), b"two");
         assert_eq!(store.outbox_count("a").expect("count"), 2);
 
         let again = store.outbox_add("a", b"one", entry("<1@x>")).expect("add");
-        assert_eq!(again, (a.0.clone(), false));
+        assert_eq!(again, Added::Same(a.clone()));
+        let edited = store
+            .outbox_add("a", b"one, edited", entry("<1@x>"))
+            .expect("add");
+        assert_eq!(
+            edited,
+            Added::Differs(a.clone()),
+            "other bytes, same Message-ID"
+        );
         assert_eq!(store.outbox_list("a").expect("list").len(), 2);
+        assert_eq!(
+            store.outbox_raw(&a).expect("raw"),
+            b"one",
+            "the first bytes kept"
+        );
 
-        let mut failed = a.0.clone();
+        let mut failed = a.clone();
         failed.state = QueuedState::Failed;
         assert!(store.outbox_update("a", &failed).expect("update"));
         assert_eq!(store.outbox_count("a").expect("count"), 1);
+        assert_eq!(store.outbox_failed_count("a").expect("count"), 1);
 
-        assert!(store.outbox_remove("a", &a.0.id).expect("remove"));
-        assert!(!store.outbox_remove("a", &a.0.id).expect("remove"));
-        assert!(store.outbox_raw(&a.0.id).is_err(), "file removed");
+        assert!(store.outbox_remove("a", &a.id).expect("remove"));
+        assert!(!store.outbox_remove("a", &a.id).expect("remove"));
+        assert!(store.outbox_raw(&a).is_err(), "file removed");
         assert!(!store.outbox_update("a", &failed).expect("update"));
         assert!(store.outbox_get("a", "nonsense").expect("get").is_none());
+        assert_eq!(store.outbox_failed_count("a").expect("count"), 0);
 
         store.remove_outbox("a").expect("drop");
         assert!(store.outbox_list("a").expect("list").is_empty());
@@ -353,17 +425,31 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_file_is_refused() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        let q = new(store
+            .outbox_add("a", b"To: b@x\r\n\r\nhi", entry("<1@x>"))
+            .expect("add"));
+        let file = dir.path().join("outbox").join(format!("{}.eml", q.id));
+        std::fs::write(&file, b"To: b@x\r\n\r\nhX").expect("damage the file");
+        let e = store
+            .outbox_raw(&q)
+            .expect_err("a damaged file is not read");
+        assert!(format!("{e:#}").contains("damaged"), "{e:#}");
+    }
+
+    #[test]
     fn entries_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let id = {
             let store = Store::open(dir.path()).expect("open");
-            let q = store.outbox_add("a", b"raw", entry("<1@x>")).expect("add");
-            q.0.id.clone()
+            new(store.outbox_add("a", b"raw", entry("<1@x>")).expect("add"))
         };
         let store = Store::open(dir.path()).expect("reopen");
         let list = store.outbox_list("a").expect("list");
         assert_eq!(list.len(), 1);
-        assert_eq!(list[0].id, id);
+        assert_eq!(list[0].id, id.id);
         assert_eq!(store.outbox_raw(&id).expect("raw"), b"raw");
     }
 }

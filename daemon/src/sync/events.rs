@@ -119,6 +119,16 @@ pub enum Event {
         /// (from, subject) of the first few.
         samples: Vec<(String, String)>,
     },
+    /// A queued message failed for good (the outbox): one desktop
+    /// notification. Its count (`OutboxFailedCount`) follows a `Counts`.
+    OutboxFailed {
+        /// Account id.
+        account: String,
+        /// The message's subject.
+        subject: String,
+        /// Why (the server's reply where there is one).
+        reason: String,
+    },
     /// Wake account `account`'s engine to replay its journal (another
     /// account's replay changed it: a cross-account move's source).
     Kick {
@@ -146,6 +156,7 @@ impl Event {
             | Event::Messages { account, .. }
             | Event::Counts { account }
             | Event::Notify { account, .. }
+            | Event::OutboxFailed { account, .. }
             | Event::Kick { account }
             | Event::Flush { account, .. } => account,
         }

@@ -51,6 +51,8 @@ pub enum Field {
     PendingChanges,
     /// [`Status::outbox_count`].
     OutboxCount,
+    /// [`Status::outbox_failed_count`].
+    OutboxFailedCount,
 }
 
 /// What an account shows about itself at run time.
@@ -80,6 +82,8 @@ pub struct Status {
     pub pending_changes: u32,
     /// Messages waiting in the outbox (queued or sending).
     pub outbox_count: u32,
+    /// Messages of the outbox the server refused for good (`failed`).
+    pub outbox_failed_count: u32,
 }
 
 impl Status {
@@ -118,6 +122,10 @@ impl Status {
             Field::PendingChanges,
         );
         check(self.outbox_count == other.outbox_count, Field::OutboxCount);
+        check(
+            self.outbox_failed_count == other.outbox_failed_count,
+            Field::OutboxFailedCount,
+        );
         changed
     }
 }

@@ -12,27 +12,40 @@
 //! 1. the entry is marked `sending` (attempts + 1), flushed, before the
 //!    SMTP transaction;
 //! 2. sent → the entry and its file go (the Sent copy is kept by the
-//!    shared submit path); retry later (no network, a timeout, a 4xx, a
-//!    locked keyring) → back to `queued` with `last-error`, and the account
-//!    waits out a [`Backoff`] with its order kept (the same message is
-//!    first again); failed for good (5xx, a bad message, no SMTP host, a
-//!    refused password or certificate) → `failed` with `last-error`, not
-//!    retried, and the next message goes.
+//!    shared submit path);
+//! 3. refused for the message itself (a 5xx to MAIL, RCPT or DATA, a
+//!    message too big or that cannot be sent as it is) → `failed` with
+//!    `last-error`, not retried, reported (`OutboxFailedCount`, a desktop
+//!    notification), and the next message goes;
+//! 4. anything about the account or the connection (no network, a
+//!    timeout, a 4xx, a locked keyring, a refused password or certificate,
+//!    no SMTP host, a captive portal speaking nonsense) → back to `queued`
+//!    with `last-error`, and the account waits with its order kept (the
+//!    same message is first again): a [`Backoff`], or, when only a person
+//!    can fix it (password, certificate, no SMTP host), until its settings
+//!    change or [`Backoff::MAX`].
 //!
-//! A backoff ends early when the account's settings change (an `Update`:
-//! the sender looks at the settings of waiting accounts every
-//! [`SETTINGS_POLL`]) or on [`super::Outbox::wake`].
+//! A wait ends early when the account's settings change (an `Update`:
+//! [`super::Outbox::wake`] is called, and the sender also looks at the
+//! settings of waiting accounts every [`SETTINGS_POLL`]).
 //!
-//! ## An entry found `sending`
+//! ## An entry found `sending`, or `unverified`
 //!
-//! It was interrupted (a crash, or a stop that could not wait). For an IMAP
-//! account the Sent folder is searched for its Message-ID: the Sent copy
-//! is appended only after the server's final 250, so found means delivered
-//! and the entry goes. Not found (or a POP3 account, which has no Sent
-//! folder) → it is sent again. The one window left: a crash after the
-//! server's 250 and before the Sent copy is appended sends the message a
-//! second time (same bytes and Message-ID, which receivers and threads see
-//! as the same message).
+//! `sending`: it was interrupted (a crash, or a stop that could not wait).
+//! `unverified`: an attempt lost its connection or timed out during the
+//! transaction, with no reply, so the server may have taken it. For an
+//! IMAP account the Sent folder is searched for its Message-ID (compared
+//! exactly) before it is sent again: found means delivered (our copy is
+//! appended only after the server's final 250; some servers file
+//! submitted mail in Sent themselves) and the entry goes. Not found (or a
+//! POP3 account, which has no Sent folder) → it is sent again. The lookup
+//! failing (the IMAP server unreachable) → the entry is written back
+//! `queued` and `unverified` (so it can be cancelled) and the lookup is
+//! tried again after a backoff. The windows left: a crash after the
+//! server's 250 and before the Sent copy is appended, or a reply lost
+//! after DATA on a server that does not file sent mail itself, sends the
+//! message a second time (same bytes and Message-ID, which receivers and
+//! threads see as the same message).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -50,6 +63,7 @@ use crate::settings::{Protocol, Settings};
 use crate::smtp::{Cause, Outcome};
 use crate::store::{Queued, QueuedState};
 use crate::sync::backoff::Backoff;
+use crate::sync::events::Event;
 
 /// How often the settings of an account waiting out a backoff are looked
 /// at (an Update ends the wait).
@@ -63,6 +77,10 @@ enum Step {
     Done,
     /// Try again after a backoff.
     Later,
+    /// Only a person can fix it (password, certificate, no SMTP host):
+    /// wait for a settings change, [`super::Outbox::wake`] or the longest
+    /// backoff.
+    Blocked,
     /// The store failed: try again after a backoff too.
     StoreDown,
 }
@@ -78,8 +96,11 @@ struct Waiting {
 /// The task: see the module docs.
 pub(super) async fn run(inner: Arc<Inner>) {
     let mut waiting: HashMap<String, Waiting> = HashMap::new();
+    // What a stop left `sending` is not being sent: `queued` again, to be
+    // looked up in Sent at its turn (and cancellable meanwhile); then
     // OutboxCount of what waited across the restart.
     for account in inner.registry.all() {
+        recover(&inner, &account.id).await;
         inner.scheduler.counts_changed(&account.id);
     }
     loop {
@@ -116,7 +137,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
                     waiting.remove(&id);
                     again = true;
                 }
-                Step::Later | Step::StoreDown => {
+                step @ (Step::Later | Step::Blocked | Step::StoreDown) => {
                     let settings = account.settings();
                     let w = waiting.entry(id).or_insert_with(|| Waiting {
                         backoff: Backoff::new(),
@@ -124,7 +145,11 @@ pub(super) async fn run(inner: Arc<Inner>) {
                         settings: settings.clone(),
                     });
                     w.settings = settings;
-                    w.until = Instant::now() + w.backoff.next_delay();
+                    let delay = match step {
+                        Step::Blocked => Backoff::MAX,
+                        _ => w.backoff.next_delay(),
+                    };
+                    w.until = Instant::now() + delay;
                     at(&mut next, w.until);
                 }
             }
@@ -150,19 +175,39 @@ pub(super) async fn run(inner: Arc<Inner>) {
     }
 }
 
-/// Outcomes the SMTP layer calls final that may pass for a queued message:
-/// no readable password (a locked keyring), a server limit, a local disk
-/// fault.
-fn may_pass(cause: &Cause) -> bool {
-    matches!(
-        cause,
-        Cause::Net(
-            FailureKind::Credentials
-                | FailureKind::ServerLimit
-                | FailureKind::Local
-                | FailureKind::DiskFull
-        )
-    )
+/// What a failed attempt means for the message and the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The message itself was refused: it fails for good.
+    MessageFailed,
+    /// The account or the connection failed: the message waits, the
+    /// account backs off.
+    Later,
+    /// As `Later`, and the server may have taken the message: look in the
+    /// Sent folder before sending it again.
+    LaterUnverified,
+    /// The account needs a person (password, certificate, no SMTP host):
+    /// the message waits for a settings change.
+    Blocked,
+}
+
+/// Only failures about the message itself fail it; everything about the
+/// account or the connection keeps it queued.
+fn verdict(outcome: &Outcome) -> Verdict {
+    match outcome {
+        Outcome::Sent { .. } => Verdict::Later,
+        Outcome::RetryLater(e) | Outcome::Failed(e) => match (&e.cause, outcome) {
+            (Cause::MaybeSent(_), _) => Verdict::LaterUnverified,
+            (Cause::Rejected | Cause::BadMessage, Outcome::Failed(_)) => Verdict::MessageFailed,
+            (
+                Cause::Net(
+                    FailureKind::Auth | FailureKind::Certificate | FailureKind::NotSupported,
+                ),
+                Outcome::Failed(_),
+            ) => Verdict::Blocked,
+            _ => Verdict::Later,
+        },
+    }
 }
 
 /// Deal with the oldest message of the account that is not `failed`.
@@ -184,43 +229,50 @@ async fn deliver_next(inner: &Arc<Inner>, account: &Arc<Account>) -> Step {
     let Some(mut q) = list.into_iter().find(|q| q.state != QueuedState::Failed) else {
         return Step::Idle;
     };
-    if q.state == QueuedState::Sending {
+    if q.state == QueuedState::Sending || q.unverified {
+        let why = if q.state == QueuedState::Sending {
+            "was being sent when the daemon stopped"
+        } else {
+            "may have reached the server at its last attempt"
+        };
         match interrupted(inner, account, &q).await {
             Ok(true) => {
                 info!(
                     "Account {id}: message {} ({}) is in the Sent folder: it was delivered \
-                     before the daemon stopped; it leaves the outbox.",
+                     (it {why}); it leaves the outbox.",
                     q.id, q.message_id
                 );
                 return remove(inner, &id, &q.id).await;
             }
             Ok(false) => info!(
-                "Account {id}: message {} was being sent when the daemon stopped and is not \
-                 in the Sent folder; sending it again.",
+                "Account {id}: message {} {why} and is not in the Sent folder; sending it again.",
                 q.id
             ),
             Err(message) => {
                 info!(
-                    "Account {id}: message {} was being sent when the daemon stopped; \
-                     cannot look for it in the Sent folder yet: {message}",
+                    "Account {id}: message {} {why}; cannot look for it in the Sent folder \
+                     yet: {message}",
                     q.id
                 );
+                // Queued again (so it can be cancelled), still to be
+                // looked up before it is sent.
+                q.state = QueuedState::Queued;
+                q.unverified = true;
                 q.last_error = message;
                 return write(inner, &id, &q).await.unwrap_or(Step::Later);
             }
         }
     }
     let raw = {
-        let (store, qid) = (inner.store.clone(), q.id.clone());
-        blocking(move || store.outbox_raw(&qid)).await
+        let (store, entry) = (inner.store.clone(), q.clone());
+        blocking(move || store.outbox_raw(&entry)).await
     };
     let raw = match raw {
         Ok(r) => r,
         Err(e) => {
-            warn!("Account {id}: message {}: {e:#}", q.id);
             q.state = QueuedState::Failed;
             q.last_error = format!("The queued message cannot be read: {e:#}");
-            return write(inner, &id, &q).await.unwrap_or(Step::Done);
+            return failed(inner, &id, &q).await;
         }
     };
     // Marked `sending`, durably, before the transaction; CancelOutbox
@@ -228,6 +280,7 @@ async fn deliver_next(inner: &Arc<Inner>, account: &Arc<Account>) -> Step {
     {
         let mut sending = inner.sending.lock().await;
         q.state = QueuedState::Sending;
+        q.unverified = false;
         q.attempts = q.attempts.saturating_add(1);
         q.last_attempt = unix_now();
         match write(inner, &id, &q).await {
@@ -242,29 +295,79 @@ async fn deliver_next(inner: &Arc<Inner>, account: &Arc<Account>) -> Step {
         q.id, q.attempts
     );
     let outcome = send_with(&inner.secrets, &inner.store, account, &raw).await;
-    let step = match outcome {
+    let step = match &outcome {
         Outcome::Sent { .. } => remove(inner, &id, &q.id).await,
-        Outcome::RetryLater(e) => {
-            q.state = QueuedState::Queued;
-            q.last_error = e.message;
-            write(inner, &id, &q).await.unwrap_or(Step::Later)
-        }
-        Outcome::Failed(e) if may_pass(&e.cause) => {
-            q.state = QueuedState::Queued;
-            q.last_error = e.message;
-            write(inner, &id, &q).await.unwrap_or(Step::Later)
-        }
-        Outcome::Failed(e) => {
-            warn!(
-                "Account {id}: queued message {} failed for good; it is not retried.",
-                q.id
-            );
-            q.state = QueuedState::Failed;
-            q.last_error = e.message;
-            write(inner, &id, &q).await.unwrap_or(Step::Done)
+        Outcome::RetryLater(e) | Outcome::Failed(e) => {
+            q.last_error.clone_from(&e.message);
+            match verdict(&outcome) {
+                Verdict::MessageFailed => {
+                    q.state = QueuedState::Failed;
+                    failed(inner, &id, &q).await
+                }
+                v => {
+                    q.state = QueuedState::Queued;
+                    q.unverified = v == Verdict::LaterUnverified;
+                    let step = if v == Verdict::Blocked {
+                        info!(
+                            "Account {id}: the outbox waits for the account's settings to \
+                             change (or {} s): {}",
+                            Backoff::MAX.as_secs(),
+                            e.message
+                        );
+                        Step::Blocked
+                    } else {
+                        Step::Later
+                    };
+                    write(inner, &id, &q).await.unwrap_or(step)
+                }
+            }
         }
     };
     inner.sending.lock().await.remove(&q.id);
+    step
+}
+
+/// At start: every entry of the account left `sending` becomes `queued`
+/// and `unverified` (the sender is not running yet: nothing is being sent).
+async fn recover(inner: &Arc<Inner>, account: &str) {
+    let (store, acc) = (inner.store.clone(), account.to_owned());
+    let recovered = blocking(move || {
+        let mut n = 0usize;
+        for mut q in store.outbox_list(&acc)? {
+            if q.state == QueuedState::Sending {
+                q.state = QueuedState::Queued;
+                q.unverified = true;
+                if store.outbox_update(&acc, &q)? {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    })
+    .await;
+    match recovered {
+        Ok(0) => {}
+        Ok(n) => info!(
+            "Account {account}: {n} message(s) were being sent when the daemon stopped; \
+             each is looked up in the Sent folder before it is sent again."
+        ),
+        Err(e) => warn!("Account {account}: cannot read the outbox: {e:#}"),
+    }
+}
+
+/// Store a message failed for good and report it: the log, a recount
+/// (`OutboxFailedCount`) and a desktop notification.
+async fn failed(inner: &Arc<Inner>, account: &str, q: &Queued) -> Step {
+    warn!(
+        "Account {account}: queued message {} failed for good; it is not retried: {}",
+        q.id, q.last_error
+    );
+    let step = write(inner, account, q).await.unwrap_or(Step::Done);
+    let _ = inner.events.send(Event::OutboxFailed {
+        account: account.to_owned(),
+        subject: q.subject.clone(),
+        reason: q.last_error.clone(),
+    });
     step
 }
 
@@ -330,5 +433,52 @@ async fn interrupted(inner: &Arc<Inner>, account: &Account, q: &Queued) -> Resul
             "The Sent folder did not answer within {} s",
             crate::smtp::SENT_COPY_TIMEOUT.as_secs()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::SendError;
+
+    fn err(cause: Cause) -> SendError {
+        SendError {
+            cause,
+            message: "x".into(),
+        }
+    }
+
+    #[test]
+    fn only_refusals_of_the_message_fail_it() {
+        let failed = |c| verdict(&Outcome::Failed(err(c)));
+        let later = |c| verdict(&Outcome::RetryLater(err(c)));
+        assert_eq!(failed(Cause::Rejected), Verdict::MessageFailed);
+        assert_eq!(failed(Cause::BadMessage), Verdict::MessageFailed);
+        // 4xx: the message waits.
+        assert_eq!(later(Cause::Rejected), Verdict::Later);
+        // The account's trouble: never the message's.
+        for kind in [
+            FailureKind::Auth,
+            FailureKind::Certificate,
+            FailureKind::NotSupported,
+        ] {
+            assert_eq!(failed(Cause::Net(kind)), Verdict::Blocked, "{kind:?}");
+        }
+        for kind in [
+            FailureKind::Tls,
+            FailureKind::Protocol,
+            FailureKind::Credentials,
+            FailureKind::Connection,
+            FailureKind::Local,
+            FailureKind::ServerLimit,
+        ] {
+            assert_eq!(failed(Cause::Net(kind)), Verdict::Later, "{kind:?}");
+            assert_eq!(later(Cause::Net(kind)), Verdict::Later, "{kind:?}");
+        }
+        // No reply after the transaction began: look in Sent first.
+        assert_eq!(
+            later(Cause::MaybeSent(FailureKind::Timeout)),
+            Verdict::LaterUnverified
+        );
     }
 }
