@@ -215,7 +215,8 @@ pub fn uids_of(set: &[UidSetMember]) -> Vec<u32> {
         match m {
             UidSetMember::Uid(u) => out.push(*u),
             UidSetMember::UidRange(r) => {
-                out.extend(r.clone().take(100_000));
+                let (a, b) = (*r.start(), *r.end());
+                out.extend((a.min(b)..=a.max(b)).take(100_000));
             }
         }
     }
@@ -294,6 +295,9 @@ mod tests {
             copyuid(&code),
             Some((38505, vec![(304, 3956), (319, 3957), (320, 3958)]))
         );
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = vec![UidSetMember::UidRange(5..=3)];
+        assert_eq!(uids_of(&reversed), vec![3, 4, 5]);
         let uneven = ResponseCode::CopyUid(1, vec![UidSetMember::Uid(1)], vec![]);
         assert_eq!(copyuid(&uneven), None);
     }
