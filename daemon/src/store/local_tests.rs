@@ -721,3 +721,51 @@ async fn a_pop3_rename_survives_a_rebuild() -> Result<()> {
     assert_eq!(store.counts("p", None)?.0, 1);
     Ok(())
 }
+
+/// A pending POP3 → IMAP move keeps its manifest line, but a restart (the
+/// manifests are replayed at every open) must not bring the moved message
+/// back beside its placeholder; nor once it has landed.
+#[tokio::test]
+async fn a_pending_pop3_move_is_not_restored_at_a_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    {
+        let store = Store::open(dir.path())?;
+        let (_, archive) = imap(&store, "i", 0).await?;
+        let inbox = store.upsert_folder("p", "INBOX", "INBOX", None, Some("inbox".into()), true)?;
+        let ids = store
+            .pop3_store("p", &inbox, vec![("u1".into(), message(1, 0))])
+            .await?;
+        store
+            .move_messages("p", false, ids, target("i", &archive, true), false)
+            .await?;
+    }
+    let seq = {
+        let store = Store::open(dir.path())?;
+        assert_eq!(store.counts("p", None)?.0, 0, "not back in the POP3 folder");
+        assert_eq!(store.counts("i", None)?.0, 1, "the placeholder");
+        let j = store.journal("i")?;
+        j[0].seq
+    };
+    {
+        let store = Store::open(dir.path())?;
+        assert_eq!(store.counts("p", None)?.0, 0);
+        store
+            .settle(
+                "i",
+                seq,
+                Outcome::Landed {
+                    uidvalidity: UV,
+                    uid: Some(1),
+                },
+            )
+            .await?;
+    }
+    let store = Store::open(dir.path())?;
+    assert_eq!(
+        store.counts("p", None)?.0,
+        0,
+        "landed: not in the POP3 folder"
+    );
+    assert_eq!(store.counts("i", None)?.0, 1, "landed: once in the target");
+    Ok(())
+}
