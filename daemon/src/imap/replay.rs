@@ -45,8 +45,11 @@ const BATCH: usize = 500;
 
 /// What one replay holds while it runs.
 struct Run {
-    /// The account's folders, by number.
+    /// The account's folders, by number, with their server names as they
+    /// are at the entry being replayed (see [`names_at`]).
     folders: HashMap<u64, FolderInfo>,
+    /// The folders as they are from each entry index on (ascending).
+    views: Vec<(usize, HashMap<u64, FolderInfo>)>,
     /// The folder selected now (number, UIDVALIDITY), if the replay knows.
     selected: Option<(u64, u32)>,
     /// What settling changed locally, announced at the end.
@@ -68,6 +71,65 @@ enum Opened {
     Gone(String),
 }
 
+/// The account's folders as the server has them at each point of the
+/// journal: `(first entry index, folders)`, ascending from index 0. The
+/// store holds the names after every local change; walking the journal
+/// backwards from them, a `RenameFolder { from, to }` means the entries
+/// before it name the folder (and its children) `from`, and a
+/// `DeleteFolder { name, no }` gives back a folder the store no longer has,
+/// so a move out of a folder renamed or deleted since still finds it.
+fn names_at(
+    entries: &[Entry],
+    current: HashMap<u64, FolderInfo>,
+) -> Vec<(usize, HashMap<u64, FolderInfo>)> {
+    let mut views = Vec::new();
+    let mut cur = current;
+    for (i, e) in entries.iter().enumerate().rev() {
+        match &e.change {
+            Change::RenameFolder { from, to } => {
+                views.push((i + 1, cur.clone()));
+                let delim = cur
+                    .values()
+                    .find(|f| f.name == *to)
+                    .and_then(|f| f.delimiter.clone());
+                for f in cur.values_mut() {
+                    if f.name == *to {
+                        f.name.clone_from(from);
+                        continue;
+                    }
+                    let Some(d) = f.delimiter.clone().or_else(|| delim.clone()) else {
+                        continue;
+                    };
+                    if let Some(rest) = f
+                        .name
+                        .strip_prefix(to.as_str())
+                        .and_then(|r| r.strip_prefix(d.as_str()))
+                    {
+                        f.name = format!("{from}{d}{rest}");
+                    }
+                }
+            }
+            Change::DeleteFolder { name, no: Some(no) } => {
+                views.push((i + 1, cur.clone()));
+                let delimiter = cur.values().find_map(|f| f.delimiter.clone());
+                cur.entry(*no).or_insert_with(|| FolderInfo {
+                    no: *no,
+                    name: name.clone(),
+                    display: name.clone(),
+                    delimiter,
+                    role: None,
+                    selectable: true,
+                    state: None,
+                });
+            }
+            _ => {}
+        }
+    }
+    views.push((0, cur));
+    views.reverse();
+    views
+}
+
 impl Engine {
     /// Apply the account's journal on the server, in order; returns how
     /// many entries were settled. Only a failure that ends the session (or
@@ -86,8 +148,10 @@ impl Engine {
             .into_iter()
             .map(|f| (f.no, f))
             .collect();
+        let views = names_at(&entries, folders);
         let mut run = Run {
-            folders,
+            folders: views.first().map(|(_, f)| f.clone()).unwrap_or_default(),
+            views,
             selected: None,
             effects: Effects::default(),
             settled: 0,
@@ -118,7 +182,19 @@ impl Engine {
         run: &mut Run,
     ) -> Result<(), Failure> {
         let mut i = 0;
+        let mut view = 0;
         while i < entries.len() {
+            // The folder names as the server has them at this entry.
+            while run
+                .views
+                .get(view + 1)
+                .is_some_and(|(start, _)| *start <= i)
+            {
+                view += 1;
+                if let Some((_, f)) = run.views.get(view) {
+                    run.folders = f.clone();
+                }
+            }
             let rest = &entries[i..];
             let batch = match &rest[0].change {
                 Change::Flags { .. } => flags::batch(rest),
@@ -308,7 +384,7 @@ impl Engine {
                 format!("RENAME {} {}", command::quoted(from)?, command::quoted(to)?),
                 None,
             ),
-            Change::DeleteFolder { name } => {
+            Change::DeleteFolder { name, .. } => {
                 // Dovecot ends the session when the selected folder is
                 // deleted: select INBOX first.
                 let selected = run
@@ -340,5 +416,84 @@ impl Engine {
             Err(f) => return Err(f),
         };
         Ok(vec![(entry.seq, outcome)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(no: u64, name: &str) -> FolderInfo {
+        FolderInfo {
+            no,
+            name: name.to_owned(),
+            display: name.to_owned(),
+            delimiter: Some(".".to_owned()),
+            role: None,
+            selectable: true,
+            state: None,
+        }
+    }
+
+    fn entry(seq: u64, change: Change) -> Entry {
+        Entry { seq, change }
+    }
+
+    fn expunge(folder: u64) -> Change {
+        Change::Expunge {
+            folder,
+            uidvalidity: 1,
+            uid: 1,
+        }
+    }
+
+    fn name(views: &[(usize, HashMap<u64, FolderInfo>)], at: usize, no: u64) -> Option<String> {
+        let (_, v) = views.iter().rev().find(|(start, _)| *start <= at)?;
+        v.get(&no).map(|f| f.name.clone())
+    }
+
+    /// Entries made before a rename or a delete replay with the folder's
+    /// server name as it was then.
+    #[test]
+    fn entries_replay_with_the_names_of_their_time() {
+        let current: HashMap<u64, FolderInfo> =
+            [folder(1, "INBOX"), folder(2, "New"), folder(3, "New.Sub")]
+                .into_iter()
+                .map(|f| (f.no, f))
+                .collect();
+        let entries = vec![
+            entry(1, expunge(2)),
+            entry(2, expunge(4)),
+            entry(
+                3,
+                Change::RenameFolder {
+                    from: "Old".into(),
+                    to: "New".into(),
+                },
+            ),
+            entry(4, expunge(3)),
+            entry(
+                5,
+                Change::DeleteFolder {
+                    name: "Gone".into(),
+                    no: Some(4),
+                },
+            ),
+            entry(6, expunge(2)),
+        ];
+        let views = names_at(&entries, current);
+        assert_eq!(name(&views, 0, 2).as_deref(), Some("Old"));
+        assert_eq!(name(&views, 0, 3).as_deref(), Some("Old.Sub"));
+        assert_eq!(name(&views, 1, 4).as_deref(), Some("Gone"));
+        assert_eq!(
+            name(&views, 2, 2).as_deref(),
+            Some("Old"),
+            "the RENAME itself"
+        );
+        assert_eq!(name(&views, 3, 3).as_deref(), Some("New.Sub"));
+        assert_eq!(name(&views, 3, 4).as_deref(), Some("Gone"));
+        assert_eq!(name(&views, 5, 2).as_deref(), Some("New"));
+        assert_eq!(name(&views, 5, 4), None);
+        assert_eq!(name(&views, 0, 1).as_deref(), Some("INBOX"));
     }
 }

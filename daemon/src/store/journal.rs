@@ -134,6 +134,11 @@ pub enum Change {
     DeleteFolder {
         /// Raw name.
         name: String,
+        /// The folder's number in the store (absent in entries older than
+        /// it): entries made before the delete still name it, and the
+        /// replay finds its server name here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        no: Option<u64>,
     },
 }
 

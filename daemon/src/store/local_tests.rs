@@ -636,7 +636,10 @@ async fn folders_are_created_renamed_and_deleted() -> Result<()> {
                 from: "Archive".into(),
                 to: "Old".into()
             },
-            Change::DeleteFolder { name: "Old".into() },
+            Change::DeleteFolder {
+                name: "Old".into(),
+                no: Some(old.no),
+            },
         ]
     );
     Ok(())
@@ -767,5 +770,48 @@ async fn a_pending_pop3_move_is_not_restored_at_a_restart() -> Result<()> {
         "landed: not in the POP3 folder"
     );
     assert_eq!(store.counts("i", None)?.0, 1, "landed: once in the target");
+    Ok(())
+}
+
+/// A move dropped after its source folder was deleted cannot put the
+/// message back: the placeholder stays, with its file, never lost.
+#[tokio::test]
+async fn a_dropped_move_out_of_a_deleted_folder_keeps_the_message() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (_, archive) = imap(&store, "i", 0).await?;
+    let (old, _) = store
+        .create_folder("i", true, "Old", "Old", Some(".".into()))
+        .await?;
+    let state = FolderState {
+        uidvalidity: UV,
+        uidnext: 2,
+        highestmodseq: 0,
+    };
+    store
+        .store_batch("i", &old, vec![message(1, 0)], Some(state))
+        .await?;
+    let m = id("i", &old, UV, 1);
+    let e = store
+        .move_messages("i", true, vec![m], target("i", &archive, true), false)
+        .await?;
+    let old = store.folder("i", "Old")?.context("old")?;
+    store.delete_folder("i", true, &old).await?;
+    let mv = store
+        .journal("i")?
+        .into_iter()
+        .find(|e| matches!(e.change, Change::Move { .. }))
+        .context("move")?;
+    store
+        .settle("i", mv.seq, Outcome::Dropped("its folder is gone".into()))
+        .await?;
+    let kept = store
+        .record(&e.added[0])?
+        .context("the placeholder stays")?;
+    assert!(
+        blobs::read(&store.shared.messages, &kept.hash, 1 << 20).is_ok(),
+        "its file stays"
+    );
+    assert_eq!(store.counts("i", Some(archive.no))?.0, 1);
     Ok(())
 }

@@ -14,7 +14,8 @@
 //!   message, with the server's flags: flags set on the placeholder are
 //!   then lost). An Append's source `MovedOut` entry becomes an `Expunge`.
 //! - Move or Append, `Dropped`: the placeholder goes, and a moved message is
-//!   put back where it was (an Append's source `MovedOut` entry goes too).
+//!   put back where it was (an Append's source `MovedOut` entry goes too);
+//!   when it cannot go back, the placeholder stays (never a lost file).
 //! - Anything else: the entry goes (`Dropped` is logged).
 //!
 //! A sequence that is not in the journal any more settles to nothing.
@@ -273,8 +274,9 @@ fn land(
     Ok(())
 }
 
-/// A placeholder goes, and a moved message is put back where it was, when
-/// that folder is still there and the place free.
+/// A placeholder goes, and a moved message is put back where it was. When
+/// it cannot be (its folder is gone, its place holds another message) the
+/// placeholder stays as a local record: its file is never lost.
 fn unplace(
     tx: &Tx<'_>,
     account: &str,
@@ -284,18 +286,28 @@ fn unplace(
 ) -> TxResult<()> {
     let held = tx.held(account, to, placeholder)?;
     if let Some(origin) = held.and_then(|h| h.origin) {
-        if let Some(f) = folders.get(&(origin.account.clone(), origin.folder)) {
-            if tx.put(&origin.account, origin.folder, &origin.record)? {
-                effects
-                    .added
-                    .push(id_of(&origin.account, origin.folder, &origin.record));
-                if origin.local {
-                    lines.push((
-                        origin.account.clone(),
-                        super::local::add_lines(f, &origin.record),
-                        true,
-                    ));
-                }
+        let Some(f) = folders.get(&(origin.account.clone(), origin.folder)) else {
+            // The source folder is gone: the placeholder may hold the only
+            // copy, so it stays (a local record, with its file).
+            warn!("Account {account}: a moved message cannot go back to its folder (gone); it stays where it was moved to, locally.");
+            return Ok(());
+        };
+        if !tx.put(&origin.account, origin.folder, &origin.record)? {
+            let there = tx.record(&origin.account, origin.folder, origin.record.uid)?;
+            if there.is_none_or(|r| r.hash != origin.record.hash) {
+                warn!("Account {account}: a moved message cannot go back to its folder (its place is taken); it stays where it was moved to, locally.");
+                return Ok(());
+            }
+        } else {
+            effects
+                .added
+                .push(id_of(&origin.account, origin.folder, &origin.record));
+            if origin.local {
+                lines.push((
+                    origin.account.clone(),
+                    super::local::add_lines(f, &origin.record),
+                    true,
+                ));
             }
         }
     }
