@@ -127,10 +127,15 @@ async fn flags_are_journaled_once_with_before_and_modseq() -> Result<()> {
         .await?
         .is_empty());
     assert_eq!(store.pending_count("i")?, 1);
+    // Dropped (the server refused the STORE): the change is undone
+    // locally, or the record would keep it forever.
     let e = store
-        .settle("i", journal[1].seq, Outcome::Dropped("expunged".into()))
+        .settle("i", journal[1].seq, Outcome::Dropped("refused".into()))
         .await?;
-    assert!(e.is_empty());
+    assert_eq!(e.changed, vec![ids[1].clone()]);
+    let r = store.record(&ids[1])?.context("record")?;
+    assert_eq!(r.flags, Flags::default());
+    assert!(r.keywords.is_empty());
     assert_eq!(store.pending_count("i")?, 0);
 
     // Removing: `before` holds what was there.
@@ -140,6 +145,12 @@ async fn flags_are_journaled_once_with_before_and_modseq() -> Result<()> {
     let j = store.journal("i")?;
     assert!(matches!(&j[0].change, Change::Flags { remove, before, .. }
         if *remove == vec![Flag::Flagged] && *before == vec![Flag::Seen, Flag::Flagged]));
+    // A refused removal brings the flag back.
+    store
+        .settle("i", j[0].seq, Outcome::Dropped("refused".into()))
+        .await?;
+    let r = store.record(&ids[0])?.context("record")?;
+    assert_eq!(r.flags, Flags(Flags::SEEN | Flags::FLAGGED));
     Ok(())
 }
 

@@ -16,6 +16,8 @@
 //! - Move or Append, `Dropped`: the placeholder goes, and a moved message is
 //!   put back where it was (an Append's source `MovedOut` entry goes too);
 //!   when it cannot go back, the placeholder stays (never a lost file).
+//! - Flags, `Dropped`: the change is undone on the record (flags it added
+//!   and the message did not have go, flags it removed come back).
 //! - Anything else: the entry goes (`Dropped` is logged).
 //!
 //! A sequence that is not in the journal any more settles to nothing.
@@ -29,7 +31,7 @@ use super::journal::{Change, Effects, Outcome};
 use super::manifest::Line;
 use super::messages::{from_json, to_json, FolderInfo, MessageId, Record};
 use super::placeholder::{
-    flag_list, flags_missing, from_flag_list, journal_key, Held, Tx, TxResult,
+    apply_flags, flag_list, flags_missing, from_flag_list, journal_key, Held, Tx, TxResult,
 };
 use super::Store;
 
@@ -183,6 +185,39 @@ impl Store {
                     } = &change
                     {
                         tx.journal.remove(journal_key(&src.account, src.seq))?;
+                    }
+                }
+                (
+                    Change::Flags {
+                        folder,
+                        uidvalidity,
+                        uid,
+                        add,
+                        remove,
+                        before,
+                        ..
+                    },
+                    Outcome::Dropped(_),
+                ) => {
+                    // The server did not take the change: the record goes
+                    // back to the flags it had before it (a pass will not
+                    // fetch the server's again: HIGHESTMODSEQ is past them).
+                    if let Some(mut r) = tx.record(account, *folder, *uid)? {
+                        if r.uidvalidity == *uidvalidity {
+                            let undo_add = flags_missing(add, before);
+                            let readd: Vec<_> = remove
+                                .iter()
+                                .filter(|f| flags_missing(&[(*f).clone()], before).is_empty())
+                                .cloned()
+                                .collect();
+                            let (f, k) = apply_flags(r.flags, &r.keywords, &readd, &undo_add);
+                            if r.flags != f || r.keywords != k {
+                                r.flags = f;
+                                r.keywords = k;
+                                tx.update(account, *folder, &r)?;
+                                effects.changed.push(id_of(account, *folder, &r));
+                            }
+                        }
                     }
                 }
                 _ => {}
