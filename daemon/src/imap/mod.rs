@@ -63,6 +63,10 @@ pub struct Engine {
     /// Until when LIST is not tried again after the server sent a folder
     /// list that cannot be read (see [`Engine::pass`]).
     list_unreadable_until: Option<Instant>,
+    /// Journal entries (by sequence) and how many sessions ended while
+    /// replaying them: one that keeps ending the session is dropped (see
+    /// [`replay`]).
+    ending: std::collections::HashMap<u64, u32>,
 }
 
 /// What ended a wait.
@@ -92,6 +96,7 @@ impl Engine {
             reporter,
             caps: Caps::default(),
             inbox_next: std::sync::atomic::AtomicU32::new(0),
+            ending: std::collections::HashMap::new(),
             list_unreadable_until: None,
         }
     }

@@ -61,7 +61,13 @@ struct Run {
     /// Whether the replay selected a folder (INBOX is selected again at
     /// the end).
     reselect: bool,
+    /// Sessions that ended replaying each entry (kept by the engine).
+    ending: HashMap<u64, u32>,
 }
+
+/// Sessions an entry may end before it is dropped: one the server (or
+/// facteur) can never get through must not block every pass for ever.
+const ENDING_LIMIT: u32 = 3;
 
 /// A folder opened for an entry, or why it cannot be.
 enum Opened {
@@ -157,9 +163,14 @@ impl Engine {
             settled: 0,
             kicks: Vec::new(),
             reselect: false,
+            ending: std::mem::take(&mut self.ending),
         };
         let replayed = self.replay_entries(session, &entries, &mut run).await;
         let (settled, reselect) = (run.settled, run.reselect);
+        self.ending = std::mem::take(&mut run.ending);
+        // Entries gone from the journal are forgotten.
+        self.ending
+            .retain(|seq, _| entries.iter().any(|e| e.seq == *seq));
         self.announce(run).await;
         replayed?;
         if settled > 0 {
@@ -218,9 +229,24 @@ impl Engine {
                 Err(f) => {
                     // Where the server stands is not known any more.
                     run.selected = None;
-                    if ends_session(&f)
-                        || matches!(f.kind, FailureKind::Local | FailureKind::DiskFull)
-                    {
+                    if ends_session(&f) {
+                        let head = batch[0].seq;
+                        let n = run.ending.entry(head).or_insert(0);
+                        *n += 1;
+                        if *n >= ENDING_LIMIT {
+                            run.ending.remove(&head);
+                            let reason = format!(
+                                "{ENDING_LIMIT} sessions ended while it was replayed ({})",
+                                f.message
+                            );
+                            for e in batch {
+                                self.settle(run, e.seq, Outcome::Dropped(reason.clone()))
+                                    .await?;
+                            }
+                        }
+                        return Err(f);
+                    }
+                    if matches!(f.kind, FailureKind::Local | FailureKind::DiskFull) {
                         return Err(f);
                     }
                     if f.kind == FailureKind::ServerLimit {
