@@ -339,6 +339,8 @@ impl Store {
         tokio::task::spawn_blocking(move || *write(&gate) = true)
             .await
             .context("The store task failed")?;
+        let owner = account.to_owned();
+        self.blocking(move |s| s.release_moves(&owner)).await?;
         self.remove_account_messages(account).await?;
         self.remove_journal(account)?;
         self.remove_manifest(account)?;

@@ -316,6 +316,65 @@ impl super::Store {
         Ok(out)
     }
 
+    /// Before an account's journal is dropped (the account is removed):
+    /// its pending cross-account moves are let go without loss. A move
+    /// *into* it (its `Append` holding a placeholder) is dropped the way a
+    /// refused one is: the message goes back where it came from, and that
+    /// account's `MovedOut` goes (it would hide the message for ever). A
+    /// move *out of* it (its `MovedOut`) leaves the other account's `Append`
+    /// to land on its own, without a source to expunge.
+    pub(super) fn release_moves(&self, account: &str) -> anyhow::Result<()> {
+        let mut orphans = Vec::new();
+        for e in self.journal(account)? {
+            match &e.change {
+                Change::Append { .. } => {
+                    let (_, o) = self.settle_blocking(
+                        account,
+                        e.seq,
+                        &Outcome::Dropped("the account was removed".to_owned()),
+                    )?;
+                    orphans.extend(o);
+                }
+                Change::MovedOut { .. } => {
+                    let o = self.handle()?;
+                    for kv in o.trees.journal.iter() {
+                        let (k, v) = kv?;
+                        let Ok(Change::Append {
+                            to,
+                            placeholder,
+                            hash,
+                            flags,
+                            message_id,
+                            source: Some(src),
+                        }) = super::messages::from_json::<Change>(&v)
+                        else {
+                            continue;
+                        };
+                        if src.account != account || src.seq != e.seq {
+                            continue;
+                        }
+                        let detached = Change::Append {
+                            to,
+                            placeholder,
+                            hash,
+                            flags,
+                            message_id,
+                            source: None,
+                        };
+                        o.trees
+                            .journal
+                            .insert(k, super::messages::to_json(&detached)?)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !orphans.is_empty() {
+            self.remove_orphans_blocking(&orphans);
+        }
+        Ok(())
+    }
+
     /// Drop every journal entry and placeholder note of an account (the
     /// account is removed).
     pub(super) fn remove_journal(&self, account: &str) -> anyhow::Result<()> {

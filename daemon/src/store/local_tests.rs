@@ -826,3 +826,74 @@ async fn a_dropped_move_out_of_a_deleted_folder_keeps_the_message() -> Result<()
     assert_eq!(store.counts("i", Some(archive.no))?.0, 1);
     Ok(())
 }
+
+/// Removing an account with pending cross-account moves loses and hides
+/// nothing: a POP3 message moved into the removed IMAP account goes back
+/// to its POP3 folder (the placeholder was its only copy), and a move out
+/// of the removed account still lands in the other one, with nothing
+/// left pending there for the removed source.
+#[tokio::test]
+async fn removing_an_account_lets_its_pending_cross_account_moves_go() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (_, i_archive) = imap(&store, "i", 0).await?;
+    let (j_inbox, j_archive) = imap(&store, "j", 1).await?;
+    let inbox = store.upsert_folder("p", "INBOX", "INBOX", None, Some("inbox".into()), true)?;
+    let ids = store
+        .pop3_store("p", &inbox, vec![("u1".into(), message(5, 0))])
+        .await?;
+    store
+        .move_messages(
+            "p",
+            false,
+            ids.clone(),
+            target("i", &i_archive, true),
+            false,
+        )
+        .await?;
+    let moved = id("j", &j_inbox, UV, 1);
+    store
+        .move_messages("j", true, vec![moved], target("i", &i_archive, true), false)
+        .await?;
+    assert_eq!(store.counts("p", None)?.0, 0);
+    assert_eq!(store.pending_count("j")?, 1);
+    store.remove_account("i").await?;
+    assert!(store.record(&ids[0])?.is_some(), "back in the POP3 folder");
+    assert_eq!(store.counts("p", None)?.0, 1);
+    assert_eq!(store.pending_count("j")?, 0, "the MovedOut went");
+    assert_eq!(
+        store.counts("j", Some(j_inbox.no))?.0,
+        1,
+        "and the message is back"
+    );
+
+    // Out of a removed account: the target's Append lands on its own.
+    let (a_inbox, _) = imap(&store, "a", 1).await?;
+    store
+        .move_messages(
+            "a",
+            true,
+            vec![id("a", &a_inbox, UV, 1)],
+            target("j", &j_archive, true),
+            false,
+        )
+        .await?;
+    store.remove_account("a").await?;
+    let jj = store.journal("j")?;
+    assert!(
+        matches!(
+            &jj[..],
+            [Entry {
+                change: Change::Append { source: None, .. },
+                ..
+            }]
+        ),
+        "{jj:?}"
+    );
+    assert_eq!(
+        store.counts("j", Some(j_archive.no))?.0,
+        1,
+        "the placeholder stays"
+    );
+    Ok(())
+}
