@@ -226,11 +226,14 @@ pub struct Pending {
 
 impl super::Store {
     /// The account's journal, oldest first. An entry that cannot be read
-    /// (damaged) is left out, with a warning.
+    /// (damaged, or written by a newer facteur) is removed, with a
+    /// warning: it can never be replayed, and `PendingChanges` would never
+    /// reach 0.
     pub fn journal(&self, account: &str) -> anyhow::Result<Vec<Entry>> {
         let p = super::messages::prefix(account);
         let o = self.handle()?;
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for kv in o.trees.journal.scan_prefix(&p) {
             let (k, v) = kv?;
             let Some(seq) = k
@@ -242,10 +245,16 @@ impl super::Store {
             };
             match super::messages::from_json::<Change>(&v) {
                 Ok(change) => out.push(Entry { seq, change }),
-                Err(e) => tracing::warn!(
-                    "Account {account}: journal entry {seq} cannot be read and is skipped: {e:#}"
-                ),
+                Err(e) => {
+                    tracing::warn!(
+                        "Account {account}: journal entry {seq} cannot be read and is removed (that local change will not reach the server): {e:#}"
+                    );
+                    unreadable.push(k);
+                }
             }
+        }
+        for k in unreadable {
+            o.trees.journal.remove(k)?;
         }
         Ok(out)
     }

@@ -897,3 +897,30 @@ async fn removing_an_account_lets_its_pending_cross_account_moves_go() -> Result
     );
     Ok(())
 }
+
+/// An entry that cannot be read is removed (with a warning), so
+/// `PendingChanges` can reach 0.
+#[tokio::test]
+async fn an_unreadable_journal_entry_is_removed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (inbox, _) = imap(&store, "i", 1).await?;
+    store
+        .change_flags(
+            "i",
+            true,
+            vec![id("i", &inbox, UV, 1)],
+            vec![Flag::Seen],
+            vec![],
+        )
+        .await?;
+    let o = store.handle()?;
+    o.trees.journal.insert(
+        placeholder::journal_key("i", u64::MAX - 1),
+        &b"{\"op\":\"from-the-future\"}"[..],
+    )?;
+    assert_eq!(store.pending_count("i")?, 2);
+    assert_eq!(store.journal("i")?.len(), 1);
+    assert_eq!(store.pending_count("i")?, 1);
+    Ok(())
+}
