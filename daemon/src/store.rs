@@ -60,7 +60,7 @@ pub use journal::{Change, Effects, Entry, Flag, Outcome, Pending, Source};
 pub use local::Target;
 pub use local_folders::Renamed;
 pub use messages::{Flags, FolderInfo, FolderState, MessageId, NewMessage, Record, Summary};
-pub use observer::Observer;
+pub use observer::{Elsewhere, Observer};
 pub use outbox::{Queued, QueuedState};
 pub use placeholder::{apply_flags, flag_list, from_flag_list, is_placeholder, PLACEHOLDER_BASE};
 pub use repair::Damaged;

@@ -38,7 +38,7 @@ use tracing::{info, warn};
 use super::session::ImapSession;
 use super::{command, ends_session, select, Engine};
 use crate::net::{Failure, FailureKind};
-use crate::store::{Change, Effects, Entry, FolderInfo, Outcome};
+use crate::store::{Change, Effects, Elsewhere, Entry, FolderInfo, Outcome};
 
 /// Most entries in one batch (one UID set in one command line).
 const BATCH: usize = 500;
@@ -292,6 +292,7 @@ impl Engine {
             kicks,
             ..
         } = run;
+        let mut others: Vec<String> = Vec::new();
         if !effects.is_empty() {
             let groups = self
                 .blocking(move |store| {
@@ -304,19 +305,26 @@ impl Engine {
                 .await;
             match groups {
                 Ok([removed, added, changed]) => {
-                    for (account, folder, ids) in removed {
-                        if account == self.id {
-                            self.reporter.removed(&folder, ids);
-                        }
-                    }
-                    for (account, folder, ids) in added {
-                        if account == self.id {
-                            self.reporter.added(&folder, ids);
-                        }
-                    }
-                    for (account, folder, ids) in changed {
-                        if account == self.id {
-                            self.reporter.changed(&folder, ids);
+                    for (kind, groups) in [
+                        (Elsewhere::Removed, removed),
+                        (Elsewhere::Added, added),
+                        (Elsewhere::Changed, changed),
+                    ] {
+                        for (account, folder, ids) in groups {
+                            if account != self.id {
+                                // A dropped cross-account move put it back in
+                                // its source: that account announces it.
+                                self.reporter.elsewhere(&account, kind, &folder, ids);
+                                if !others.contains(&account) {
+                                    others.push(account);
+                                }
+                                continue;
+                            }
+                            match kind {
+                                Elsewhere::Removed => self.reporter.removed(&folder, ids),
+                                Elsewhere::Added => self.reporter.added(&folder, ids),
+                                Elsewhere::Changed => self.reporter.changed(&folder, ids),
+                            }
                         }
                     }
                 }
@@ -328,6 +336,15 @@ impl Engine {
         }
         if settled > 0 {
             self.reporter.counts();
+        }
+        for account in &kicks {
+            if !others.contains(account) {
+                others.push(account.clone());
+            }
+        }
+        // Their PendingChanges and counts follow too.
+        for account in others.iter().filter(|a| **a != self.id) {
+            self.reporter.counts_of(account);
         }
         for account in kicks {
             self.reporter.kick(&account);
