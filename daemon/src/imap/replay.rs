@@ -263,10 +263,26 @@ impl Engine {
                         .collect()
                 }
             };
-            for (seq, outcome) in outcomes {
-                self.settle(run, seq, outcome).await?;
-            }
+            self.settle_all(run, outcomes).await?;
         }
+        Ok(())
+    }
+
+    /// Settle a batch's entries (one flush) and keep what they changed for
+    /// the announcement.
+    async fn settle_all(
+        &self,
+        run: &mut Run,
+        outcomes: Vec<(u64, Outcome)>,
+    ) -> Result<(), Failure> {
+        let n = u32::try_from(outcomes.len()).unwrap_or(u32::MAX);
+        let effects = self
+            .store
+            .settle_all(&self.id, outcomes)
+            .await
+            .map_err(Failure::from)?;
+        run.effects.extend(effects);
+        run.settled = run.settled.saturating_add(n);
         Ok(())
     }
 

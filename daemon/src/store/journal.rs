@@ -285,6 +285,44 @@ impl super::Store {
         Ok(effects)
     }
 
+    /// Settle a batch of entries (see [`Store::settle`]): one flush for
+    /// all of them, not one per entry. Each entry is still settled in its
+    /// own transaction, so a crash before the flush only replays some of
+    /// them again (harmless, see the module docs).
+    pub async fn settle_all(
+        &self,
+        account: &str,
+        outcomes: Vec<(u64, Outcome)>,
+    ) -> anyhow::Result<Effects> {
+        if outcomes.is_empty() {
+            return Ok(Effects::default());
+        }
+        let owner = account.to_owned();
+        let (effects, orphans) = self
+            .blocking(move |s| {
+                s.admit(&owner, || {
+                    let mut effects = Effects::default();
+                    let mut orphans = Vec::new();
+                    for (seq, outcome) in &outcomes {
+                        let (e, o) = s.settle_blocking(&owner, *seq, outcome)?;
+                        effects.extend(e);
+                        orphans.extend(o);
+                    }
+                    Ok((effects, orphans))
+                })
+            })
+            .await?;
+        self.flush().await?;
+        if !orphans.is_empty() {
+            self.blocking(move |s| {
+                s.remove_orphans_blocking(&orphans);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(effects)
+    }
+
     /// How many entries wait in the account's journal (`PendingChanges`).
     pub fn pending_count(&self, account: &str) -> anyhow::Result<u32> {
         let o = self.handle()?;

@@ -924,3 +924,35 @@ async fn an_unreadable_journal_entry_is_removed() -> Result<()> {
     assert_eq!(store.pending_count("i")?, 1);
     Ok(())
 }
+
+/// A batch settles together: every entry goes, each with its outcome.
+#[tokio::test]
+async fn a_batch_of_outcomes_settles_at_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (inbox, _) = imap(&store, "i", 3).await?;
+    let ids: Vec<MessageId> = (1..=3).map(|u| id("i", &inbox, UV, u)).collect();
+    store
+        .change_flags("i", true, ids.clone(), vec![Flag::Seen], vec![])
+        .await?;
+    let outcomes: Vec<(u64, Outcome)> = store
+        .journal("i")?
+        .into_iter()
+        .map(|e| {
+            (
+                e.seq,
+                Outcome::Applied {
+                    flags: Some(vec![Flag::Seen, Flag::Flagged]),
+                },
+            )
+        })
+        .collect();
+    let e = store.settle_all("i", outcomes).await?;
+    assert_eq!(e.changed, ids);
+    assert_eq!(store.pending_count("i")?, 0);
+    assert_eq!(
+        store.record(&ids[2])?.context("record")?.flags,
+        Flags(Flags::SEEN | Flags::FLAGGED)
+    );
+    Ok(())
+}
