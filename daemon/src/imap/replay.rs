@@ -18,14 +18,20 @@
 //! - an expunge of a UID that is gone, a CREATE of a folder that exists, a
 //!   DELETE of one that does not, count as done.
 //!
+//! Each entry names folders by number; the replay gives them their server
+//! names as they were at that point of the journal (a move out of a
+//! folder renamed or deleted since still finds it), see [`names_at`].
+//!
 //! A failure of the connection ends the replay (the entry stays, replayed
-//! next session); a refusal of one entry (a tagged `NO`) drops that entry
+//! next session; an entry that ended three sessions is dropped, so it
+//! cannot block every pass for ever); a refusal of one entry (a tagged `NO`) drops that entry
 //! with a warning and the rest goes on; a server limit (`[OVERQUOTA]`,
 //! `[LIMIT]`…) stops this replay and keeps the entries. Consecutive flag
 //! changes of one folder go in one `UID STORE` per flag set, never one
-//! round trip per message. What settling changed locally is announced per
-//! folder (one call per folder per replay), then the counts, so
-//! `PendingChanges` follows. INBOX is left selected, ready for IDLE.
+//! round trip per message, and a batch's outcomes settle with one flush.
+//! What settling changed locally is announced per account and folder (one
+//! call per folder per replay), then the counts of every account touched,
+//! so `PendingChanges` follows. INBOX is left selected, ready for IDLE.
 
 mod flags;
 mod moves;
