@@ -20,7 +20,7 @@
 //!
 //! Each entry names folders by number; the replay gives them their server
 //! names as they were at that point of the journal (a move out of a
-//! folder renamed or deleted since still finds it), see [`names_at`].
+//! folder renamed or deleted since still finds it; `names_at`).
 //!
 //! A failure of the connection ends the replay (the entry stays, replayed
 //! next session; an entry that ended three sessions is dropped, so it
