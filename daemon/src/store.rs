@@ -60,7 +60,7 @@ pub use journal::{Change, Effects, Entry, Flag, Outcome, Pending, Source};
 pub use local::Target;
 pub use local_folders::Renamed;
 pub use messages::{Flags, FolderInfo, FolderState, MessageId, NewMessage, Record, Summary};
-pub use observer::Observer;
+pub use observer::{Elsewhere, Observer};
 pub use outbox::{Added, Queued, QueuedState};
 pub use placeholder::{apply_flags, flag_list, from_flag_list, is_placeholder, PLACEHOLDER_BASE};
 pub use repair::Damaged;
@@ -339,6 +339,8 @@ impl Store {
         tokio::task::spawn_blocking(move || *write(&gate) = true)
             .await
             .context("The store task failed")?;
+        let owner = account.to_owned();
+        self.blocking(move |s| s.release_moves(&owner)).await?;
         self.remove_account_messages(account).await?;
         self.remove_journal(account)?;
         self.remove_manifest(account)?;

@@ -725,3 +725,80 @@ fn a_refused_entry_is_dropped_and_the_rest_goes_on() {
         last_lines(&d.log(), 40)
     );
 }
+
+/// Entries made before a folder's rename or delete replay against the
+/// folder's server name of their time: a move out of a folder deleted
+/// afterwards lands in the target (once) before the DELETE, and flags set
+/// before a rename reach the server under the new name.
+#[test]
+fn a_move_out_of_a_folder_deleted_afterwards_and_flags_before_a_rename_land() {
+    let dovecot = dovecot(&[ALICE], None);
+    dovecot.create_folder(ALICE, "Archive");
+    dovecot.create_folder(ALICE, "Old");
+    dovecot.create_folder(ALICE, "Ren");
+    dovecot.deliver(ALICE, &mail(ALICE, "leaving"));
+    dovecot.deliver(ALICE, &mail(ALICE, "renamed"));
+    let bus = Bus::start();
+    let d = facteurd(&bus, &dovecot);
+    let alice = account(&bus, &dovecot, ALICE);
+    wait_synced(&bus, &d, &alice, 2);
+    let inbox = listed(&bus, &alice, "INBOX");
+    move_messages(
+        &bus,
+        &[&by_subject(&inbox, "leaving").id],
+        &alice,
+        "Old",
+        false,
+    )
+    .expect("MoveMessages to Old");
+    move_messages(
+        &bus,
+        &[&by_subject(&inbox, "renamed").id],
+        &alice,
+        "Ren",
+        false,
+    )
+    .expect("MoveMessages to Ren");
+    wait_server(&d, "both moved", || {
+        copies(&dovecot, ALICE, "Old", "leaving") == 1
+            && copies(&dovecot, ALICE, "Ren", "renamed") == 1
+    });
+    wait_pending(&bus, &d, &alice, 0);
+    sync(&bus, &alice);
+    wait_synced(&bus, &d, &alice, 2);
+    let leaving = by_subject(&listed(&bus, &alice, "Old"), "leaving").clone();
+    let renamed = by_subject(&listed(&bus, &alice, "Ren"), "renamed").clone();
+
+    dovecot.stop();
+    move_messages(&bus, &[&leaving.id], &alice, "Archive", false).expect("MoveMessages offline");
+    bus.call_facteur(&alice, names::ACCOUNT_INTERFACE, "DeleteFolder", &("Old",))
+        .expect("DeleteFolder offline");
+    set_flags(&bus, &[&renamed.id], &["flagged"], &[]).expect("SetFlags offline");
+    bus.call_facteur(
+        &alice,
+        names::ACCOUNT_INTERFACE,
+        "RenameFolder",
+        &("Ren", "Ren2"),
+    )
+    .expect("RenameFolder offline");
+    wait_pending(&bus, &d, &alice, 4);
+    dovecot.start_again();
+
+    wait_server(&d, "the move landed, Old deleted, the flag set", || {
+        let folders = dovecot.folders(ALICE);
+        !folders.iter().any(|f| f == "Old" || f == "Ren")
+            && folders.iter().any(|f| f == "Ren2")
+            && copies(&dovecot, ALICE, "Archive", "leaving") == 1
+            && server_flags(&dovecot, ALICE, "Ren2", uid_of(&renamed.id)) == ["\\Flagged"]
+    });
+    wait_pending(&bus, &d, &alice, 0);
+    sync(&bus, &alice);
+    wait_synced(&bus, &d, &alice, 2);
+    assert_eq!(copies(&dovecot, ALICE, "Archive", "leaving"), 1);
+    assert_eq!(listed(&bus, &alice, "Archive").len(), 1);
+    assert!(
+        !d.log().contains("is dropped"),
+        "nothing was dropped:\n{}",
+        last_lines(&d.log(), 60)
+    );
+}

@@ -63,6 +63,10 @@ pub struct Engine {
     /// Until when LIST is not tried again after the server sent a folder
     /// list that cannot be read (see [`Engine::pass`]).
     list_unreadable_until: Option<Instant>,
+    /// Journal entries (by sequence) and how many sessions ended while
+    /// replaying them: one that keeps ending the session is dropped (see
+    /// [`replay`]).
+    ending: std::collections::HashMap<u64, u32>,
 }
 
 /// What ended a wait.
@@ -92,6 +96,7 @@ impl Engine {
             reporter,
             caps: Caps::default(),
             inbox_next: std::sync::atomic::AtomicU32::new(0),
+            ending: std::collections::HashMap::new(),
             list_unreadable_until: None,
         }
     }
@@ -324,7 +329,11 @@ impl Engine {
     /// permission, the folder gone) is returned after INBOX is selected
     /// again, so the session carries on; a failure of the connection
     /// (Connection, Timeout) is returned as is and ends the session.
+    ///
+    /// A placeholder (a message still being moved here) is refused: its
+    /// journal entry would bring it back.
     pub async fn delete(&self, session: &mut ImapSession, id: &MessageId) -> Result<(), Failure> {
+        refuse_placeholder(id)?;
         let r = self.delete_selected(session, id).await;
         match r {
             Err(f) if !ends_session(&f) => {
@@ -390,6 +399,19 @@ impl Engine {
     }
 }
 
+/// A delete of a placeholder id (UIDVALIDITY 0, a UID from
+/// [`crate::store::PLACEHOLDER_BASE`]) is refused: the move is still in the
+/// journal, and would bring the message back.
+fn refuse_placeholder(id: &MessageId) -> Result<(), Failure> {
+    if id.uidvalidity == 0 && id.uid >= crate::store::PLACEHOLDER_BASE {
+        return Err(Failure::new(
+            FailureKind::NotSupported,
+            "This message is still being moved; try again once the account is online and the move is done",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `failure` leaves the connection in doubt, so the session ends.
 pub fn ends_session(failure: &Failure) -> bool {
     matches!(failure.kind, FailureKind::Connection | FailureKind::Timeout)
@@ -427,4 +449,26 @@ async fn select(session: &mut ImapSession, name: &str) -> Result<Option<u32>, Fa
     .await?;
     drain(session);
     Ok(uidvalidity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_placeholder_is_not_deleted() {
+        let mut id = MessageId {
+            account: "a".into(),
+            folder: 3,
+            uidvalidity: 0,
+            uid: crate::store::PLACEHOLDER_BASE + 2,
+        };
+        assert!(matches!(
+            refuse_placeholder(&id),
+            Err(f) if f.kind == FailureKind::NotSupported
+        ));
+        id.uidvalidity = 7;
+        id.uid = 12;
+        assert!(refuse_placeholder(&id).is_ok());
+    }
 }

@@ -18,14 +18,20 @@
 //! - an expunge of a UID that is gone, a CREATE of a folder that exists, a
 //!   DELETE of one that does not, count as done.
 //!
+//! Each entry names folders by number; the replay gives them their server
+//! names as they were at that point of the journal (a move out of a
+//! folder renamed or deleted since still finds it; `names_at`).
+//!
 //! A failure of the connection ends the replay (the entry stays, replayed
-//! next session); a refusal of one entry (a tagged `NO`) drops that entry
+//! next session; an entry that ended three sessions is dropped, so it
+//! cannot block every pass for ever); a refusal of one entry (a tagged `NO`) drops that entry
 //! with a warning and the rest goes on; a server limit (`[OVERQUOTA]`,
 //! `[LIMIT]`…) stops this replay and keeps the entries. Consecutive flag
 //! changes of one folder go in one `UID STORE` per flag set, never one
-//! round trip per message. What settling changed locally is announced per
-//! folder (one call per folder per replay), then the counts, so
-//! `PendingChanges` follows. INBOX is left selected, ready for IDLE.
+//! round trip per message, and a batch's outcomes settle with one flush.
+//! What settling changed locally is announced per account and folder (one
+//! call per folder per replay), then the counts of every account touched,
+//! so `PendingChanges` follows. INBOX is left selected, ready for IDLE.
 
 mod flags;
 mod moves;
@@ -38,15 +44,18 @@ use tracing::{info, warn};
 use super::session::ImapSession;
 use super::{command, ends_session, select, Engine};
 use crate::net::{Failure, FailureKind};
-use crate::store::{Change, Effects, Entry, FolderInfo, Outcome};
+use crate::store::{Change, Effects, Elsewhere, Entry, FolderInfo, Outcome};
 
 /// Most entries in one batch (one UID set in one command line).
 const BATCH: usize = 500;
 
 /// What one replay holds while it runs.
 struct Run {
-    /// The account's folders, by number.
+    /// The account's folders, by number, with their server names as they
+    /// are at the entry being replayed (see [`names_at`]).
     folders: HashMap<u64, FolderInfo>,
+    /// The folders as they are from each entry index on (ascending).
+    views: Vec<(usize, HashMap<u64, FolderInfo>)>,
     /// The folder selected now (number, UIDVALIDITY), if the replay knows.
     selected: Option<(u64, u32)>,
     /// What settling changed locally, announced at the end.
@@ -58,7 +67,13 @@ struct Run {
     /// Whether the replay selected a folder (INBOX is selected again at
     /// the end).
     reselect: bool,
+    /// Sessions that ended replaying each entry (kept by the engine).
+    ending: HashMap<u64, u32>,
 }
+
+/// Sessions an entry may end before it is dropped: one the server (or
+/// facteur) can never get through must not block every pass for ever.
+const ENDING_LIMIT: u32 = 3;
 
 /// A folder opened for an entry, or why it cannot be.
 enum Opened {
@@ -66,6 +81,65 @@ enum Opened {
     Selected(u32),
     /// Not on the server (or refused): the reason.
     Gone(String),
+}
+
+/// The account's folders as the server has them at each point of the
+/// journal: `(first entry index, folders)`, ascending from index 0. The
+/// store holds the names after every local change; walking the journal
+/// backwards from them, a `RenameFolder { from, to }` means the entries
+/// before it name the folder (and its children) `from`, and a
+/// `DeleteFolder { name, no }` gives back a folder the store no longer has,
+/// so a move out of a folder renamed or deleted since still finds it.
+fn names_at(
+    entries: &[Entry],
+    current: HashMap<u64, FolderInfo>,
+) -> Vec<(usize, HashMap<u64, FolderInfo>)> {
+    let mut views = Vec::new();
+    let mut cur = current;
+    for (i, e) in entries.iter().enumerate().rev() {
+        match &e.change {
+            Change::RenameFolder { from, to } => {
+                views.push((i + 1, cur.clone()));
+                let delim = cur
+                    .values()
+                    .find(|f| f.name == *to)
+                    .and_then(|f| f.delimiter.clone());
+                for f in cur.values_mut() {
+                    if f.name == *to {
+                        f.name.clone_from(from);
+                        continue;
+                    }
+                    let Some(d) = f.delimiter.clone().or_else(|| delim.clone()) else {
+                        continue;
+                    };
+                    if let Some(rest) = f
+                        .name
+                        .strip_prefix(to.as_str())
+                        .and_then(|r| r.strip_prefix(d.as_str()))
+                    {
+                        f.name = format!("{from}{d}{rest}");
+                    }
+                }
+            }
+            Change::DeleteFolder { name, no: Some(no) } => {
+                views.push((i + 1, cur.clone()));
+                let delimiter = cur.values().find_map(|f| f.delimiter.clone());
+                cur.entry(*no).or_insert_with(|| FolderInfo {
+                    no: *no,
+                    name: name.clone(),
+                    display: name.clone(),
+                    delimiter,
+                    role: None,
+                    selectable: true,
+                    state: None,
+                });
+            }
+            _ => {}
+        }
+    }
+    views.push((0, cur));
+    views.reverse();
+    views
 }
 
 impl Engine {
@@ -86,16 +160,23 @@ impl Engine {
             .into_iter()
             .map(|f| (f.no, f))
             .collect();
+        let views = names_at(&entries, folders);
         let mut run = Run {
-            folders,
+            folders: views.first().map(|(_, f)| f.clone()).unwrap_or_default(),
+            views,
             selected: None,
             effects: Effects::default(),
             settled: 0,
             kicks: Vec::new(),
             reselect: false,
+            ending: std::mem::take(&mut self.ending),
         };
         let replayed = self.replay_entries(session, &entries, &mut run).await;
         let (settled, reselect) = (run.settled, run.reselect);
+        self.ending = std::mem::take(&mut run.ending);
+        // Entries gone from the journal are forgotten.
+        self.ending
+            .retain(|seq, _| entries.iter().any(|e| e.seq == *seq));
         self.announce(run).await;
         replayed?;
         if settled > 0 {
@@ -118,7 +199,19 @@ impl Engine {
         run: &mut Run,
     ) -> Result<(), Failure> {
         let mut i = 0;
+        let mut view = 0;
         while i < entries.len() {
+            // The folder names as the server has them at this entry.
+            while run
+                .views
+                .get(view + 1)
+                .is_some_and(|(start, _)| *start <= i)
+            {
+                view += 1;
+                if let Some((_, f)) = run.views.get(view) {
+                    run.folders = f.clone();
+                }
+            }
             let rest = &entries[i..];
             let batch = match &rest[0].change {
                 Change::Flags { .. } => flags::batch(rest),
@@ -142,9 +235,24 @@ impl Engine {
                 Err(f) => {
                     // Where the server stands is not known any more.
                     run.selected = None;
-                    if ends_session(&f)
-                        || matches!(f.kind, FailureKind::Local | FailureKind::DiskFull)
-                    {
+                    if ends_session(&f) {
+                        let head = batch[0].seq;
+                        let n = run.ending.entry(head).or_insert(0);
+                        *n += 1;
+                        if *n >= ENDING_LIMIT {
+                            run.ending.remove(&head);
+                            let reason = format!(
+                                "{ENDING_LIMIT} sessions ended while it was replayed ({})",
+                                f.message
+                            );
+                            for e in batch {
+                                self.settle(run, e.seq, Outcome::Dropped(reason.clone()))
+                                    .await?;
+                            }
+                        }
+                        return Err(f);
+                    }
+                    if matches!(f.kind, FailureKind::Local | FailureKind::DiskFull) {
                         return Err(f);
                     }
                     if f.kind == FailureKind::ServerLimit {
@@ -161,10 +269,26 @@ impl Engine {
                         .collect()
                 }
             };
-            for (seq, outcome) in outcomes {
-                self.settle(run, seq, outcome).await?;
-            }
+            self.settle_all(run, outcomes).await?;
         }
+        Ok(())
+    }
+
+    /// Settle a batch's entries (one flush) and keep what they changed for
+    /// the announcement.
+    async fn settle_all(
+        &self,
+        run: &mut Run,
+        outcomes: Vec<(u64, Outcome)>,
+    ) -> Result<(), Failure> {
+        let n = u32::try_from(outcomes.len()).unwrap_or(u32::MAX);
+        let effects = self
+            .store
+            .settle_all(&self.id, outcomes)
+            .await
+            .map_err(Failure::from)?;
+        run.effects.extend(effects);
+        run.settled = run.settled.saturating_add(n);
         Ok(())
     }
 
@@ -190,6 +314,7 @@ impl Engine {
             kicks,
             ..
         } = run;
+        let mut others: Vec<String> = Vec::new();
         if !effects.is_empty() {
             let groups = self
                 .blocking(move |store| {
@@ -202,19 +327,26 @@ impl Engine {
                 .await;
             match groups {
                 Ok([removed, added, changed]) => {
-                    for (account, folder, ids) in removed {
-                        if account == self.id {
-                            self.reporter.removed(&folder, ids);
-                        }
-                    }
-                    for (account, folder, ids) in added {
-                        if account == self.id {
-                            self.reporter.added(&folder, ids);
-                        }
-                    }
-                    for (account, folder, ids) in changed {
-                        if account == self.id {
-                            self.reporter.changed(&folder, ids);
+                    for (kind, groups) in [
+                        (Elsewhere::Removed, removed),
+                        (Elsewhere::Added, added),
+                        (Elsewhere::Changed, changed),
+                    ] {
+                        for (account, folder, ids) in groups {
+                            if account != self.id {
+                                // A dropped cross-account move put it back in
+                                // its source: that account announces it.
+                                self.reporter.elsewhere(&account, kind, &folder, ids);
+                                if !others.contains(&account) {
+                                    others.push(account);
+                                }
+                                continue;
+                            }
+                            match kind {
+                                Elsewhere::Removed => self.reporter.removed(&folder, ids),
+                                Elsewhere::Added => self.reporter.added(&folder, ids),
+                                Elsewhere::Changed => self.reporter.changed(&folder, ids),
+                            }
                         }
                     }
                 }
@@ -226,6 +358,15 @@ impl Engine {
         }
         if settled > 0 {
             self.reporter.counts();
+        }
+        for account in &kicks {
+            if !others.contains(account) {
+                others.push(account.clone());
+            }
+        }
+        // Their PendingChanges and counts follow too.
+        for account in others.iter().filter(|a| **a != self.id) {
+            self.reporter.counts_of(account);
         }
         for account in kicks {
             self.reporter.kick(&account);
@@ -308,7 +449,7 @@ impl Engine {
                 format!("RENAME {} {}", command::quoted(from)?, command::quoted(to)?),
                 None,
             ),
-            Change::DeleteFolder { name } => {
+            Change::DeleteFolder { name, .. } => {
                 // Dovecot ends the session when the selected folder is
                 // deleted: select INBOX first.
                 let selected = run
@@ -340,5 +481,84 @@ impl Engine {
             Err(f) => return Err(f),
         };
         Ok(vec![(entry.seq, outcome)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(no: u64, name: &str) -> FolderInfo {
+        FolderInfo {
+            no,
+            name: name.to_owned(),
+            display: name.to_owned(),
+            delimiter: Some(".".to_owned()),
+            role: None,
+            selectable: true,
+            state: None,
+        }
+    }
+
+    fn entry(seq: u64, change: Change) -> Entry {
+        Entry { seq, change }
+    }
+
+    fn expunge(folder: u64) -> Change {
+        Change::Expunge {
+            folder,
+            uidvalidity: 1,
+            uid: 1,
+        }
+    }
+
+    fn name(views: &[(usize, HashMap<u64, FolderInfo>)], at: usize, no: u64) -> Option<String> {
+        let (_, v) = views.iter().rev().find(|(start, _)| *start <= at)?;
+        v.get(&no).map(|f| f.name.clone())
+    }
+
+    /// Entries made before a rename or a delete replay with the folder's
+    /// server name as it was then.
+    #[test]
+    fn entries_replay_with_the_names_of_their_time() {
+        let current: HashMap<u64, FolderInfo> =
+            [folder(1, "INBOX"), folder(2, "New"), folder(3, "New.Sub")]
+                .into_iter()
+                .map(|f| (f.no, f))
+                .collect();
+        let entries = vec![
+            entry(1, expunge(2)),
+            entry(2, expunge(4)),
+            entry(
+                3,
+                Change::RenameFolder {
+                    from: "Old".into(),
+                    to: "New".into(),
+                },
+            ),
+            entry(4, expunge(3)),
+            entry(
+                5,
+                Change::DeleteFolder {
+                    name: "Gone".into(),
+                    no: Some(4),
+                },
+            ),
+            entry(6, expunge(2)),
+        ];
+        let views = names_at(&entries, current);
+        assert_eq!(name(&views, 0, 2).as_deref(), Some("Old"));
+        assert_eq!(name(&views, 0, 3).as_deref(), Some("Old.Sub"));
+        assert_eq!(name(&views, 1, 4).as_deref(), Some("Gone"));
+        assert_eq!(
+            name(&views, 2, 2).as_deref(),
+            Some("Old"),
+            "the RENAME itself"
+        );
+        assert_eq!(name(&views, 3, 3).as_deref(), Some("New.Sub"));
+        assert_eq!(name(&views, 3, 4).as_deref(), Some("Gone"));
+        assert_eq!(name(&views, 5, 2).as_deref(), Some("New"));
+        assert_eq!(name(&views, 5, 4), None);
+        assert_eq!(name(&views, 0, 1).as_deref(), Some("INBOX"));
     }
 }

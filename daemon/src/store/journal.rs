@@ -134,6 +134,11 @@ pub enum Change {
     DeleteFolder {
         /// Raw name.
         name: String,
+        /// The folder's number in the store (absent in entries older than
+        /// it): entries made before the delete still name it, and the
+        /// replay finds its server name here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        no: Option<u64>,
     },
 }
 
@@ -221,11 +226,14 @@ pub struct Pending {
 
 impl super::Store {
     /// The account's journal, oldest first. An entry that cannot be read
-    /// (damaged) is left out, with a warning.
+    /// (damaged, or written by a newer facteur) is removed, with a
+    /// warning: it can never be replayed, and `PendingChanges` would never
+    /// reach 0.
     pub fn journal(&self, account: &str) -> anyhow::Result<Vec<Entry>> {
         let p = super::messages::prefix(account);
         let o = self.handle()?;
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for kv in o.trees.journal.scan_prefix(&p) {
             let (k, v) = kv?;
             let Some(seq) = k
@@ -237,10 +245,16 @@ impl super::Store {
             };
             match super::messages::from_json::<Change>(&v) {
                 Ok(change) => out.push(Entry { seq, change }),
-                Err(e) => tracing::warn!(
-                    "Account {account}: journal entry {seq} cannot be read and is skipped: {e:#}"
-                ),
+                Err(e) => {
+                    tracing::warn!(
+                        "Account {account}: journal entry {seq} cannot be read and is removed (that local change will not reach the server): {e:#}"
+                    );
+                    unreadable.push(k);
+                }
             }
+        }
+        for k in unreadable {
+            o.trees.journal.remove(k)?;
         }
         Ok(out)
     }
@@ -259,6 +273,44 @@ impl super::Store {
         let owner = account.to_owned();
         let (effects, orphans) = self
             .blocking(move |s| s.admit(&owner, || s.settle_blocking(&owner, seq, &outcome)))
+            .await?;
+        self.flush().await?;
+        if !orphans.is_empty() {
+            self.blocking(move |s| {
+                s.remove_orphans_blocking(&orphans);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(effects)
+    }
+
+    /// Settle a batch of entries (see [`Store::settle`]): one flush for
+    /// all of them, not one per entry. Each entry is still settled in its
+    /// own transaction, so a crash before the flush only replays some of
+    /// them again (harmless, see the module docs).
+    pub async fn settle_all(
+        &self,
+        account: &str,
+        outcomes: Vec<(u64, Outcome)>,
+    ) -> anyhow::Result<Effects> {
+        if outcomes.is_empty() {
+            return Ok(Effects::default());
+        }
+        let owner = account.to_owned();
+        let (effects, orphans) = self
+            .blocking(move |s| {
+                s.admit(&owner, || {
+                    let mut effects = Effects::default();
+                    let mut orphans = Vec::new();
+                    for (seq, outcome) in &outcomes {
+                        let (e, o) = s.settle_blocking(&owner, *seq, outcome)?;
+                        effects.extend(e);
+                        orphans.extend(o);
+                    }
+                    Ok((effects, orphans))
+                })
+            })
             .await?;
         self.flush().await?;
         if !orphans.is_empty() {
@@ -309,6 +361,65 @@ impl super::Store {
             }
         }
         Ok(out)
+    }
+
+    /// Before an account's journal is dropped (the account is removed):
+    /// its pending cross-account moves are let go without loss. A move
+    /// *into* it (its `Append` holding a placeholder) is dropped the way a
+    /// refused one is: the message goes back where it came from, and that
+    /// account's `MovedOut` goes (it would hide the message for ever). A
+    /// move *out of* it (its `MovedOut`) leaves the other account's `Append`
+    /// to land on its own, without a source to expunge.
+    pub(super) fn release_moves(&self, account: &str) -> anyhow::Result<()> {
+        let mut orphans = Vec::new();
+        for e in self.journal(account)? {
+            match &e.change {
+                Change::Append { .. } => {
+                    let (_, o) = self.settle_blocking(
+                        account,
+                        e.seq,
+                        &Outcome::Dropped("the account was removed".to_owned()),
+                    )?;
+                    orphans.extend(o);
+                }
+                Change::MovedOut { .. } => {
+                    let o = self.handle()?;
+                    for kv in o.trees.journal.iter() {
+                        let (k, v) = kv?;
+                        let Ok(Change::Append {
+                            to,
+                            placeholder,
+                            hash,
+                            flags,
+                            message_id,
+                            source: Some(src),
+                        }) = super::messages::from_json::<Change>(&v)
+                        else {
+                            continue;
+                        };
+                        if src.account != account || src.seq != e.seq {
+                            continue;
+                        }
+                        let detached = Change::Append {
+                            to,
+                            placeholder,
+                            hash,
+                            flags,
+                            message_id,
+                            source: None,
+                        };
+                        o.trees
+                            .journal
+                            .insert(k, super::messages::to_json(&detached)?)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !orphans.is_empty() {
+            self.remove_orphans_blocking(&orphans);
+        }
+        Ok(())
     }
 
     /// Drop every journal entry and placeholder note of an account (the

@@ -203,6 +203,7 @@ impl Store {
                                 &owner,
                                 &Change::DeleteFolder {
                                     name: folder.name.clone(),
+                                    no: Some(folder.no),
                                 },
                             )?;
                         }

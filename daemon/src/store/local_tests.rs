@@ -127,10 +127,15 @@ async fn flags_are_journaled_once_with_before_and_modseq() -> Result<()> {
         .await?
         .is_empty());
     assert_eq!(store.pending_count("i")?, 1);
+    // Dropped (the server refused the STORE): the change is undone
+    // locally, or the record would keep it forever.
     let e = store
-        .settle("i", journal[1].seq, Outcome::Dropped("expunged".into()))
+        .settle("i", journal[1].seq, Outcome::Dropped("refused".into()))
         .await?;
-    assert!(e.is_empty());
+    assert_eq!(e.changed, vec![ids[1].clone()]);
+    let r = store.record(&ids[1])?.context("record")?;
+    assert_eq!(r.flags, Flags::default());
+    assert!(r.keywords.is_empty());
     assert_eq!(store.pending_count("i")?, 0);
 
     // Removing: `before` holds what was there.
@@ -140,6 +145,12 @@ async fn flags_are_journaled_once_with_before_and_modseq() -> Result<()> {
     let j = store.journal("i")?;
     assert!(matches!(&j[0].change, Change::Flags { remove, before, .. }
         if *remove == vec![Flag::Flagged] && *before == vec![Flag::Seen, Flag::Flagged]));
+    // A refused removal brings the flag back.
+    store
+        .settle("i", j[0].seq, Outcome::Dropped("refused".into()))
+        .await?;
+    let r = store.record(&ids[0])?.context("record")?;
+    assert_eq!(r.flags, Flags(Flags::SEEN | Flags::FLAGGED));
     Ok(())
 }
 
@@ -636,7 +647,10 @@ async fn folders_are_created_renamed_and_deleted() -> Result<()> {
                 from: "Archive".into(),
                 to: "Old".into()
             },
-            Change::DeleteFolder { name: "Old".into() },
+            Change::DeleteFolder {
+                name: "Old".into(),
+                no: Some(old.no),
+            },
         ]
     );
     Ok(())
@@ -719,5 +733,226 @@ async fn a_pop3_rename_survives_a_rebuild() -> Result<()> {
     assert_eq!(b.no, moved.folder);
     assert!(store.record(&moved)?.is_some());
     assert_eq!(store.counts("p", None)?.0, 1);
+    Ok(())
+}
+
+/// A pending POP3 → IMAP move keeps its manifest line, but a restart (the
+/// manifests are replayed at every open) must not bring the moved message
+/// back beside its placeholder; nor once it has landed.
+#[tokio::test]
+async fn a_pending_pop3_move_is_not_restored_at_a_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    {
+        let store = Store::open(dir.path())?;
+        let (_, archive) = imap(&store, "i", 0).await?;
+        let inbox = store.upsert_folder("p", "INBOX", "INBOX", None, Some("inbox".into()), true)?;
+        let ids = store
+            .pop3_store("p", &inbox, vec![("u1".into(), message(1, 0))])
+            .await?;
+        store
+            .move_messages("p", false, ids, target("i", &archive, true), false)
+            .await?;
+    }
+    let seq = {
+        let store = Store::open(dir.path())?;
+        assert_eq!(store.counts("p", None)?.0, 0, "not back in the POP3 folder");
+        assert_eq!(store.counts("i", None)?.0, 1, "the placeholder");
+        let j = store.journal("i")?;
+        j[0].seq
+    };
+    {
+        let store = Store::open(dir.path())?;
+        assert_eq!(store.counts("p", None)?.0, 0);
+        store
+            .settle(
+                "i",
+                seq,
+                Outcome::Landed {
+                    uidvalidity: UV,
+                    uid: Some(1),
+                },
+            )
+            .await?;
+    }
+    let store = Store::open(dir.path())?;
+    assert_eq!(
+        store.counts("p", None)?.0,
+        0,
+        "landed: not in the POP3 folder"
+    );
+    assert_eq!(store.counts("i", None)?.0, 1, "landed: once in the target");
+    Ok(())
+}
+
+/// A move dropped after its source folder was deleted cannot put the
+/// message back: the placeholder stays, with its file, never lost.
+#[tokio::test]
+async fn a_dropped_move_out_of_a_deleted_folder_keeps_the_message() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (_, archive) = imap(&store, "i", 0).await?;
+    let (old, _) = store
+        .create_folder("i", true, "Old", "Old", Some(".".into()))
+        .await?;
+    let state = FolderState {
+        uidvalidity: UV,
+        uidnext: 2,
+        highestmodseq: 0,
+    };
+    store
+        .store_batch("i", &old, vec![message(1, 0)], Some(state))
+        .await?;
+    let m = id("i", &old, UV, 1);
+    let e = store
+        .move_messages("i", true, vec![m], target("i", &archive, true), false)
+        .await?;
+    let old = store.folder("i", "Old")?.context("old")?;
+    store.delete_folder("i", true, &old).await?;
+    let mv = store
+        .journal("i")?
+        .into_iter()
+        .find(|e| matches!(e.change, Change::Move { .. }))
+        .context("move")?;
+    store
+        .settle("i", mv.seq, Outcome::Dropped("its folder is gone".into()))
+        .await?;
+    let kept = store
+        .record(&e.added[0])?
+        .context("the placeholder stays")?;
+    assert!(
+        blobs::read(&store.shared.messages, &kept.hash, 1 << 20).is_ok(),
+        "its file stays"
+    );
+    assert_eq!(store.counts("i", Some(archive.no))?.0, 1);
+    Ok(())
+}
+
+/// Removing an account with pending cross-account moves loses and hides
+/// nothing: a POP3 message moved into the removed IMAP account goes back
+/// to its POP3 folder (the placeholder was its only copy), and a move out
+/// of the removed account still lands in the other one, with nothing
+/// left pending there for the removed source.
+#[tokio::test]
+async fn removing_an_account_lets_its_pending_cross_account_moves_go() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (_, i_archive) = imap(&store, "i", 0).await?;
+    let (j_inbox, j_archive) = imap(&store, "j", 1).await?;
+    let inbox = store.upsert_folder("p", "INBOX", "INBOX", None, Some("inbox".into()), true)?;
+    let ids = store
+        .pop3_store("p", &inbox, vec![("u1".into(), message(5, 0))])
+        .await?;
+    store
+        .move_messages(
+            "p",
+            false,
+            ids.clone(),
+            target("i", &i_archive, true),
+            false,
+        )
+        .await?;
+    let moved = id("j", &j_inbox, UV, 1);
+    store
+        .move_messages("j", true, vec![moved], target("i", &i_archive, true), false)
+        .await?;
+    assert_eq!(store.counts("p", None)?.0, 0);
+    assert_eq!(store.pending_count("j")?, 1);
+    store.remove_account("i").await?;
+    assert!(store.record(&ids[0])?.is_some(), "back in the POP3 folder");
+    assert_eq!(store.counts("p", None)?.0, 1);
+    assert_eq!(store.pending_count("j")?, 0, "the MovedOut went");
+    assert_eq!(
+        store.counts("j", Some(j_inbox.no))?.0,
+        1,
+        "and the message is back"
+    );
+
+    // Out of a removed account: the target's Append lands on its own.
+    let (a_inbox, _) = imap(&store, "a", 1).await?;
+    store
+        .move_messages(
+            "a",
+            true,
+            vec![id("a", &a_inbox, UV, 1)],
+            target("j", &j_archive, true),
+            false,
+        )
+        .await?;
+    store.remove_account("a").await?;
+    let jj = store.journal("j")?;
+    assert!(
+        matches!(
+            &jj[..],
+            [Entry {
+                change: Change::Append { source: None, .. },
+                ..
+            }]
+        ),
+        "{jj:?}"
+    );
+    assert_eq!(
+        store.counts("j", Some(j_archive.no))?.0,
+        1,
+        "the placeholder stays"
+    );
+    Ok(())
+}
+
+/// An entry that cannot be read is removed (with a warning), so
+/// `PendingChanges` can reach 0.
+#[tokio::test]
+async fn an_unreadable_journal_entry_is_removed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (inbox, _) = imap(&store, "i", 1).await?;
+    store
+        .change_flags(
+            "i",
+            true,
+            vec![id("i", &inbox, UV, 1)],
+            vec![Flag::Seen],
+            vec![],
+        )
+        .await?;
+    let o = store.handle()?;
+    o.trees.journal.insert(
+        placeholder::journal_key("i", u64::MAX - 1),
+        &b"{\"op\":\"from-the-future\"}"[..],
+    )?;
+    assert_eq!(store.pending_count("i")?, 2);
+    assert_eq!(store.journal("i")?.len(), 1);
+    assert_eq!(store.pending_count("i")?, 1);
+    Ok(())
+}
+
+/// A batch settles together: every entry goes, each with its outcome.
+#[tokio::test]
+async fn a_batch_of_outcomes_settles_at_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (inbox, _) = imap(&store, "i", 3).await?;
+    let ids: Vec<MessageId> = (1..=3).map(|u| id("i", &inbox, UV, u)).collect();
+    store
+        .change_flags("i", true, ids.clone(), vec![Flag::Seen], vec![])
+        .await?;
+    let outcomes: Vec<(u64, Outcome)> = store
+        .journal("i")?
+        .into_iter()
+        .map(|e| {
+            (
+                e.seq,
+                Outcome::Applied {
+                    flags: Some(vec![Flag::Seen, Flag::Flagged]),
+                },
+            )
+        })
+        .collect();
+    let e = store.settle_all("i", outcomes).await?;
+    assert_eq!(e.changed, ids);
+    assert_eq!(store.pending_count("i")?, 0);
+    assert_eq!(
+        store.record(&ids[2])?.context("record")?.flags,
+        Flags(Flags::SEEN | Flags::FLAGGED)
+    );
     Ok(())
 }

@@ -17,6 +17,18 @@ pub trait Observer: Send + Sync {
     fn added(&self, folder: &str, ids: Vec<String>) {
         let _ = (folder, ids);
     }
+    /// What settling this account's journal changed in *another*
+    /// account's messages (a dropped cross-account move put a message back
+    /// in its source): these ids of that account's `folder` (display name)
+    /// were added, changed or removed. Counts of it follow with
+    /// [`Observer::counts_of`].
+    fn elsewhere(&self, account: &str, kind: Elsewhere, folder: &str, ids: Vec<String>) {
+        let _ = (account, kind, folder, ids);
+    }
+    /// Message counts of another account may have changed.
+    fn counts_of(&self, account: &str) {
+        let _ = account;
+    }
     /// Account `account`'s journal changed (a cross-account move's source
     /// may now expunge): its engine is woken to replay it.
     fn kick(&self, account: &str) {
@@ -30,4 +42,16 @@ pub trait Observer: Send + Sync {
     fn found(&self, n: u32);
     /// `n` more messages of this pass are stored.
     fn stored(&self, n: u32);
+}
+
+/// Which messages of another account's folder a settled entry touched
+/// (see [`Observer::elsewhere`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elsewhere {
+    /// They appeared.
+    Added,
+    /// Their flags changed.
+    Changed,
+    /// They went.
+    Removed,
 }

@@ -262,7 +262,8 @@ fn bit(flag: &Flag) -> Option<u8> {
 }
 
 /// Add then remove flags: keywords compare case-insensitively (IMAP
-/// keywords do), an added one keeps the spelling given.
+/// keywords do), an added one keeps the spelling given; the keywords come
+/// back sorted.
 pub fn apply_flags(
     flags: Flags,
     keywords: &[String],
@@ -289,6 +290,9 @@ pub fn apply_flags(
             (None, _) => {}
         }
     }
+    // Sorted as a pass sorts the server's keywords, so comparing the two
+    // never sees a change that is only an order.
+    kws.sort();
     (Flags(bits), kws)
 }
 
@@ -305,5 +309,24 @@ fn same_flag(a: &Flag, b: &Flag) -> bool {
     match (a, b) {
         (Flag::Keyword(x), Flag::Keyword(y)) => x.eq_ignore_ascii_case(y),
         _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_come_back_sorted() {
+        let list = [
+            Flag::Keyword("work".into()),
+            Flag::Seen,
+            Flag::Keyword("$Junk".into()),
+        ];
+        let (f, k) = from_flag_list(&list);
+        assert!(f.has(Flags::SEEN));
+        assert_eq!(k, vec!["$Junk".to_owned(), "work".to_owned()]);
+        let (_, k) = apply_flags(f, &["zz".to_owned()], &[Flag::Keyword("aa".into())], &[]);
+        assert_eq!(k, vec!["aa".to_owned(), "zz".to_owned()]);
     }
 }

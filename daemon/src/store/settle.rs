@@ -14,7 +14,10 @@
 //!   message, with the server's flags: flags set on the placeholder are
 //!   then lost). An Append's source `MovedOut` entry becomes an `Expunge`.
 //! - Move or Append, `Dropped`: the placeholder goes, and a moved message is
-//!   put back where it was (an Append's source `MovedOut` entry goes too).
+//!   put back where it was (an Append's source `MovedOut` entry goes too);
+//!   when it cannot go back, the placeholder stays (never a lost file).
+//! - Flags, `Dropped`: the change is undone on the record (flags it added
+//!   and the message did not have go, flags it removed come back).
 //! - Anything else: the entry goes (`Dropped` is logged).
 //!
 //! A sequence that is not in the journal any more settles to nothing.
@@ -28,7 +31,7 @@ use super::journal::{Change, Effects, Outcome};
 use super::manifest::Line;
 use super::messages::{from_json, to_json, FolderInfo, MessageId, Record};
 use super::placeholder::{
-    flag_list, flags_missing, from_flag_list, journal_key, Held, Tx, TxResult,
+    apply_flags, flag_list, flags_missing, from_flag_list, journal_key, Held, Tx, TxResult,
 };
 use super::Store;
 
@@ -184,6 +187,39 @@ impl Store {
                         tx.journal.remove(journal_key(&src.account, src.seq))?;
                     }
                 }
+                (
+                    Change::Flags {
+                        folder,
+                        uidvalidity,
+                        uid,
+                        add,
+                        remove,
+                        before,
+                        ..
+                    },
+                    Outcome::Dropped(_),
+                ) => {
+                    // The server did not take the change: the record goes
+                    // back to the flags it had before it (a pass will not
+                    // fetch the server's again: HIGHESTMODSEQ is past them).
+                    if let Some(mut r) = tx.record(account, *folder, *uid)? {
+                        if r.uidvalidity == *uidvalidity {
+                            let undo_add = flags_missing(add, before);
+                            let readd: Vec<_> = remove
+                                .iter()
+                                .filter(|f| flags_missing(&[(*f).clone()], before).is_empty())
+                                .cloned()
+                                .collect();
+                            let (f, k) = apply_flags(r.flags, &r.keywords, &readd, &undo_add);
+                            if r.flags != f || r.keywords != k {
+                                r.flags = f;
+                                r.keywords = k;
+                                tx.update(account, *folder, &r)?;
+                                effects.changed.push(id_of(account, *folder, &r));
+                            }
+                        }
+                    }
+                }
                 _ => {}
             }
             Ok((effects, orphans, lines))
@@ -273,8 +309,9 @@ fn land(
     Ok(())
 }
 
-/// A placeholder goes, and a moved message is put back where it was, when
-/// that folder is still there and the place free.
+/// A placeholder goes, and a moved message is put back where it was. When
+/// it cannot be (its folder is gone, its place holds another message) the
+/// placeholder stays as a local record: its file is never lost.
 fn unplace(
     tx: &Tx<'_>,
     account: &str,
@@ -284,18 +321,28 @@ fn unplace(
 ) -> TxResult<()> {
     let held = tx.held(account, to, placeholder)?;
     if let Some(origin) = held.and_then(|h| h.origin) {
-        if let Some(f) = folders.get(&(origin.account.clone(), origin.folder)) {
-            if tx.put(&origin.account, origin.folder, &origin.record)? {
-                effects
-                    .added
-                    .push(id_of(&origin.account, origin.folder, &origin.record));
-                if origin.local {
-                    lines.push((
-                        origin.account.clone(),
-                        super::local::add_lines(f, &origin.record),
-                        true,
-                    ));
-                }
+        let Some(f) = folders.get(&(origin.account.clone(), origin.folder)) else {
+            // The source folder is gone: the placeholder may hold the only
+            // copy, so it stays (a local record, with its file).
+            warn!("Account {account}: a moved message cannot go back to its folder (gone); it stays where it was moved to, locally.");
+            return Ok(());
+        };
+        if !tx.put(&origin.account, origin.folder, &origin.record)? {
+            let there = tx.record(&origin.account, origin.folder, origin.record.uid)?;
+            if there.is_none_or(|r| r.hash != origin.record.hash) {
+                warn!("Account {account}: a moved message cannot go back to its folder (its place is taken); it stays where it was moved to, locally.");
+                return Ok(());
+            }
+        } else {
+            effects
+                .added
+                .push(id_of(&origin.account, origin.folder, &origin.record));
+            if origin.local {
+                lines.push((
+                    origin.account.clone(),
+                    super::local::add_lines(f, &origin.record),
+                    true,
+                ));
             }
         }
     }

@@ -393,6 +393,32 @@ impl crate::store::Observer for Reporter {
     fn added(&self, folder: &str, ids: Vec<String>) {
         self.messages(MessagesKind::Added, folder, ids);
     }
+    fn elsewhere(
+        &self,
+        account: &str,
+        kind: crate::store::Elsewhere,
+        folder: &str,
+        ids: Vec<String>,
+    ) {
+        if ids.is_empty() {
+            return;
+        }
+        self.send(Event::Messages {
+            account: account.to_owned(),
+            kind: match kind {
+                crate::store::Elsewhere::Added => MessagesKind::Added,
+                crate::store::Elsewhere::Changed => MessagesKind::Changed,
+                crate::store::Elsewhere::Removed => MessagesKind::Removed,
+            },
+            folder: folder.to_owned(),
+            ids,
+        });
+    }
+    fn counts_of(&self, account: &str) {
+        self.send(Event::Counts {
+            account: account.to_owned(),
+        });
+    }
     fn kick(&self, account: &str) {
         self.send(Event::Kick {
             account: account.to_owned(),

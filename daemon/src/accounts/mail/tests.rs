@@ -275,6 +275,7 @@ async fn changes_are_stored_journaled_and_announced() -> Result<()> {
     f.mail.rename_folder(&f.imap, "Projects", "Done").await?;
     assert!(f.store.folder(&f.imap, "Done.2025")?.is_some());
     assert!(f.store.folder(&f.imap, "Projects")?.is_none());
+    let deleted_no = f.store.folder(&f.imap, "Done.2025")?.map(|d| d.no);
     f.mail.delete_folder(&f.imap, "Done/2025").await?;
     assert!(f.store.folder(&f.imap, "Done.2025")?.is_none());
     let names: Vec<Change> = f
@@ -305,7 +306,8 @@ async fn changes_are_stored_journaled_and_announced() -> Result<()> {
                 to: "Done".into()
             },
             Change::DeleteFolder {
-                name: "Done.2025".into()
+                name: "Done.2025".into(),
+                no: deleted_no,
             },
         ]
     );

@@ -214,6 +214,25 @@ impl Engine {
             },
         )
         .await?;
+        if !present && landed.is_none() && by_move {
+            // A UID MOVE done before a crash: the message is in the target
+            // already (looked for only now, so a first try costs nothing).
+            let message_id = self
+                .placeholder(*to, *placeholder)
+                .await?
+                .map(|r| r.meta.message_id)
+                .unwrap_or_default();
+            if !message_id.is_empty() {
+                if let Opened::Selected(v) = self.open(session, run, *to).await? {
+                    if let Some(found) = self.search_message_id(session, &message_id).await? {
+                        landed = Some(Outcome::Landed {
+                            uidvalidity: v,
+                            uid: Some(found),
+                        });
+                    }
+                }
+            }
+        }
         if !present {
             if let Some(outcome) = landed.clone() {
                 // Copied (or moved) before a crash, the source gone since:

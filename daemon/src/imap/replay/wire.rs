@@ -207,15 +207,22 @@ pub fn searched(resp: &Response<'_>, into: &mut Vec<u32>) {
     }
 }
 
-/// The members of a UID set as UIDs (ranges bounded: a server's silly
-/// range never makes a huge list).
+/// Most UIDs taken from one server answer (a batch sends at most a few
+/// hundred): a server's silly set never makes a huge list.
+const MOST_UIDS: usize = 100_000;
+
+/// The members of a UID set as UIDs (bounded, see [`MOST_UIDS`]).
 pub fn uids_of(set: &[UidSetMember]) -> Vec<u32> {
     let mut out = Vec::new();
     for m in set {
+        if out.len() >= MOST_UIDS {
+            break;
+        }
         match m {
             UidSetMember::Uid(u) => out.push(*u),
             UidSetMember::UidRange(r) => {
-                out.extend(r.clone().take(100_000));
+                let (a, b) = (*r.start(), *r.end());
+                out.extend((a.min(b)..=a.max(b)).take(MOST_UIDS.saturating_sub(out.len())));
             }
         }
     }
@@ -251,11 +258,14 @@ pub fn modified(text: &str) -> Vec<u32> {
     };
     let mut out = Vec::new();
     for part in rest[..end].split(',') {
+        if out.len() >= MOST_UIDS {
+            break;
+        }
         match part.split_once(':') {
             Some((a, b)) => {
                 if let (Ok(a), Ok(b)) = (a.trim().parse::<u32>(), b.trim().parse::<u32>()) {
                     let (lo, hi) = (a.min(b), a.max(b));
-                    out.extend((lo..=hi).take(100_000));
+                    out.extend((lo..=hi).take(MOST_UIDS.saturating_sub(out.len())));
                 }
             }
             None => {
@@ -281,6 +291,8 @@ mod tests {
         assert_eq!(modified("[modified 3]"), vec![3]);
         assert!(modified("Store completed").is_empty());
         assert!(modified("[MODIFIED").is_empty());
+        let silly = format!("[MODIFIED {}]", vec!["1:4294967295"; 50].join(","));
+        assert_eq!(modified(&silly).len(), MOST_UIDS);
     }
 
     #[test]
@@ -294,6 +306,9 @@ mod tests {
             copyuid(&code),
             Some((38505, vec![(304, 3956), (319, 3957), (320, 3958)]))
         );
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = vec![UidSetMember::UidRange(5..=3)];
+        assert_eq!(uids_of(&reversed), vec![3, 4, 5]);
         let uneven = ResponseCode::CopyUid(1, vec![UidSetMember::Uid(1)], vec![]);
         assert_eq!(copyuid(&uneven), None);
     }

@@ -89,7 +89,9 @@ fn take(into: &mut Selected, r: &Response<'_>) {
         },
         Response::MailboxData(MailboxDatum::Exists(n)) => into.mailbox.exists = *n,
         Response::MailboxData(MailboxDatum::Recent(n)) => into.mailbox.recent = *n,
-        Response::Vanished { uids, .. } => into.resync.vanished.extend(uids.iter().cloned()),
+        Response::Vanished { uids, .. } => {
+            into.resync.vanished.extend(uids.iter().map(normalised));
+        }
         Response::Fetch(_, attrs) => {
             let has_flags = attrs.iter().any(|a| matches!(a, AttributeValue::Flags(_)));
             if let (true, Some(f)) = (has_flags, command::fetched(r)) {
@@ -104,6 +106,13 @@ fn take(into: &mut Selected, r: &Response<'_>) {
     }
 }
 
+/// A server's range as `min..=max`: `9:3` is legal (RFC 3501 §9) and
+/// means the same as `3:9`, but `BTreeMap::range(9..=3)` panics.
+pub(super) fn normalised(r: &RangeInclusive<u32>) -> RangeInclusive<u32> {
+    let (a, b) = (*r.start(), *r.end());
+    a.min(b)..=a.max(b)
+}
+
 /// The stored UIDs (keys of `local`) inside the `vanished` ranges.
 pub(super) fn vanished_of<V>(
     local: &BTreeMap<u32, V>,
@@ -111,7 +120,7 @@ pub(super) fn vanished_of<V>(
 ) -> Vec<u32> {
     let mut out: Vec<u32> = vanished
         .iter()
-        .flat_map(|r| local.range(r.clone()).map(|(u, _)| *u))
+        .flat_map(|r| local.range(normalised(r)).map(|(u, _)| *u))
         .collect();
     out.sort_unstable();
     out.dedup();
@@ -362,6 +371,21 @@ mod tests {
             vec![4, 5, 10, 20]
         );
         assert!(vanished_of(&local, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_descending_vanished_range_does_not_panic() {
+        let mut s = Selected {
+            mailbox: Default::default(),
+            resync: Resync::default(),
+        };
+        take(&mut s, &parse(b"* VANISHED (EARLIER) 9:3,20\r\n"));
+        assert_eq!(s.resync.vanished, vec![3..=9, 20..=20]);
+        let local: BTreeMap<u32, ()> = [1, 4, 9, 10].into_iter().map(|u| (u, ())).collect();
+        // Even a range that reached vanished_of unnormalised is taken.
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = 9..=3;
+        assert_eq!(vanished_of(&local, &[reversed]), vec![4, 9]);
     }
 
     #[test]

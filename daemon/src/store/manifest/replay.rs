@@ -136,6 +136,10 @@ impl Store {
             }
         }
         let (mut restored, mut missing) = (0, 0);
+        // A message being moved out (POP3 → IMAP) keeps its `add` line
+        // until it lands, but lives as a placeholder meanwhile: restoring
+        // it would show it twice.
+        let moving = held_origins(open, account)?;
         let mut lost_uids: BTreeSet<(String, u32)> = BTreeSet::new();
         for (name, lines) in by_folder {
             let Some(Line::Add {
@@ -186,6 +190,7 @@ impl Store {
                     continue;
                 };
                 if *uidvalidity != newest
+                    || moving.contains(&(info.no, *uidvalidity, *uid))
                     || open
                         .trees
                         .messages
@@ -329,6 +334,26 @@ fn index_accounts(open: &Open) -> Result<BTreeSet<String>> {
         let (k, _) = kv?;
         if let Some(nul) = k.iter().position(|b| *b == 0) {
             out.insert(String::from_utf8_lossy(&k[..nul]).into_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// (folder, uidvalidity, uid) of every record of `account` that is the
+/// origin of a placeholder (a pending move out of it).
+fn held_origins(open: &Open, account: &str) -> Result<BTreeSet<(u64, u32, u32)>> {
+    let mut out = BTreeSet::new();
+    for kv in open.trees.placeholders.iter() {
+        let (_, v) = kv?;
+        // Counters are 4 raw bytes; the rest is JSON.
+        if v.len() == 4 {
+            continue;
+        }
+        let Ok(held) = from_json::<crate::store::placeholder::Held>(&v) else {
+            continue;
+        };
+        if let Some(o) = held.origin.filter(|o| o.account == account) {
+            out.insert((o.folder, o.record.uidvalidity, o.record.uid));
         }
     }
     Ok(out)
