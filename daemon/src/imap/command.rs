@@ -75,19 +75,7 @@ pub async fn run_answer(
             .map_err(|_| timeout(what, limit))?
             .map_err(|e| read_failure(what, e))?;
         let Some(resp) = next else {
-            let why = bye
-                .as_deref()
-                .map(|b| format!(" ({})", net::server_text(b)))
-                .unwrap_or_default();
-            let kind = if bye.as_deref().is_some_and(is_limit) {
-                FailureKind::ServerLimit
-            } else {
-                FailureKind::Connection
-            };
-            return Err(Failure::new(
-                kind,
-                format!("The server closed the connection in the middle of {what}{why}"),
-            ));
+            return Err(closed(what, bye.as_deref()));
         };
         match resp.parsed() {
             Response::Done {
@@ -149,7 +137,7 @@ pub fn is_unreadable(f: &Failure) -> bool {
 
 /// A failed read; async-imap's parse errors quote the whole buffer, so
 /// only its start is kept.
-fn read_failure(what: &str, e: std::io::Error) -> Failure {
+pub(crate) fn read_failure(what: &str, e: std::io::Error) -> Failure {
     let text = e.to_string();
     if e.kind() == std::io::ErrorKind::Other && text.contains(" during parsing of ") {
         let quoted: String = text
@@ -167,7 +155,25 @@ fn read_failure(what: &str, e: std::io::Error) -> Failure {
     imap_failure(what, async_imap::error::Error::Io(e))
 }
 
-fn timeout(what: &str, limit: std::time::Duration) -> Failure {
+/// The connection ended in the middle of `what`, after the server's `BYE`
+/// text when it sent one (a limit named there is a server limit).
+pub(crate) fn closed(what: &str, bye: Option<&str>) -> Failure {
+    let why = bye
+        .map(|b| format!(" ({})", net::server_text(b)))
+        .unwrap_or_default();
+    let kind = if bye.is_some_and(is_limit) {
+        FailureKind::ServerLimit
+    } else {
+        FailureKind::Connection
+    };
+    Failure::new(
+        kind,
+        format!("The server closed the connection in the middle of {what}{why}"),
+    )
+}
+
+/// `what` got no answer within `limit`.
+pub(crate) fn timeout(what: &str, limit: std::time::Duration) -> Failure {
     Failure::new(
         FailureKind::Timeout,
         format!(
@@ -178,7 +184,7 @@ fn timeout(what: &str, limit: std::time::Duration) -> Failure {
 }
 
 /// A tagged `NO` or `BAD` as a failure: a server limit or a refusal.
-fn refused(what: &str, status: &Status, text: &str) -> Failure {
+pub(crate) fn refused(what: &str, status: &Status, text: &str) -> Failure {
     let word = match status {
         Status::No => "NO",
         Status::Bad => "BAD",

@@ -50,6 +50,45 @@ fn local(e: anyhow::Error) -> Failure {
     Failure::from(e)
 }
 
+/// Flags and keywords per UID, as the server or the store has them.
+pub(crate) type FlagSets = BTreeMap<u32, (Flags, Vec<String>)>;
+
+impl Engine {
+    /// Apply the server's flags where they differ from the stored ones,
+    /// except for UIDs with a local flag change waiting in the journal
+    /// (replayed on the server first; the next pass settles), and announce
+    /// the messages that changed.
+    pub(super) async fn apply_server_flags(
+        &self,
+        folder: &FolderInfo,
+        server: FlagSets,
+        stored: &FlagSets,
+        pending: &Pending,
+    ) -> Result<(), Failure> {
+        let changes: Vec<(u32, Flags, Vec<String>)> = server
+            .into_iter()
+            .filter(|(uid, now)| {
+                !pending.flags.contains(uid) && stored.get(uid).is_some_and(|old| old != now)
+            })
+            .map(|(uid, (flags, keywords))| (uid, flags, keywords))
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let changed = self
+            .store
+            .set_flags(&self.id, folder, &changes, None)
+            .await
+            .map_err(local)?;
+        self.reporter.changed(
+            &folder.display,
+            changed.iter().map(|i| i.to_string()).collect(),
+        );
+        self.reporter.counts();
+        Ok(())
+    }
+}
+
 /// Flag bits of the FLAGS a server sent.
 pub(crate) fn flags_of(flags: &[String]) -> Flags {
     let mut bits = 0;

@@ -14,9 +14,9 @@ use imap_proto::rfc4315::UidSetMember;
 use imap_proto::{MailboxDatum, Response, ResponseCode, Status};
 use tokio::io::AsyncWriteExt as _;
 
-use super::super::session::{imap_failure, is_limit, ImapSession};
-use crate::net::timeouts::shown;
-use crate::net::{self, Failure, FailureKind};
+use super::super::command::{closed, read_failure, refused, timeout};
+use super::super::session::{imap_failure, ImapSession};
+use crate::net::{self, Failure};
 
 /// What the tagged `OK` of a command said.
 #[derive(Debug, Default)]
@@ -66,7 +66,7 @@ pub async fn append(
         let next = tokio::time::timeout(limit, session.read_response())
             .await
             .map_err(|_| timeout(what, limit))?
-            .map_err(|e| imap_failure(what, async_imap::error::Error::Io(e)))?;
+            .map_err(|e| read_failure(what, e))?;
         let Some(resp) = next else {
             return Err(closed(what, None));
         };
@@ -119,7 +119,7 @@ async fn finish(
         let next = tokio::time::timeout(limit, session.read_response())
             .await
             .map_err(|_| timeout(what, limit))?
-            .map_err(|e| imap_failure(what, async_imap::error::Error::Io(e)))?;
+            .map_err(|e| read_failure(what, e))?;
         let Some(resp) = next else {
             return Err(closed(what, bye.as_deref()));
         };
@@ -153,51 +153,6 @@ async fn finish(
             other => each(other),
         }
     }
-}
-
-fn closed(what: &str, bye: Option<&str>) -> Failure {
-    let why = bye
-        .map(|b| format!(" ({})", net::server_text(b)))
-        .unwrap_or_default();
-    let kind = if bye.is_some_and(is_limit) {
-        FailureKind::ServerLimit
-    } else {
-        FailureKind::Connection
-    };
-    Failure::new(
-        kind,
-        format!("The server closed the connection in the middle of {what}{why}"),
-    )
-}
-
-fn timeout(what: &str, limit: std::time::Duration) -> Failure {
-    Failure::new(
-        FailureKind::Timeout,
-        format!(
-            "The server stalled for {} during {what}: timed out",
-            shown(limit)
-        ),
-    )
-}
-
-/// A tagged `NO` or `BAD`: a server limit or a refusal, in words.
-fn refused(what: &str, status: &Status, text: &str) -> Failure {
-    let word = match status {
-        Status::No => "NO",
-        Status::Bad => "BAD",
-        _ => "an unexpected status",
-    };
-    let kind = if is_limit(text) {
-        FailureKind::ServerLimit
-    } else {
-        FailureKind::Protocol
-    };
-    let said = if text.is_empty() {
-        String::new()
-    } else {
-        format!(" {text}")
-    };
-    Failure::new(kind, format!("The server refused {what} ({word}{said})"))
 }
 
 /// The UIDs a UID SEARCH answered.

@@ -124,25 +124,8 @@ impl Engine {
             )
             .await?;
         }
-        let changes: Vec<(u32, Flags, Vec<String>)> = server_flags
-            .into_iter()
-            .filter(|(uid, now)| {
-                !pending.flags.contains(uid) && local_uids.get(uid).is_some_and(|old| old != now)
-            })
-            .map(|(uid, (flags, keywords))| (uid, flags, keywords))
-            .collect();
-        if !changes.is_empty() {
-            let changed = self
-                .store
-                .set_flags(&self.id, folder, &changes, None)
-                .await
-                .map_err(local)?;
-            self.reporter.changed(
-                &folder.display,
-                changed.iter().map(|i| i.to_string()).collect(),
-            );
-            self.reporter.counts();
-        }
+        self.apply_server_flags(folder, server_flags, &local_uids, pending)
+            .await?;
         Ok(missing)
     }
 }

@@ -196,26 +196,8 @@ impl Engine {
                 self.id, folder.display
             );
         }
-        let changes: Vec<(u32, Flags, Vec<String>)> = resync
-            .changed
-            .into_iter()
-            .filter(|(uid, now)| {
-                !pending.flags.contains(uid) && local.get(uid).is_some_and(|old| old != now)
-            })
-            .map(|(uid, (flags, keywords))| (uid, flags, keywords))
-            .collect();
-        if !changes.is_empty() {
-            let changed = self
-                .store
-                .set_flags(&self.id, folder, &changes, None)
-                .await
-                .map_err(Failure::from)?;
-            self.reporter.changed(
-                &folder.display,
-                changed.iter().map(|i| i.to_string()).collect(),
-            );
-            self.reporter.counts();
-        }
+        self.apply_server_flags(folder, resync.changed, &local, pending)
+            .await?;
         Ok(local.len())
     }
 
