@@ -956,3 +956,45 @@ async fn a_batch_of_outcomes_settles_at_once() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_servers_flags_do_not_undo_a_newer_local_change() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (inbox, _) = imap(&store, "i", 1).await?;
+    let one = vec![id("i", &inbox, UV, 1)];
+    // Read, then unread again before the first change is settled.
+    store
+        .change_flags("i", true, one.clone(), vec![Flag::Seen], vec![])
+        .await?;
+    store
+        .change_flags("i", true, one.clone(), vec![], vec![Flag::Seen])
+        .await?;
+    let journal = store.journal("i")?;
+    assert_eq!(journal.len(), 2);
+    // The server confirms the first: it has \Seen now.
+    store
+        .settle(
+            "i",
+            journal[0].seq,
+            Outcome::Applied {
+                flags: Some(vec![Flag::Seen]),
+            },
+        )
+        .await?;
+    let r = store.record(&one[0])?.context("record")?;
+    assert!(!r.flags.has(Flags::SEEN), "the newer local change is kept");
+    // The second is confirmed too: the server's flags are taken.
+    store
+        .settle(
+            "i",
+            journal[1].seq,
+            Outcome::Applied {
+                flags: Some(vec![Flag::Flagged]),
+            },
+        )
+        .await?;
+    let r = store.record(&one[0])?.context("record")?;
+    assert!(!r.flags.has(Flags::SEEN) && r.flags.has(Flags::FLAGGED));
+    Ok(())
+}

@@ -104,13 +104,25 @@ impl Store {
                         folder,
                         uidvalidity,
                         uid,
+                        add,
+                        remove,
+                        before,
                         ..
                     },
                     Outcome::Applied { flags: Some(list) },
                 ) => {
                     if let Some(mut r) = tx.record(account, *folder, *uid)? {
+                        // The record as this change left it; anything else is
+                        // a newer local change (its entry still waits in the
+                        // journal), which the server's flags must not undo.
+                        let (bf, bk) = from_flag_list(before);
+                        let made = apply_flags(bf, &bk, add, remove);
+                        let newer = (r.flags, &r.keywords) != (made.0, &made.1);
                         let (f, k) = from_flag_list(list);
-                        if r.uidvalidity == *uidvalidity && (r.flags != f || r.keywords != k) {
+                        if !newer
+                            && r.uidvalidity == *uidvalidity
+                            && (r.flags != f || r.keywords != k)
+                        {
                             r.flags = f;
                             r.keywords = k;
                             tx.update(account, *folder, &r)?;
