@@ -49,6 +49,20 @@ use crate::store::{Change, Effects, Elsewhere, Entry, FolderInfo, Outcome};
 /// Most entries in one batch (one UID set in one command line).
 const BATCH: usize = 500;
 
+/// The leading entries of `entries` (at most [`BATCH`], at least one) whose
+/// `key` equals the first one's: they go to the server together.
+fn leading<K: PartialEq>(entries: &[Entry], key: impl Fn(&Entry) -> Option<K>) -> &[Entry] {
+    let Some(first) = entries.first().map(&key) else {
+        return entries;
+    };
+    let n = entries
+        .iter()
+        .take(BATCH)
+        .take_while(|e| key(e) == first)
+        .count();
+    &entries[..n.max(1)]
+}
+
 /// What one replay holds while it runs.
 struct Run {
     /// The account's folders, by number, with their server names as they

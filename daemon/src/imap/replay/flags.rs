@@ -20,7 +20,7 @@ use tracing::info;
 use super::super::session::ImapSession;
 use super::super::sync::uid_set;
 use super::super::{command, Engine};
-use super::{wire, Opened, Run, BATCH};
+use super::{wire, Opened, Run};
 use crate::net::{Failure, FailureKind};
 use crate::store::{Change, Entry, Flag, Outcome};
 
@@ -38,13 +38,7 @@ pub(super) fn batch(entries: &[Entry]) -> &[Entry] {
         } => Some((*folder, *uidvalidity, add.clone(), remove.clone(), *modseq)),
         _ => None,
     };
-    let first = key(&entries[0]);
-    let n = entries
-        .iter()
-        .take(BATCH)
-        .take_while(|e| key(e) == first)
-        .count();
-    &entries[..n.max(1)]
+    super::leading(entries, key)
 }
 
 /// A flag as IMAP spells it; `None` for a keyword that is not an atom

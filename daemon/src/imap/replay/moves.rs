@@ -20,7 +20,7 @@
 use super::super::session::ImapSession;
 use super::super::sync::uid_set;
 use super::super::{command, Engine};
-use super::{flags, wire, Opened, Run, BATCH};
+use super::{flags, wire, Opened, Run};
 use crate::mail::Meta;
 use crate::net::Failure;
 use crate::store::{Change, Entry, MessageId, Outcome, Record};
@@ -36,13 +36,7 @@ pub(super) fn expunge_batch(entries: &[Entry]) -> &[Entry] {
         } => Some((*folder, *uidvalidity)),
         _ => None,
     };
-    let first = key(&entries[0]);
-    let n = entries
-        .iter()
-        .take(BATCH)
-        .take_while(|e| key(e) == first)
-        .count();
-    &entries[..n.max(1)]
+    super::leading(entries, key)
 }
 
 impl Engine {
