@@ -217,52 +217,26 @@ pub(super) fn set_schema(index: &Path, version: u32) -> Result<()> {
     Ok(())
 }
 
-/// Damage `index` the way that makes sled 0.34.7 panic inside its open
-/// (`tried to serialize Uninitialized`): an index of several segments,
-/// reopened a few times (so the segment at the start of the file is no
-/// longer the first of the log), without its `snap.*` file and with one
-/// byte of garbage at the start of `db`. sled then rebuilds its page table
-/// from the segments it can read, leaves holes for the pages of the
-/// unreadable one, and panics writing that table as its new snapshot.
+/// Replace `index` with a sled index that makes sled 0.34.7 panic inside
+/// its open (`tried to serialize Uninitialized`), kept under
+/// `testdata/sled-panics` (`db` compressed with zstd). It was made with the
+/// recipe that reproduced the panic: an index of several segments (9,000
+/// records of 20-116 bytes in one tree, flushed every 300), reopened three
+/// times with 200 more records each (so the segment at the start of the
+/// file is no longer the first of the log), its `snap.*` file removed and
+/// byte 0 of `db` set to `!`. sled then rebuilds its page table from the
+/// segments it can read, leaves holes for the pages of the unreadable one,
+/// and panics writing that table as its new snapshot. The recipe depends on
+/// how sled's background flushes lay the segments out, so it made sled
+/// panic only some of the time; the saved result does every time.
 #[cfg(test)]
-pub(super) fn damage_so_sled_panics(index: &Path) -> Result<()> {
-    let config = || {
-        sled::Config::new()
-            .path(index)
-            .cache_capacity(CACHE_BYTES)
-            .mode(sled::Mode::LowSpace)
-    };
-    {
-        let db = open_when_free(&config())?;
-        let padding = db.open_tree("test-padding")?;
-        for i in 0..9000u32 {
-            let value = vec![b'x'; 20 + (i as usize % 97)];
-            padding.insert(i.to_be_bytes(), value)?;
-            if i % 300 == 0 {
-                db.flush()?;
-            }
-        }
-        db.flush()?;
-    }
-    for round in 0..3u32 {
-        let db = open_when_free(&config())?;
-        let padding = db.open_tree("test-padding")?;
-        for i in 0..200u32 {
-            padding.insert((100_000 * (round + 1) + i).to_be_bytes(), vec![1u8; 100])?;
-        }
-        db.flush()?;
-    }
-    for entry in std::fs::read_dir(index)? {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with("snap.") {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    use std::os::unix::fs::FileExt as _;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(index.join("db"))?
-        .write_all_at(b"!", 0)?;
+pub(super) fn install_index_that_panics(index: &Path) -> Result<()> {
+    const DB: &[u8] = include_bytes!("testdata/sled-panics/db.zst");
+    const CONF: &[u8] = include_bytes!("testdata/sled-panics/conf");
+    std::fs::remove_dir_all(index)?;
+    std::fs::create_dir_all(index)?;
+    std::fs::write(index.join("db"), zstd::decode_all(DB)?)?;
+    std::fs::write(index.join("conf"), CONF)?;
     Ok(())
 }
 
