@@ -213,7 +213,11 @@ fn outbox_and_send_queue_through_facteurctl() {
     assert_eq!(entry["id"], queued.as_str());
     assert_eq!(entry["subject"], "Queued hello");
     assert!(!entry["last-error"].as_str().unwrap_or_default().is_empty());
-    assert!(entry["queued"].as_i64() > Some(0));
+    assert!(entry["queued-unix"].as_i64() > Some(0));
+    assert!(
+        entry["queued"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "queued is RFC 3339: {entry}"
+    );
 
     // The sender may be trying it again right now (its backoff ended):
     // CancelOutbox refuses only that moment, so ask until it is past.

@@ -7,6 +7,8 @@
 //! message until interrupted, with the sender and subject from
 //! Manager.GetSummaries).
 
+use std::io::Write as _;
+
 use facteur_dbus::names;
 use facteur_dbus::proxy::OwnedDict;
 use futures_util::StreamExt;
@@ -325,6 +327,12 @@ pub async fn watch(ctx: &Ctx) -> Result<(), Failure> {
     // Subscribed first, so nothing is missed between the check and the
     // first signal; the check says so if nobody will ever send one.
     bus.ping().await?;
+    // On standard error, so that standard output keeps only the messages:
+    // from here on, no new message is missed.
+    let _ = writeln!(
+        std::io::stderr(),
+        "Watching for new messages (Ctrl-C to stop)…"
+    );
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
