@@ -47,8 +47,7 @@ fn assert_kebab(v: &Json, what: &str) {
                     && !k.starts_with('-')
                     && !k.ends_with('-')
                     && !k.contains("--")
-                    && k
-                        .chars()
+                    && k.chars()
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
                 assert!(ok, "{what}: key {k:?} is not lower kebab-case: {v}");
                 assert_kebab(inner, what);
@@ -235,7 +234,14 @@ fn daily_commands_and_their_json_shapes() {
     // messages: --limit, --limit 0, JSON with dates, the flags column.
     let listed = |limit: &str| {
         json(&bus.ctl_ok(
-            &["--json", "messages", "--account", &imap_id, "--limit", limit],
+            &[
+                "--json",
+                "messages",
+                "--account",
+                &imap_id,
+                "--limit",
+                limit,
+            ],
             None,
         ))
     };
@@ -262,7 +268,10 @@ fn daily_commands_and_their_json_shapes() {
     assert!(row("Plain one").starts_with("N  "), "{table}");
     assert!(row("Starred").starts_with("N! "), "{table}");
     assert!(row("Read one").starts_with("   "), "{table}");
-    assert!(row("Read one").contains("2026-01-01"), "local date: {table}");
+    assert!(
+        row("Read one").contains("2026-01-01"),
+        "local date: {table}"
+    );
 
     // show --json: the account and the date.
     let starred = every
@@ -329,12 +338,7 @@ fn daily_commands_and_their_json_shapes() {
     // account verify of a receive-only account: exit 0, SMTP not set.
     let out = bus.ctl(&["account", "verify", &imap_id], None);
     let report = text(&out.stdout);
-    assert_eq!(
-        exit_code(out.status),
-        0,
-        "{report}{}",
-        text(&out.stderr)
-    );
+    assert_eq!(exit_code(out.status), 0, "{report}{}", text(&out.stderr));
     assert!(report.contains("Incoming server: ok"), "{report}");
     let smtp = lines(&report)
         .into_iter()
@@ -353,12 +357,15 @@ fn daily_commands_and_their_json_shapes() {
     let line = watch_one(&bus, &dovecot, &imap, false, "Watched text");
     let fields: Vec<&str> = line.split('\t').collect();
     assert_eq!(fields.len(), 5, "{line:?}");
-    assert_eq!(&fields[1..], [
-        imap_id.as_str(),
-        "INBOX",
-        "Sender <sender@example.test>",
-        "Watched text"
-    ]);
+    assert_eq!(
+        &fields[1..],
+        [
+            imap_id.as_str(),
+            "INBOX",
+            "Sender <sender@example.test>",
+            "Watched text"
+        ]
+    );
     assert!(!fields[0].is_empty(), "{line:?}");
     let line = watch_one(&bus, &dovecot, &imap, true, "Watched json");
     let v = json(&line);
@@ -375,7 +382,10 @@ fn daily_commands_and_their_json_shapes() {
     assert_account(&removed, &pop3, "account remove --json");
     assert_eq!(removed["removed"], true);
     let out = bus.ctl_ok(&["account", "remove", &imap_id], None);
-    assert!(out.starts_with(&format!("Removed account {imap_id}")), "{out}");
+    assert!(
+        out.starts_with(&format!("Removed account {imap_id}")),
+        "{out}"
+    );
     assert!(bus.list_accounts().is_empty());
 }
 
@@ -396,10 +406,7 @@ fn facteurctl_started_just_before_facteurd_finds_it() {
     // The output thread may still be reading the last line.
     let mut out = out.join("\n");
     if out.is_empty() {
-        out = ctl
-            .stdout
-            .recv_timeout(DEADLINE)
-            .unwrap_or_default();
+        out = ctl.stdout.recv_timeout(DEADLINE).unwrap_or_default();
     }
     assert_eq!(json(&out), Json::Array(vec![]), "{out}");
 }

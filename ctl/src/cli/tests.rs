@@ -152,7 +152,10 @@ fn the_generators_are_listed_in_help() {
     }
     let help = cmd.render_help().to_string();
     for name in ["completions", "man", "folders", "watch"] {
-        assert!(help.contains(&format!("  {name}")), "{name} not in:\n{help}");
+        assert!(
+            help.contains(&format!("  {name}")),
+            "{name} not in:\n{help}"
+        );
     }
 }
 

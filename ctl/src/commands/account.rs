@@ -336,8 +336,8 @@ pub fn print_report(ctx: &Ctx, id: Option<&str>, report: &OwnedDict) -> Result<(
 /// counts as not tried, not as failed).
 pub fn report_ok(report: &Json) -> bool {
     let incoming = report.get(report::INCOMING_OK).and_then(Json::as_bool) != Some(false);
-    let smtp = smtp_not_set(report)
-        || report.get(report::SMTP_OK).and_then(Json::as_bool) != Some(false);
+    let smtp =
+        smtp_not_set(report) || report.get(report::SMTP_OK).and_then(Json::as_bool) != Some(false);
     incoming && smtp
 }
 

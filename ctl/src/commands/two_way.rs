@@ -225,7 +225,10 @@ pub async fn folder(ctx: &Ctx, cmd: FolderCommand) -> Result<(), Failure> {
                         .await);
                 }
             }
-            done(ctx, shape::with_account(&account, json!({ "created": names })))
+            done(
+                ctx,
+                shape::with_account(&account, json!({ "created": names })),
+            )
         }
         FolderCommand::Rename { account, from, to } => {
             let proxy = bus.account(&account).await?;
@@ -236,10 +239,7 @@ pub async fn folder(ctx: &Ctx, cmd: FolderCommand) -> Result<(), Failure> {
             }
             done(
                 ctx,
-                shape::with_account(
-                    &account,
-                    json!({ "renamed": { "from": from, "to": to } }),
-                ),
+                shape::with_account(&account, json!({ "renamed": { "from": from, "to": to } })),
             )
         }
         FolderCommand::Delete { account, names } => {
@@ -251,7 +251,10 @@ pub async fn folder(ctx: &Ctx, cmd: FolderCommand) -> Result<(), Failure> {
                         .await);
                 }
             }
-            done(ctx, shape::with_account(&account, json!({ "deleted": names })))
+            done(
+                ctx,
+                shape::with_account(&account, json!({ "deleted": names })),
+            )
         }
     }
 }
@@ -345,7 +348,10 @@ pub async fn outbox(ctx: &Ctx, args: OutboxArgs) -> Result<(), Failure> {
                     .account_failure(&account, e, On::AccountItem(&account))
                     .await);
             }
-            done(ctx, shape::with_account(&account, json!({ "cancelled": id })))
+            done(
+                ctx,
+                shape::with_account(&account, json!({ "cancelled": id })),
+            )
         }
     }
 }

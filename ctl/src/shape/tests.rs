@@ -37,7 +37,10 @@ fn times_are_rfc3339_with_unix_seconds_and_zero_is_none() {
 #[test]
 fn accounts_are_an_id_and_a_path() {
     let path = names::account_path("bob_example_org");
-    let v = reshape(json!({ "id": "m1", "account": path, "folder": "INBOX" }), false);
+    let v = reshape(
+        json!({ "id": "m1", "account": path, "folder": "INBOX" }),
+        false,
+    );
     assert_eq!(v["id"], "m1");
     assert_eq!(v["account"], "bob_example_org");
     assert_eq!(v["account-path"], path.as_str());

@@ -58,7 +58,11 @@ fn the_messages_table_without_a_terminal() {
     assert!(lines[1].ends_with("u1"), "{}", lines[1]);
     assert!(lines[2].starts_with("  r    -  "), "{}", lines[2]);
     // Without a terminal the subject is cut at its usual cap.
-    assert!(lines[2].contains(&format!("{}…", "x".repeat(59))), "{}", lines[2]);
+    assert!(
+        lines[2].contains(&format!("{}…", "x".repeat(59))),
+        "{}",
+        lines[2]
+    );
     assert!(lines[2].ends_with("u2"), "{}", lines[2]);
 }
 
@@ -98,7 +102,10 @@ fn the_flags_column_is_like_mutts() {
         f(serde_json::json!({"seen": true, "flagged": true, "answered": true})),
         " !r"
     );
-    assert_eq!(f(serde_json::json!({"seen": false, "deleted": true})), "D  ");
+    assert_eq!(
+        f(serde_json::json!({"seen": false, "deleted": true})),
+        "D  "
+    );
 }
 
 #[test]
@@ -118,7 +125,10 @@ fn watch_json_has_the_account_and_the_summary() {
     let s = serde_json::json!({"id": "m1", "from": "Bob", "subject": "Hi"});
     let j = watch_json("m1", "alice", "INBOX", Some(&s));
     assert_eq!(j["account"], "alice");
-    assert_eq!(j["account-path"], facteur_dbus::names::account_path("alice"));
+    assert_eq!(
+        j["account-path"],
+        facteur_dbus::names::account_path("alice")
+    );
     assert_eq!(j["folder"], "INBOX");
     assert_eq!(j["from"], "Bob");
     let j = watch_json("m2", "alice", "INBOX", None);

@@ -71,7 +71,10 @@ fn status_json_is_in_the_one_style() {
         &account("backoff", "timeout", false, 1_700_000_000, (0, 0)),
     );
     assert_eq!(j["account"], "alice");
-    assert_eq!(j["account-path"], facteur_dbus::names::account_path("alice"));
+    assert_eq!(
+        j["account-path"],
+        facteur_dbus::names::account_path("alice")
+    );
     assert_eq!(j["state"], "backoff");
     assert_eq!(j["last-error-code"], "timeout");
     assert_eq!(j["attention-needed"], false);
