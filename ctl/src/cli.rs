@@ -40,6 +40,10 @@ pub use two_way::{FlagsArgs, FolderCommand, IdsArgs, MoveArgs, OutboxArgs, Outbo
 )]
 pub struct Cli {
     /// Print machine-readable JSON on standard output
+    ///
+    /// One style for every command: lower kebab-case keys, an account as
+    /// `account` (its id) plus `account-path` (its object path), times as
+    /// RFC 3339 strings in UTC plus their unix seconds (`date-unix`, …).
     #[arg(long, global = true)]
     pub json: bool,
     /// D-Bus address of the bus facteurd is on (default: the session bus,
