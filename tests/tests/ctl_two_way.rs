@@ -124,6 +124,7 @@ fn flags_moves_and_folders_through_facteurctl() {
     let json: Json = serde_json::from_str(&out).expect("copy --json prints JSON");
     assert_eq!(json["copied"][0]["folder"], "Done", "{json}");
     assert_eq!(json["copied"][0]["account"], account.as_str(), "{json}");
+    assert_eq!(json["copied"][0]["account-path"], path.as_str(), "{json}");
     summary(&bus, &path, "Done", "Two");
     summary(&bus, &path, "INBOX", "Two");
     assert_eq!(bus.account(&path).u32("MessageCount"), 3);
