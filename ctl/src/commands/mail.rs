@@ -63,7 +63,8 @@ pub async fn messages(ctx: &Ctx, args: MessagesArgs) -> Result<(), Failure> {
     if list.is_empty() {
         return output::text("No messages.");
     }
-    output::text(&messages_table(&list, output::terminal_width()))
+    let unified = args.account.is_none();
+    output::text(&messages_table(&list, output::terminal_width(), unified))
 }
 
 /// One ListUnified or ListMessages call.
@@ -109,22 +110,36 @@ pub fn flags_cell(m: &Json) -> String {
 }
 
 /// The FROM and SUBJECT widths for a line of `width` columns (`None`: no
-/// terminal, the usual caps), with the widest id taking `id_width`.
-pub fn column_widths(width: Option<usize>, id_width: usize) -> (usize, usize) {
+/// terminal, the usual caps), with the widest id taking `id_width` and the
+/// ACCOUNT column (0: none) `account_width`.
+pub fn column_widths(
+    width: Option<usize>,
+    id_width: usize,
+    account_width: usize,
+) -> (usize, usize) {
     let Some(width) = width else {
         return (FROM_WIDTH, SUBJECT_WIDTH);
     };
-    // Five columns, four gaps of two spaces.
-    let fixed = FLAGS_HEADER.len() + DATE_WIDTH + id_width + 4 * 2;
+    // Five columns, four gaps of two spaces (and the account's, if any).
+    let account = if account_width == 0 {
+        0
+    } else {
+        account_width + 2
+    };
+    let fixed = FLAGS_HEADER.len() + DATE_WIDTH + id_width + 4 * 2 + account;
     let rest = width.saturating_sub(fixed);
     let from = (rest / 3).clamp(MIN_CELL, FROM_WIDTH);
     let subject = rest.saturating_sub(from).max(MIN_CELL);
     (from, subject)
 }
 
-/// The `messages` table: flags, local date, sender, subject, id, fitted to
+/// Widest ACCOUNT cell of the Unified table.
+const ACCOUNT_WIDTH: usize = 20;
+
+/// The `messages` table: flags, local date, the account (`with_account`:
+/// the Unified folder mixes accounts), sender, subject, id, fitted to
 /// `width` columns when standard output is a terminal that wide.
-pub fn messages_table(summaries: &[Json], width: Option<usize>) -> String {
+pub fn messages_table(summaries: &[Json], width: Option<usize>, with_account: bool) -> String {
     let text = |m: &Json, k: &str| {
         m.get(k)
             .and_then(Json::as_str)
@@ -137,8 +152,29 @@ pub fn messages_table(summaries: &[Json], width: Option<usize>) -> String {
         .chain([2])
         .max()
         .unwrap_or(2);
-    let (from_width, subject_width) = column_widths(width, id_width);
-    let mut table = Table::new([FLAGS_HEADER, "DATE", "FROM", "SUBJECT", "ID"]);
+    let account_width = if with_account {
+        summaries
+            .iter()
+            .map(|m| output::width(&output::one_line(&text(m, "account"))))
+            .chain([7])
+            .max()
+            .unwrap_or(7)
+            .min(ACCOUNT_WIDTH)
+    } else {
+        0
+    };
+    // On a terminal too narrow for it, the account column goes first.
+    let fixed = FLAGS_HEADER.len() + DATE_WIDTH + id_width + 4 * 2;
+    let with_account = with_account
+        && width.is_none_or(|w| w >= fixed + account_width + 2 + 2 * MIN_CELL + FROM_WIDTH);
+    let account_width = if with_account { account_width } else { 0 };
+    let (from_width, subject_width) = column_widths(width, id_width, account_width);
+    let mut headers = vec![FLAGS_HEADER, "DATE"];
+    if with_account {
+        headers.push("ACCOUNT");
+    }
+    headers.extend(["FROM", "SUBJECT", "ID"]);
+    let mut table = Table::new(headers);
     for m in summaries {
         let date = m
             .get(summary::DATE_UNIX)
@@ -147,13 +183,17 @@ pub fn messages_table(summaries: &[Json], width: Option<usize>) -> String {
             .unwrap_or_else(|| "-".to_owned());
         let from = output::one_line(&text(m, summary::FROM));
         let subject = output::one_line(&text(m, summary::SUBJECT));
-        table.raw_row(vec![
-            flags_cell(m),
-            date,
+        let mut row = vec![flags_cell(m), date];
+        if with_account {
+            let account = output::one_line(&text(m, "account"));
+            row.push(output::truncate(&account, account_width));
+        }
+        row.extend([
             output::truncate(if from.is_empty() { "-" } else { &from }, from_width),
             output::truncate(&subject, subject_width),
             output::one_line(&text(m, summary::ID)),
         ]);
+        table.raw_row(row);
     }
     table.render()
 }

@@ -46,7 +46,7 @@ fn the_messages_table_without_a_terminal() {
         serde_json::json!({"id": "u2", "from": "", "subject": "x".repeat(80), "seen": true,
             "answered": true}),
     ];
-    let table = messages_table(&list, None);
+    let table = messages_table(&list, None, false);
     let lines: Vec<&str> = table.lines().collect();
     let date = crate::output::local_time(1_700_000_000)[..16].to_owned();
     assert!(lines[0].starts_with("FLAGS  DATE  "), "{}", lines[0]);
@@ -71,12 +71,24 @@ fn the_messages_table_fits_the_terminal() {
     let list: Vec<_> = (0..3)
         .map(|i| {
             serde_json::json!({"id": format!("acct:1:2:{i}"), "date-unix": 1_700_000_000,
+                "account": "a_very_long_account_id_example_org",
                 "from": "Somebody With A Long Name <somebody@example.org>",
                 "subject": "語".repeat(60), "seen": true})
         })
         .collect();
     for width in [60, 80, 120, 200] {
-        let table = messages_table(&list, Some(width));
+        let table = messages_table(&list, Some(width), false);
+        let unified = messages_table(&list, Some(width), true);
+        assert!(unified.starts_with("FLAGS  DATE  "), "{unified}");
+        // Only where it leaves room for the sender and the subject.
+        assert_eq!(
+            unified.lines().next().unwrap().contains("  ACCOUNT  "),
+            width >= 120,
+            "{unified}"
+        );
+        for line in unified.lines() {
+            assert!(crate::output::width(line) <= width, "{width}: {line}");
+        }
         for line in table.lines() {
             assert!(
                 crate::output::width(line) <= width,
@@ -88,8 +100,8 @@ fn the_messages_table_fits_the_terminal() {
         assert!(table.contains("acct:1:2:2"), "{table}");
     }
     // A wide terminal shows more of the subject than a narrow one.
-    let narrow = messages_table(&list, Some(80));
-    let wide = messages_table(&list, Some(200));
+    let narrow = messages_table(&list, Some(80), false);
+    let wide = messages_table(&list, Some(200), false);
     assert!(wide.matches('語').count() > narrow.matches('語').count());
 }
 
