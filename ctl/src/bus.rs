@@ -3,15 +3,18 @@
 //! Opens the bus (`--address`, else the session bus), builds the proxies of
 //! [`facteur_dbus::proxy`] and the standard Properties and ObjectManager
 //! proxies at the names of [`facteur_dbus::names`], and reads account
-//! properties. It knows nothing about output; every error leaves here as a
+//! properties. When facteurd is not on the bus yet, a command waits a few
+//! seconds for it ([`DAEMON_WAIT`]). It knows nothing about output; every error leaves here as a
 //! [`Failure`] already worded for a person.
 
 use std::env;
+use std::time::Duration;
 
 use facteur_dbus::names;
 use facteur_dbus::proxy::{AccountProxy, ManagerProxy, OwnedDict};
-use zbus::fdo::{ObjectManagerProxy, PropertiesChangedStream, PropertiesProxy};
-use zbus::names::InterfaceName;
+use futures_util::StreamExt as _;
+use zbus::fdo::{DBusProxy, ObjectManagerProxy, PropertiesChangedStream, PropertiesProxy};
+use zbus::names::{BusName, InterfaceName};
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::ObjectPath;
 use zbus::Connection;
@@ -44,6 +47,7 @@ impl Bus {
                 .await
                 .map_err(|e| session_failure(&e))?,
         };
+        wait_for_daemon(&conn, DAEMON_WAIT).await;
         Ok(Bus { conn })
     }
 
@@ -189,6 +193,53 @@ impl Bus {
         }
         from_daemon(e, on)
     }
+}
+
+/// How long a command waits for facteurd to take its name when it is not
+/// on the bus yet (`facteurd & facteurctl …` in one script).
+pub const DAEMON_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits up to `wait` for `org.facteur.Facteur1` to have an owner, so that
+/// a command started just after facteurd finds it. Returns at once when the
+/// name is owned, or when the bus can start facteurd itself (D-Bus
+/// activation: the first call starts it). Anything the bus refuses here is
+/// left for the command's own call to report.
+async fn wait_for_daemon(conn: &Connection, wait: Duration) {
+    let Ok(dbus) = DBusProxy::new(conn).await else {
+        return;
+    };
+    let Ok(name) = BusName::try_from(names::BUS_NAME) else {
+        return;
+    };
+    // Subscribed before the check, so an owner that arrives in between is
+    // not missed.
+    let Ok(mut owners) = dbus
+        .receive_name_owner_changed_with_args(&[(0, names::BUS_NAME)])
+        .await
+    else {
+        return;
+    };
+    if dbus.name_has_owner(name.clone()).await.unwrap_or(true) {
+        return;
+    }
+    let activatable = dbus
+        .list_activatable_names()
+        .await
+        .map(|list| list.iter().any(|n| n.as_str() == names::BUS_NAME))
+        .unwrap_or(true);
+    if activatable {
+        return;
+    }
+    let owned = async {
+        while let Some(signal) = owners.next().await {
+            if signal.args().is_ok_and(|a| a.new_owner().is_some()) {
+                return;
+            }
+        }
+    };
+    // A timeout is no error: the command's call then says facteurd is not
+    // running.
+    let _ = tokio::time::timeout(wait, owned).await;
 }
 
 /// The object path of an account, refusing ids that cannot be one.

@@ -40,6 +40,10 @@ pub use two_way::{FlagsArgs, FolderCommand, IdsArgs, MoveArgs, OutboxArgs, Outbo
 )]
 pub struct Cli {
     /// Print machine-readable JSON on standard output
+    ///
+    /// One style for every command: lower kebab-case keys, an account as
+    /// `account` (its id) plus `account-path` (its object path), times as
+    /// RFC 3339 strings in UTC plus their unix seconds (`date-unix`, …).
     #[arg(long, global = true)]
     pub json: bool,
     /// D-Bus address of the bus facteurd is on (default: the session bus,
@@ -62,7 +66,11 @@ pub enum Command {
     Sync {
         /// Account id (see 'facteurctl account list'); every account when
         /// left out
+        #[arg(conflicts_with = "all")]
         id: Option<String>,
+        /// Every account, one after the other, with the progress of each
+        #[arg(long)]
+        all: bool,
     },
     /// Show the health of every account (or of one): state, whether only
     /// you can fix it, the error code, the next retry and the progress
@@ -83,7 +91,14 @@ pub enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Print a line for every new message until interrupted
+    /// List an account's folders: name, role, messages and unread
+    Folders {
+        /// Account id (see 'facteurctl account list')
+        id: String,
+    },
+    /// Print a line for every new message until interrupted: id, account,
+    /// folder, sender and subject, tab-separated (--json: one JSON object
+    /// per line)
     Watch,
     /// Mark messages read
     Read(IdsArgs),
@@ -104,15 +119,14 @@ pub enum Command {
     Folder(FolderCommand),
     /// List an account's outbox, or cancel a queued message
     Outbox(OutboxArgs),
-    /// Print a shell completion script
-    #[command(hide = true)]
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell)
     Completions {
         /// The shell to complete for
         shell: clap_complete::Shell,
     },
     /// Write the manual pages into DIR (facteurctl.1 and one per
     /// subcommand), or print the main page
-    #[command(hide = true)]
     Man {
         /// Directory to write the pages into; created if missing
         dir: Option<PathBuf>,
@@ -227,7 +241,7 @@ pub struct MessagesArgs {
     /// The folder of --account to list [default: INBOX]
     #[arg(long, value_name = "FOLDER", requires = "account")]
     pub folder: Option<String>,
-    /// At most this many messages
+    /// At most this many messages; 0 for no limit
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub limit: u32,
     /// Skip this many of the newest messages first

@@ -8,7 +8,8 @@
 //! from the command line and standard input), [`commands`] (one function
 //! per subcommand), [`bus`] (the connection and proxies), [`error`] (what
 //! went wrong, as one line and an exit code), [`output`] (tables, JSON,
-//! scrubbing), [`progress`] (the progress of a sync), and [`wire`] (the property and dictionary key names read
+//! scrubbing), [`progress`] (the progress of a sync), [`shape`] (the one style of every
+//! `--json` output), and [`wire`] (the property and dictionary key names read
 //! here).
 //!
 //! Exit status: 0 on success, 1 when the daemon or the bus fails or
@@ -27,6 +28,7 @@ mod output;
 mod password;
 mod progress;
 mod settings;
+mod shape;
 mod wire;
 
 use std::io::Write;

@@ -152,14 +152,28 @@ pub fn one_line(s: &str) -> String {
         .join(" ")
 }
 
-/// Cuts `s` to at most `max` characters, marking the cut with `…`.
+/// Cuts `s` to at most `max` columns of a terminal (wide characters count
+/// two), marking the cut with `…`.
 pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
+    if width(s) <= max {
         return s.to_owned();
     }
-    let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    console::truncate_str(s, max, "…").into_owned()
+}
+
+/// The columns `s` takes on a terminal.
+pub fn width(s: &str) -> usize {
+    console::measure_text_width(s)
+}
+
+/// The width of the terminal standard output is, `None` when it is no
+/// terminal.
+pub fn terminal_width() -> Option<usize> {
+    let term = console::Term::stdout();
+    if !term.is_term() {
+        return None;
+    }
+    term.size_checked().map(|(_, cols)| usize::from(cols))
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` in UTC.
@@ -231,6 +245,12 @@ impl Table {
             .push(cells.into_iter().map(|c| one_line(c.as_ref())).collect());
     }
 
+    /// Adds a row whose cells are kept as they are (spaces included): for
+    /// cells made here, never for text from a server.
+    pub fn raw_row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
     /// Renders the table, one line per row, each ending in a newline.
     pub fn render(&self) -> String {
         let columns = self
@@ -243,7 +263,7 @@ impl Table {
         let mut widths = vec![0; columns];
         for row in std::iter::once(&self.headers).chain(&self.rows) {
             for (i, cell) in row.iter().enumerate() {
-                widths[i] = widths[i].max(cell.chars().count());
+                widths[i] = widths[i].max(width(cell));
             }
         }
         let mut out = String::new();
@@ -256,7 +276,7 @@ impl Table {
                 }
                 line.push_str(cell);
                 if i + 1 < row.len() {
-                    let pad = widths[i] - cell.chars().count();
+                    let pad = widths[i].saturating_sub(width(cell));
                     line.push_str(&" ".repeat(pad));
                 }
             }

@@ -46,6 +46,12 @@ pub fn progress_text(done: u32, total: u32) -> String {
     }
 }
 
+/// The plain line `sync --all` prints before an account's pass when
+/// standard error is no terminal: `ID: syncing (2 of 3)`.
+pub fn start_line(id: &str, n: usize, of: usize) -> String {
+    format!("{id}: syncing ({n} of {of})")
+}
+
 /// The plain line for one progress value.
 pub fn progress_line(id: &str, done: u32, total: u32) -> String {
     format!("{id}: {done}/{total} messages")

@@ -153,7 +153,6 @@ impl Settings {
     }
 
     /// The names of the keys given, in order.
-    #[cfg(test)]
     pub fn names(&self) -> Vec<&'static str> {
         self.entries.iter().map(|(k, _)| *k).collect()
     }

@@ -81,8 +81,9 @@ pub mod summary {
     pub const FROM: &str = "from";
     /// `s`, decoded
     pub const SUBJECT: &str = "subject";
-    /// `x`, unix seconds
-    pub const DATE: &str = "date";
+    /// `date` (`x`, unix seconds) after `crate::shape`, which makes
+    /// `date` an RFC 3339 string
+    pub const DATE_UNIX: &str = "date-unix";
 }
 
 /// Keys of a verify report (`Verify`, `VerifySettings`).
@@ -95,6 +96,8 @@ pub mod report {
     pub const SMTP_OK: &str = "smtp-ok";
     /// `s`
     pub const SMTP_ERROR: &str = "smtp-error";
+    /// `b`, false when the settings have no SMTP host (receive-only)
+    pub const SMTP_SET: &str = "smtp-set";
     /// `as`
     pub const CAPABILITIES: &str = "capabilities";
     /// `u`

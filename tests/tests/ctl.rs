@@ -60,15 +60,16 @@ fn add_list_show_set_remove() {
     let listed = json(&bus.ctl_ok(&["--json", "account", "list"], None));
     let listed = listed.as_array().expect("account list --json is an array");
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["Id"], id);
+    assert_eq!(listed[0]["account"], id);
+    assert_eq!(listed[0]["account-path"], path.as_str());
 
     // show: text and JSON.
     let shown = bus.ctl_ok(&["account", "show", id], None);
     assert!(shown.contains(LOOPBACK) && shown.contains(&port), "{shown}");
     let shown = json(&bus.ctl_ok(&["--json", "account", "show", id], None));
-    assert_eq!(shown["EmailAddress"], "olga@example.org");
-    assert_eq!(shown["IncomingPort"].to_string(), port);
-    assert_eq!(shown["Name"], "Olga");
+    assert_eq!(shown["email-address"], "olga@example.org");
+    assert_eq!(shown["incoming-port"].to_string(), port);
+    assert_eq!(shown["name"], "Olga");
     assert!(!shown.to_string().contains(&pw));
 
     // set: KEY=VALUE pairs, observed as PropertiesChanged.

@@ -51,6 +51,10 @@ fn assert_plain_progress(stderr: &str, id: &str) {
         "terminal control characters without a terminal: {stderr:?}"
     );
     for line in lines(stderr) {
+        // `sync --all` (or no account) names each account before its pass.
+        if line.starts_with(&format!("{id}: syncing (")) {
+            continue;
+        }
         let counts = line
             .strip_prefix(&format!("{id}: "))
             .and_then(|l| l.strip_suffix(" messages"))
@@ -132,23 +136,23 @@ fn sync_prints_the_result_without_a_terminal_and_status_shows_health() {
     let json: Json = serde_json::from_str(&bus.ctl_ok(&["--json", "status", &id], None))
         .expect("status --json is JSON");
     let entry = &json[0];
-    assert_eq!(entry["Id"], id.as_str(), "{json}");
-    assert_eq!(entry["State"], p.str("State").as_str(), "{json}");
+    assert_eq!(entry["account"], id.as_str(), "{json}");
+    assert_eq!(entry["account-path"], path.as_str(), "{json}");
+    assert_eq!(entry["state"], p.str("State").as_str(), "{json}");
     assert_eq!(
-        entry["AttentionNeeded"],
+        entry["attention-needed"],
         p.bool("AttentionNeeded"),
         "{json}"
     );
     assert_eq!(
-        entry["LastErrorCode"],
+        entry["last-error-code"],
         p.str("LastErrorCode").as_str(),
         "{json}"
     );
-    assert_eq!(entry["NextRetry"], p.u64("NextRetry"), "{json}");
-    assert_eq!(
-        entry["Progress"].as_array().map(Vec::len),
-        Some(2),
-        "Progress is (done, total): {json}"
+    assert_eq!(entry["next-retry-unix"], p.u64("NextRetry"), "{json}");
+    assert!(
+        entry["progress"]["done"].is_u64() && entry["progress"]["total"].is_u64(),
+        "progress is {{done, total}}: {json}"
     );
 
     // account show: the health properties, by name.

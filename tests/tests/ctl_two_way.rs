@@ -124,6 +124,7 @@ fn flags_moves_and_folders_through_facteurctl() {
     let json: Json = serde_json::from_str(&out).expect("copy --json prints JSON");
     assert_eq!(json["copied"][0]["folder"], "Done", "{json}");
     assert_eq!(json["copied"][0]["account"], account.as_str(), "{json}");
+    assert_eq!(json["copied"][0]["account-path"], path.as_str(), "{json}");
     summary(&bus, &path, "Done", "Two");
     summary(&bus, &path, "INBOX", "Two");
     assert_eq!(bus.account(&path).u32("MessageCount"), 3);
@@ -213,7 +214,11 @@ fn outbox_and_send_queue_through_facteurctl() {
     assert_eq!(entry["id"], queued.as_str());
     assert_eq!(entry["subject"], "Queued hello");
     assert!(!entry["last-error"].as_str().unwrap_or_default().is_empty());
-    assert!(entry["queued"].as_i64() > Some(0));
+    assert!(entry["queued-unix"].as_i64() > Some(0));
+    assert!(
+        entry["queued"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "queued is RFC 3339: {entry}"
+    );
 
     // The sender may be trying it again right now (its backoff ended):
     // CancelOutbox refuses only that moment, so ask until it is past.

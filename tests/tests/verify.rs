@@ -76,6 +76,7 @@ fn right_password_imap_pop3_and_smtp() {
         .s("smtp-security", "starttls");
     let r = verify_settings(&bus, &starttls).expect("a report");
     assert!(r.bool("incoming-ok") && r.bool("smtp-ok"), "{r}");
+    assert!(r.bool("smtp-set"), "{r}");
     assert!(
         r.ok_steps("incoming").contains(&"starttls".to_owned()),
         "{r}"
@@ -171,6 +172,9 @@ fn nothing_listening_and_unknown_host() {
         r.str("smtp-error").contains("No outgoing (SMTP) server"),
         "{r}"
     );
+    // …and says that SMTP is not set, so that a client does not call it a
+    // failure of a receive-only account.
+    assert!(!r.bool("smtp-set"), "{r}");
     assert!(r.steps().iter().all(|s| s.service == "incoming"), "{r}");
 }
 

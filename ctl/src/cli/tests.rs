@@ -145,11 +145,25 @@ fn value_names_read_well() {
 }
 
 #[test]
-fn hidden_generators_are_hidden() {
-    let cmd = Cli::command();
-    for name in ["completions", "man"] {
-        assert!(cmd.find_subcommand(name).unwrap().is_hide_set(), "{name}");
+fn the_generators_are_listed_in_help() {
+    let mut cmd = Cli::command();
+    for name in ["completions", "man", "folders"] {
+        assert!(!cmd.find_subcommand(name).unwrap().is_hide_set(), "{name}");
     }
+    let help = cmd.render_help().to_string();
+    for name in ["completions", "man", "folders", "watch"] {
+        assert!(
+            help.contains(&format!("  {name}")),
+            "{name} not in:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn sync_takes_all_or_an_id_not_both() {
+    assert!(Cli::try_parse_from(["facteurctl", "sync", "--all"]).is_ok());
+    assert!(Cli::try_parse_from(["facteurctl", "sync", "a"]).is_ok());
+    assert!(Cli::try_parse_from(["facteurctl", "sync", "a", "--all"]).is_err());
 }
 
 #[test]

@@ -19,6 +19,7 @@ use crate::error::{from_daemon, Failure, On, EXIT_FAILED};
 use crate::output::{self, Table};
 use crate::password::{self, Input, Passwords, Stdin};
 use crate::settings::{parse_assignments, Settings};
+use crate::shape;
 use crate::wire::{prop, report};
 
 /// `account add`: CreateAccount with the flags given and the passwords read.
@@ -39,7 +40,7 @@ pub async fn add(ctx: &Ctx, args: AddArgs) -> Result<(), Failure> {
         .map_err(|e| from_daemon(e, On::Manager))?;
     let id = names::account_id(path.as_str()).unwrap_or(path.as_str());
     if ctx.json {
-        output::json(&json!({ "id": id, "path": path.as_str() }), false)
+        output::json(&shape::with_account(id, json!({})), false)
     } else {
         output::text(id)
     }
@@ -68,7 +69,7 @@ pub async fn list(ctx: &Ctx) -> Result<(), Failure> {
     if ctx.json {
         let all = accounts
             .iter()
-            .map(|(_, props)| output::dict_to_json(props))
+            .map(|(_, props)| shape::account(props))
             .collect();
         return output::json(&Json::Array(all), false);
     }
@@ -111,7 +112,7 @@ pub async fn show(ctx: &Ctx, id: &str) -> Result<(), Failure> {
     let bus = ctx.connect().await?;
     let props = bus.account_properties(id).await?;
     if ctx.json {
-        output::json(&output::dict_to_json(&props), false)
+        output::json(&shape::account(&props), false)
     } else {
         output::text(&show_text(&props))
     }
@@ -194,7 +195,21 @@ pub async fn set(ctx: &Ctx, args: SetArgs) -> Result<(), Failure> {
     let bus = ctx.connect().await?;
     let passwords = password::collect(args.passwords, false, &mut Stdin)?;
     add_passwords(&mut settings, passwords)?;
-    update(&bus, &args.id, &settings).await
+    update(&bus, &args.id, &settings).await?;
+    let changed = settings.names();
+    if ctx.json {
+        return output::json(
+            &shape::with_account(&args.id, json!({ "changed": changed })),
+            false,
+        );
+    }
+    output::text(&set_line(&args.id, &changed))
+}
+
+/// What `account set` prints: the keys changed (never a value: passwords
+/// are among them).
+pub fn set_line(id: &str, changed: &[&str]) -> String {
+    format!("Changed {} of account {id}.", changed.join(", "))
 }
 
 async fn update(bus: &Bus, id: &str, settings: &Settings) -> Result<(), Failure> {
@@ -238,17 +253,31 @@ pub async fn password(ctx: &Ctx, id: &str, smtp: bool) -> Result<(), Failure> {
     settings
         .insert_secret(key, secret)
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    update(&bus, id, &settings).await
+    update(&bus, id, &settings).await?;
+    let which = if smtp { "smtp" } else { "incoming" };
+    if ctx.json {
+        return output::json(
+            &shape::with_account(id, json!({ "password": which, "set": true })),
+            false,
+        );
+    }
+    let which = if smtp { "SMTP" } else { "Incoming" };
+    output::text(&format!("{which} password of account {id} set."))
 }
 
-/// `account remove`: Delete. Prints nothing on success.
+/// `account remove`: Delete, and a line (or JSON) saying so.
 pub async fn remove(ctx: &Ctx, id: &str) -> Result<(), Failure> {
     let bus = ctx.connect().await?;
     let account = bus.account(id).await?;
-    match account.delete().await {
-        Ok(()) => Ok(()),
-        Err(e) => Err(bus.account_failure(id, e, On::Account(id)).await),
+    if let Err(e) = account.delete().await {
+        return Err(bus.account_failure(id, e, On::Account(id)).await);
     }
+    if ctx.json {
+        return output::json(&shape::with_account(id, json!({ "removed": true })), false);
+    }
+    output::text(&format!(
+        "Removed account {id}, its passwords and its local messages."
+    ))
 }
 
 /// `account verify`: the report of Verify (saved settings) or
@@ -279,13 +308,19 @@ pub async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<(), Failure> {
                 .map_err(|e| from_daemon(e, On::Manager))?
         }
     };
-    print_report(ctx, &report)
+    print_report(ctx, args.id.as_deref(), &report)
 }
 
-/// Print a verify report (text or JSON); exit 1 when a server failed.
-pub fn print_report(ctx: &Ctx, report: &OwnedDict) -> Result<(), Failure> {
-    let report = output::dict_to_json(report);
+/// Print a verify report (text or JSON, with the account when one was
+/// verified); exit 1 when a server failed.
+pub fn print_report(ctx: &Ctx, id: Option<&str>, report: &OwnedDict) -> Result<(), Failure> {
+    let report = shape::dict(report);
     if ctx.json {
+        let mut report = match id {
+            Some(id) => shape::with_account(id, report.clone()),
+            None => report.clone(),
+        };
+        report_verdicts(&mut report);
         output::json(&report, false)?;
     } else {
         output::text(&report_text(&report))?;
@@ -300,9 +335,40 @@ pub fn print_report(ctx: &Ctx, report: &OwnedDict) -> Result<(), Failure> {
 /// Whether no server in a verify report failed (a missing `*-ok` key
 /// counts as not tried, not as failed).
 pub fn report_ok(report: &Json) -> bool {
-    [report::INCOMING_OK, report::SMTP_OK]
-        .iter()
-        .all(|k| report.get(k).and_then(Json::as_bool) != Some(false))
+    let incoming = report.get(report::INCOMING_OK).and_then(Json::as_bool) != Some(false);
+    let smtp =
+        smtp_not_set(report) || report.get(report::SMTP_OK).and_then(Json::as_bool) != Some(false);
+    incoming && smtp
+}
+
+/// Whether the report is of settings without an SMTP server (a
+/// receive-only account): `smtp-set` false. SMTP is then neither ok nor
+/// failed.
+pub fn smtp_not_set(report: &Json) -> bool {
+    report.get(report::SMTP_SET).and_then(Json::as_bool) == Some(false)
+}
+
+/// What `--json` adds to a report: `incoming` and `smtp` as `ok`,
+/// `failed` (or, for SMTP, `not-set`).
+pub fn report_verdicts(report: &mut Json) {
+    let verdict = |ok: &str| match report.get(ok).and_then(Json::as_bool) {
+        Some(true) => Some("ok"),
+        Some(false) => Some("failed"),
+        None => None,
+    };
+    let incoming = verdict(report::INCOMING_OK);
+    let smtp = if smtp_not_set(report) {
+        Some("not-set")
+    } else {
+        verdict(report::SMTP_OK)
+    };
+    if let Json::Object(m) = report {
+        for (k, v) in [("incoming", incoming), ("smtp", smtp)] {
+            if let Some(v) = v {
+                m.insert(k.to_owned(), Json::from(v));
+            }
+        }
+    }
 }
 
 /// A verify report for a person: one line per server, the capabilities,
@@ -325,7 +391,12 @@ pub fn report_text(report: &Json) -> String {
     if let Some(s) = server(report::INCOMING_OK, report::INCOMING_ERROR) {
         pairs.push(("Incoming server", s));
     }
-    if let Some(s) = server(report::SMTP_OK, report::SMTP_ERROR) {
+    if smtp_not_set(report) {
+        pairs.push((
+            "SMTP server",
+            "not set (a receive-only account: it cannot send mail)".to_owned(),
+        ));
+    } else if let Some(s) = server(report::SMTP_OK, report::SMTP_ERROR) {
         pairs.push(("SMTP server", s));
     }
     if let Some(caps) = report.get(report::CAPABILITIES).and_then(Json::as_array) {

@@ -1,6 +1,6 @@
 //! # Generated documentation
 //!
-//! The hidden `completions` and `man` subcommands: shell completion scripts
+//! The `completions` and `man` subcommands: shell completion scripts
 //! (clap_complete) and manual pages (clap_mangen), both generated from the
 //! clap definition in [`crate::cli`], so they never drift from the real
 //! command line.

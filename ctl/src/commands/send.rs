@@ -17,6 +17,7 @@ use super::Ctx;
 use crate::cli::SendArgs;
 use crate::error::{Failure, On};
 use crate::output;
+use crate::shape;
 
 /// Largest message read: far above what any SMTP server accepts, well
 /// below what a D-Bus message may carry (128 MiB).
@@ -67,7 +68,10 @@ pub async fn send(ctx: &Ctx, args: SendArgs) -> Result<(), Failure> {
         };
         return if ctx.json {
             output::json(
-                &json!({ "account": args.account, "queued": id, "bytes": message.len() }),
+                &shape::with_account(
+                    &args.account,
+                    json!({ "queued": id, "bytes": message.len() }),
+                ),
                 false,
             )
         } else {
@@ -81,7 +85,10 @@ pub async fn send(ctx: &Ctx, args: SendArgs) -> Result<(), Failure> {
     }
     if ctx.json {
         output::json(
-            &json!({ "account": args.account, "sent": true, "bytes": message.len() }),
+            &shape::with_account(
+                &args.account,
+                json!({ "sent": true, "bytes": message.len() }),
+            ),
             false,
         )
     } else {

@@ -20,10 +20,11 @@ use crate::bus::Bus;
 use crate::error::{Failure, On, EXIT_FAILED};
 use crate::output::{self, Table};
 use crate::progress::{self, Display};
+use crate::shape;
 use crate::wire::prop;
 
-/// `sync [ACCOUNT]`: one sync pass of the account, or of every account in
-/// turn; prints the number of new messages.
+/// `sync [ACCOUNT]` / `sync --all`: one sync pass of the account, or of
+/// every account in turn; prints the number of new messages.
 pub async fn sync(ctx: &Ctx, id: Option<&str>) -> Result<(), Failure> {
     let bus = ctx.connect().await?;
     let Some(id) = id else {
@@ -31,7 +32,10 @@ pub async fn sync(ctx: &Ctx, id: Option<&str>) -> Result<(), Failure> {
     };
     let count = sync_one(&bus, id).await?;
     if ctx.json {
-        output::json(&json!({ "id": id, "new-messages": count }), false)
+        output::json(
+            &shape::with_account(id, json!({ "new-messages": count })),
+            false,
+        )
     } else {
         output::text(&count.to_string())
     }
@@ -46,19 +50,24 @@ async fn sync_all(ctx: &Ctx, bus: &Bus) -> Result<(), Failure> {
     }
     let mut failed = false;
     let mut results = Vec::new();
-    for (id, _) in &accounts {
+    let terminal = std::io::stderr().is_terminal();
+    for (n, (id, _)) in accounts.iter().enumerate() {
+        if !terminal {
+            // Which account the progress lines that follow are about.
+            eprintln!("{}", progress::start_line(id, n + 1, accounts.len()));
+        }
         match sync_one(bus, id).await {
             Ok(count) => {
                 if !ctx.json {
                     output::text(&format!("{id}: {count}"))?;
                 }
-                results.push(json!({ "id": id, "new-messages": count }));
+                results.push(shape::with_account(id, json!({ "new-messages": count })));
             }
             Err(f) => {
                 failed = true;
                 let line = f.line().unwrap_or("sync failed");
                 eprintln!("facteurctl: {id}: {line}");
-                results.push(json!({ "id": id, "error": line }));
+                results.push(shape::with_account(id, json!({ "error": line })));
             }
         }
     }
@@ -136,16 +145,16 @@ const STATUS: &[&str] = &[
     prop::LAST_SYNC,
 ];
 
-/// One account's status as JSON: the status properties as they are.
+/// One account's status as JSON: the status properties in the one style
+/// (see [`crate::shape`]).
 pub fn status_json(id: &str, props: &OwnedDict) -> Json {
     let mut out = serde_json::Map::new();
-    out.insert("Id".to_owned(), Json::from(id));
     for name in STATUS {
         if let Some(v) = props.get(*name) {
             out.insert((*name).to_owned(), output::to_json(v));
         }
     }
-    Json::Object(out)
+    shape::with_account(id, shape::reshape(Json::Object(out), false))
 }
 
 /// The `status` table; a property the daemon does not serve shows `?`.

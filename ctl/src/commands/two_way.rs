@@ -24,6 +24,7 @@ use crate::bus::Bus;
 use crate::cli::{FlagsArgs, FolderCommand, MoveArgs, OutboxArgs, OutboxCommand};
 use crate::error::{from_daemon, no_such_account, Failure, On};
 use crate::output::{self, Table};
+use crate::shape;
 
 /// Widest SUBJECT and TO cells in the `outbox` table.
 const CELL_WIDTH: usize = 40;
@@ -169,7 +170,10 @@ pub async fn move_or_copy(ctx: &Ctx, args: MoveArgs, copy: bool) -> Result<(), F
             }
             return Err(e);
         }
-        done.push(json!({ "account": id, "folder": folder, "ids": ids }));
+        done.push(shape::with_account(
+            &id,
+            json!({ "folder": folder, "ids": ids }),
+        ));
     }
     if ctx.json {
         return report_moved(ctx, copy, &done, None);
@@ -221,7 +225,10 @@ pub async fn folder(ctx: &Ctx, cmd: FolderCommand) -> Result<(), Failure> {
                         .await);
                 }
             }
-            done(ctx, json!({ "account": account, "created": names }))
+            done(
+                ctx,
+                shape::with_account(&account, json!({ "created": names })),
+            )
         }
         FolderCommand::Rename { account, from, to } => {
             let proxy = bus.account(&account).await?;
@@ -232,7 +239,7 @@ pub async fn folder(ctx: &Ctx, cmd: FolderCommand) -> Result<(), Failure> {
             }
             done(
                 ctx,
-                json!({ "account": account, "renamed": { "from": from, "to": to } }),
+                shape::with_account(&account, json!({ "renamed": { "from": from, "to": to } })),
             )
         }
         FolderCommand::Delete { account, names } => {
@@ -244,7 +251,10 @@ pub async fn folder(ctx: &Ctx, cmd: FolderCommand) -> Result<(), Failure> {
                         .await);
                 }
             }
-            done(ctx, json!({ "account": account, "deleted": names }))
+            done(
+                ctx,
+                shape::with_account(&account, json!({ "deleted": names })),
+            )
         }
     }
 }
@@ -264,22 +274,34 @@ async fn list_folders(ctx: &Ctx, bus: &Bus, account: &str) -> Result<(), Failure
         Ok(list) => list,
         Err(e) => return Err(bus.account_failure(account, e, On::Account(account)).await),
     };
-    let list: Vec<Json> = list.iter().map(output::dict_to_json).collect();
+    let list: Vec<Json> = list.iter().map(shape::dict).collect();
     if ctx.json {
         return output::json(&Json::Array(list), false);
+    }
+    if list.is_empty() {
+        return output::text("No folders yet (the account has not synced).");
     }
     output::text(&folders_table(&list))
 }
 
-/// The `folder list` table.
+/// `folders ID`: the same as `folder list ID`.
+pub async fn folders(ctx: &Ctx, account: &str) -> Result<(), Failure> {
+    let bus = ctx.connect().await?;
+    list_folders(ctx, &bus, account).await
+}
+
+/// The `folders` / `folder list` table: name, role, total, unread.
 pub fn folders_table(folders: &[Json]) -> String {
-    let mut table = Table::new(["NAME", "ROLE", "MESSAGES", "UNREAD"]);
+    let mut table = Table::new(["NAME", "ROLE", "TOTAL", "UNREAD"]);
     for f in folders {
         let text = |k: &str| f.get(k).and_then(Json::as_str).unwrap_or_default();
         let number = |k: &str| f.get(k).and_then(Json::as_u64).unwrap_or(0).to_string();
         table.row([
             text("name").to_owned(),
-            text("role").to_owned(),
+            match text("role") {
+                "" => "-".to_owned(),
+                role => role.to_owned(),
+            },
             number("messages"),
             number("unread"),
         ]);
@@ -310,7 +332,7 @@ pub async fn outbox(ctx: &Ctx, args: OutboxArgs) -> Result<(), Failure> {
                         .await)
                 }
             };
-            let list: Vec<Json> = list.iter().map(output::dict_to_json).collect();
+            let list: Vec<Json> = list.iter().map(shape::dict).collect();
             if ctx.json {
                 return output::json(&Json::Array(list), false);
             }
@@ -326,7 +348,10 @@ pub async fn outbox(ctx: &Ctx, args: OutboxArgs) -> Result<(), Failure> {
                     .account_failure(&account, e, On::AccountItem(&account))
                     .await);
             }
-            done(ctx, json!({ "account": account, "cancelled": id }))
+            done(
+                ctx,
+                shape::with_account(&account, json!({ "cancelled": id })),
+            )
         }
     }
 }
@@ -338,7 +363,7 @@ pub fn outbox_table(list: &[Json]) -> String {
         "ID",
         "STATE",
         "ATTEMPTS",
-        "QUEUED (UTC)",
+        "QUEUED",
         "TO",
         "SUBJECT",
         "LAST ERROR",
@@ -346,9 +371,9 @@ pub fn outbox_table(list: &[Json]) -> String {
     for m in list {
         let text = |k: &str| m.get(k).and_then(Json::as_str).unwrap_or_default();
         let queued = m
-            .get("queued")
+            .get("queued-unix")
             .and_then(Json::as_i64)
-            .map(|t| output::utc_time(t).chars().take(16).collect())
+            .map(|t| output::local_time(t).chars().take(16).collect())
             .unwrap_or_else(|| "-".to_owned());
         table.row([
             text("id").to_owned(),
@@ -396,7 +421,7 @@ mod tests {
     #[test]
     fn the_outbox_table_shows_each_entry() {
         let list = vec![json!({
-            "id": "q1", "state": "failed", "attempts": 3, "queued": 0,
+            "id": "q1", "state": "failed", "attempts": 3, "queued-unix": 0,
             "to": "bob@example.org", "subject": "Hi\nthere",
             "last-error": "550 no such user",
         })];
@@ -406,7 +431,7 @@ mod tests {
         for cell in [
             "failed",
             "3",
-            "1970-01-01 00:00",
+            &output::local_time(0).chars().take(16).collect::<String>(),
             "Hi there",
             "550 no such user",
         ] {

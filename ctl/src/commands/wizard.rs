@@ -27,6 +27,7 @@ use crate::error::{from_daemon, Failure, On};
 use crate::output;
 use crate::password::{self, Input, Stdin};
 use crate::settings::{SettingValue, Settings};
+use crate::shape;
 use crate::wire::report;
 
 /// How many candidates are verified at most before giving up.
@@ -243,12 +244,13 @@ pub async fn run(ctx: &Ctx, args: AddArgs) -> Result<(), Failure> {
     let id = names::account_id(path.as_str()).unwrap_or(path.as_str());
     if ctx.json {
         output::json(
-            &json!({
-                "id": id,
-                "path": path.as_str(),
-                "source": text_of(candidate, SOURCE),
-                "settings": output::dict_to_json(candidate),
-            }),
+            &shape::with_account(
+                id,
+                json!({
+                    "source": text_of(candidate, SOURCE),
+                    "settings": output::dict_to_json(candidate),
+                }),
+            ),
             false,
         )
     } else {

@@ -95,6 +95,7 @@ pub fn report_dict(r: &Report) -> OwnedDict {
     d.put("incoming-error", error(&r.incoming));
     d.put("smtp-ok", r.smtp.is_ok());
     d.put("smtp-error", error(&r.smtp));
+    d.put("smtp-set", r.smtp_set);
     d.put("capabilities", r.capabilities.clone());
     d.put("elapsed-ms", millis(r.elapsed));
     let steps: Vec<OwnedDict> = r
@@ -205,6 +206,7 @@ mod tests {
                 crate::net::FailureKind::Auth,
                 "refused\0".to_owned(),
             )),
+            smtp_set: true,
             capabilities: vec!["imap:IDLE".into()],
             elapsed: Duration::from_millis(12),
             steps: Vec::new(),
@@ -215,6 +217,7 @@ mod tests {
             "incoming-error",
             "smtp-ok",
             "smtp-error",
+            "smtp-set",
             "capabilities",
             "elapsed-ms",
             "steps",

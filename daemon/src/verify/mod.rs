@@ -17,7 +17,9 @@
 //!
 //! Settings without an SMTP host get `smtp-ok` false and an `smtp-error`
 //! saying that the account cannot send, with no SMTP step: a report that
-//! said "ok" would let a wizard save an account that cannot send.
+//! said "ok" would let a wizard save an account that cannot send. They also
+//! get `smtp-set` false, so that a client tells a receive-only account
+//! (SMTP not set) from an SMTP server that failed.
 //!
 //! The `capabilities` list names what the servers offer that facteur cares
 //! about, each prefixed with its protocol: `imap:IDLE`, `imap:CONDSTORE`,
@@ -47,6 +49,8 @@ pub struct Report {
     pub incoming: Result<(), Failure>,
     /// The SMTP server: `Ok` or why not.
     pub smtp: Result<(), Failure>,
+    /// Whether the settings name an SMTP server at all.
+    pub smtp_set: bool,
     /// Capabilities (see the module documentation).
     pub capabilities: Vec<String>,
     /// Total time.
@@ -102,6 +106,7 @@ pub async fn verify(
     let report = Report {
         incoming,
         smtp,
+        smtp_set: !settings.smtp_host.is_empty(),
         capabilities,
         elapsed: start.elapsed(),
         steps: in_steps,

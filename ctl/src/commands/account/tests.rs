@@ -147,3 +147,33 @@ fn passwords_are_added_as_their_keys() {
     assert_eq!(d[keys::INCOMING_PASSWORD], Value::from("a"));
     assert_eq!(d[keys::SMTP_PASSWORD], Value::from("b"));
 }
+
+#[test]
+fn a_receive_only_report_is_not_a_failure() {
+    let mut r = report(true);
+    r["smtp-ok"] = Json::from(false);
+    r["smtp-error"] = Json::from("No outgoing (SMTP) server is set");
+    // An SMTP failure…
+    assert!(!report_ok(&r));
+    assert!(report_text(&r).contains("SMTP server:     FAILED"));
+    // …unless no SMTP server is set at all.
+    r["smtp-set"] = Json::from(false);
+    assert!(report_ok(&r));
+    let text = report_text(&r);
+    assert!(
+        text.contains("SMTP server:     not set (a receive-only account"),
+        "{text}"
+    );
+    assert!(!text.contains("SMTP server:     FAILED"), "{text}");
+    report_verdicts(&mut r);
+    assert_eq!(r["incoming"], "ok");
+    assert_eq!(r["smtp"], "not-set");
+}
+
+#[test]
+fn set_names_the_keys_changed_never_the_values() {
+    assert_eq!(
+        set_line("alice", &["name", "incoming-password"]),
+        "Changed name, incoming-password of account alice."
+    );
+}

@@ -65,17 +65,22 @@ fn next_retry_is_a_local_time() {
 }
 
 #[test]
-fn status_json_keeps_the_values_as_they_are() {
+fn status_json_is_in_the_one_style() {
     let j = status_json(
         "alice",
         &account("backoff", "timeout", false, 1_700_000_000, (0, 0)),
     );
-    assert_eq!(j["Id"], "alice");
-    assert_eq!(j["State"], "backoff");
-    assert_eq!(j["LastErrorCode"], "timeout");
-    assert_eq!(j["AttentionNeeded"], false);
-    assert_eq!(j["NextRetry"], 1_700_000_000u64);
-    assert_eq!(j["Progress"], serde_json::json!([0, 0]));
+    assert_eq!(j["account"], "alice");
+    assert_eq!(
+        j["account-path"],
+        facteur_dbus::names::account_path("alice")
+    );
+    assert_eq!(j["state"], "backoff");
+    assert_eq!(j["last-error-code"], "timeout");
+    assert_eq!(j["attention-needed"], false);
+    assert_eq!(j["next-retry"], "2023-11-14T22:13:20Z");
+    assert_eq!(j["next-retry-unix"], 1_700_000_000u64);
+    assert_eq!(j["progress"], serde_json::json!({ "done": 0, "total": 0 }));
 }
 
 fn lines_of(s: &str) -> Vec<&str> {
