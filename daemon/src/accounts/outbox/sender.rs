@@ -294,7 +294,14 @@ async fn deliver_next(inner: &Arc<Inner>, account: &Arc<Account>) -> Step {
         "Account {id}: sending queued message {} (attempt {}).",
         q.id, q.attempts
     );
-    let outcome = send_with(&inner.secrets, &inner.store, account, &raw).await;
+    let outcome = send_with(
+        &inner.secrets,
+        &inner.store,
+        &inner.scheduler,
+        account,
+        &raw,
+    )
+    .await;
     let step = match &outcome {
         Outcome::Sent { .. } => remove(inner, &id, &q.id).await,
         Outcome::RetryLater(e) | Outcome::Failed(e) => {
