@@ -5,11 +5,18 @@
 //! holds, announced with `MessagesAdded` and new counts, and neither as
 //! `NewMessages` nor with a desktop notification (a notification server
 //! owns the name on the private bus). A later Sync keeps exactly one copy,
-//! and still fetches what another client put in Sent before it.
+//! and still fetches what another client put in Sent before it. Without
+//! APPENDUID (a proxy in front of Dovecot drops it from the answers) the
+//! copy is found by its Message-ID and fetched: the same at once.
 
 mod support;
 
 use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
 use facteur_dbus::names;
@@ -94,9 +101,18 @@ fn on_server(mail: &Mail, needle: &str) -> Vec<(u32, Vec<u8>)> {
 /// Alice's account, created and synced once (its Sent folder, made by
 /// Dovecot with `\Sent`, is known here).
 fn alice<'b>(mail: &Mail, bus: &'b Bus) -> (Facteurd<'b>, String) {
+    alice_with(mail, bus, mail.alice())
+}
+
+/// [`alice`] with these settings.
+fn alice_with<'b>(
+    mail: &Mail,
+    bus: &'b Bus,
+    settings: facteur_tests::Settings,
+) -> (Facteurd<'b>, String) {
     let d = facteurd(bus, &mail.ca, &[]);
     let path = bus
-        .create_account(&mail.alice().s("incoming-password", &mail.alice_password))
+        .create_account(&settings.s("incoming-password", &mail.alice_password))
         .unwrap_or_else(|e| panic!("CreateAccount failed: {e}\n{}", d.log()));
     wait_for_credentials(bus, &path);
     assert_eq!(sync(bus, &d, &path), 0, "Alice's mailbox starts empty");
@@ -291,4 +307,105 @@ fn the_copy_of_an_outbox_delivery_is_listed_without_a_sync() {
         (!uids.is_empty()).then_some(uids)
     });
     assert_eq!(got.map(|u| u.len()), Some(1));
+}
+
+/// A plain TCP proxy in front of Dovecot's clear-text IMAP port that drops
+/// the `[APPENDUID …]` code from the server's lines: the answer to APPEND
+/// of a server without UIDPLUS. Counts what it dropped.
+struct NoAppendUid {
+    port: u16,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl NoAppendUid {
+    fn start(host: &str, target: u16) -> NoAppendUid {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("the proxy's address").port();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let count = dropped.clone();
+        let host = host.to_owned();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = TcpStream::connect((host.as_str(), target)) else {
+                    break;
+                };
+                let (mut up_from, mut up_to) = (
+                    client.try_clone().expect("clone the client socket"),
+                    server.try_clone().expect("clone the server socket"),
+                );
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_from, &mut up_to);
+                    let _ = up_to.shutdown(Shutdown::Write);
+                });
+                let count = count.clone();
+                thread::spawn(move || {
+                    let (mut reader, mut to_client) = (BufReader::new(server), client);
+                    loop {
+                        let mut line = Vec::new();
+                        match reader.read_until(b'\n', &mut line) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        if let Some(at) = find(&line, b"[APPENDUID ") {
+                            if let Some(end) = find(&line[at..], b"] ") {
+                                line.drain(at..at + end + 2);
+                                count.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        if to_client.write_all(&line).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_client.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        NoAppendUid { port, dropped }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn without_appenduid_the_copy_is_found_by_its_message_id() {
+    let mail = Mail::start();
+    let bus = Bus::start();
+    let notices = Notifications::start(&bus);
+    let proxy = NoAppendUid::start(mail.dovecot.host(), mail.dovecot.imap_port());
+    let settings = mail
+        .alice()
+        .s("incoming-host", "127.0.0.1")
+        .q("incoming-port", proxy.port)
+        .s("incoming-security", "none");
+    let (d, path) = alice_with(&mail, &bus, settings);
+    let signals = bus.signals();
+
+    let subject = format!("Found by Message-ID {}", std::process::id());
+    bus.call_facteur(
+        &path,
+        names::ACCOUNT_INTERFACE,
+        "Send",
+        &(message(BOB, &subject),),
+    )
+    .unwrap_or_else(|e| panic!("Send failed: {e}\n{}", mail.mta.log()));
+    assert_eq!(
+        proxy.dropped.load(Ordering::SeqCst),
+        1,
+        "the APPEND was answered without APPENDUID"
+    );
+    assert_eq!(
+        in_sent(&bus, &path, &subject).len(),
+        1,
+        "the copy is listed when Send returns\n{}",
+        d.log()
+    );
+    check_copy(&mail, &bus, &d, &path, &signals, &subject);
+    assert!(
+        notices.all().is_empty(),
+        "the user's own Sent copy notified: {:?}",
+        notices.all()
+    );
 }
