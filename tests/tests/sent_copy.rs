@@ -150,7 +150,8 @@ fn check_copy(
         "the id {id} carries the server's UID {uid}"
     );
     assert!(
-        facteur_tests::contains(raw, b"Subject: ") && facteur_tests::contains(raw, b"Message-ID: <"),
+        facteur_tests::contains(raw, b"Subject: ")
+            && facteur_tests::contains(raw, b"Message-ID: <"),
         "{}",
         facteur_tests::text(raw)
     );
@@ -162,7 +163,12 @@ fn check_copy(
             .is_some_and(|(a, f, got)| a == account && f == "Sent" && got == vec![id.clone()])
     });
     // A later Sync fetches nothing and keeps one copy, the same.
-    assert_eq!(sync(bus, d, path), 0, "the copy is not new mail\n{}", d.log());
+    assert_eq!(
+        sync(bus, d, path),
+        0,
+        "the copy is not new mail\n{}",
+        d.log()
+    );
     assert_eq!(in_sent(bus, path, subject), vec![id.clone()]);
     // Not new mail: no NewMessages carried it (the Sync above flushed
     // every event of the pass before it answered).
@@ -230,7 +236,8 @@ fn the_copy_of_a_send_is_listed_at_once_and_once() {
     // stored ahead, does not make the next Sync skip the other message
     // (whose UID is below the copy's).
     let other = format!("Filed by another client {}", std::process::id());
-    mail.dovecot.append(ALICE, "Sent", &message(BOB, &other), &["\\Seen"]);
+    mail.dovecot
+        .append(ALICE, "Sent", &message(BOB, &other), &["\\Seen"]);
     let second = format!("Copied after another {}", std::process::id());
     bus.call_facteur(
         &path,
@@ -245,7 +252,12 @@ fn the_copy_of_a_send_is_listed_at_once_and_once() {
         in_sent(&bus, &path, &other).is_empty(),
         "the other client's message waits for a sync"
     );
-    assert_eq!(sync(&bus, &d, &path), 1, "the Sync fetches the other one\n{}", d.log());
+    assert_eq!(
+        sync(&bus, &d, &path),
+        1,
+        "the Sync fetches the other one\n{}",
+        d.log()
+    );
     assert_eq!(in_sent(&bus, &path, &other).len(), 1);
     assert_eq!(in_sent(&bus, &path, &second), copy, "still one copy");
     assert_eq!(in_sent(&bus, &path, &subject).len(), 1);

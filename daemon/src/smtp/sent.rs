@@ -195,11 +195,7 @@ async fn fetch_by_message_id(
     let Some(uidvalidity) = mailbox.uid_validity else {
         return Ok(None);
     };
-    let Some(uid) = matching_uids(session, message_id)
-        .await?
-        .into_iter()
-        .max()
-    else {
+    let Some(uid) = matching_uids(session, message_id).await?.into_iter().max() else {
         return Ok(None);
     };
     let mut got: Option<NewMessage> = None;
@@ -285,10 +281,7 @@ pub async fn contains(
 /// The UIDs of the selected folder's messages whose Message-ID is
 /// exactly `message_id` (an empty list for one that cannot be searched as
 /// a quoted ASCII string).
-async fn matching_uids(
-    session: &mut ImapSession,
-    message_id: &str,
-) -> Result<Vec<u32>, Failure> {
+async fn matching_uids(session: &mut ImapSession, message_id: &str) -> Result<Vec<u32>, Failure> {
     if !searchable(message_id) {
         return Ok(Vec::new());
     }

@@ -50,3 +50,6 @@ impl Store {
         Ok(stored)
     }
 }
+
+#[cfg(test)]
+mod tests;
