@@ -21,7 +21,7 @@ use imap_proto::Status;
 use tracing::info;
 
 use crate::imap::command;
-use crate::imap::session::{self, drain, step, ImapSession};
+use crate::imap::session::{self, drain, is_limit, step, ImapSession};
 use crate::imap::sync::{flags_of, keywords_of};
 use crate::imap::{sync::role_from_name, utf7};
 use crate::net::{Failure, FailureKind};
@@ -93,6 +93,10 @@ pub async fn save_copy(
     };
     let uid = match append::append(&mut session, &folder, "(\\Seen)", message).await? {
         Ok(uid) => uid,
+        Err(refusal) if is_limit(&refusal.text) => {
+            // Over quota and the like: creating the folder would not help.
+            return Err(refused(&refusal));
+        }
         Err(refusal) => {
             // A chosen folder that does not exist yet (TRYCREATE): create
             // it once and try again.
@@ -104,10 +108,7 @@ pub async fn save_copy(
             step("CREATE", session.create(&folder)).await?;
             append::append(&mut session, &folder, "(\\Seen)", message)
                 .await?
-                .map_err(|r| {
-                    let status = if r.bad { Status::Bad } else { Status::No };
-                    command::refused("APPEND", &status, &r.text)
-                })?
+                .map_err(|r| refused(&r))?
         }
     };
     drain(&mut session);
@@ -130,6 +131,12 @@ pub async fn save_copy(
         folder,
         placed,
     })
+}
+
+/// A refused APPEND as a failure (a server limit, or a refusal in words).
+fn refused(r: &command::Refusal) -> Failure {
+    let status = if r.bad { Status::Bad } else { Status::No };
+    command::refused("APPEND", &status, &r.text)
 }
 
 /// Unix seconds now (the server's INTERNALDATE of an appended message is
