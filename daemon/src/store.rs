@@ -30,6 +30,7 @@
 //!
 //! The store never talks to the network or to D-Bus.
 
+mod ahead;
 mod blobs;
 mod flags;
 mod journal;

@@ -3,7 +3,8 @@
 //! Submits a message over the account's SMTP server and answers with an
 //! [`Outcome`]: sent, retry later, or failed for good, an explicit value a
 //! caller branches on (never guessed from error text). For IMAP accounts a
-//! copy then goes to the Sent folder ([`sent`]).
+//! copy then goes to the Sent folder ([`sent`]), and into the local store
+//! at once.
 //!
 //! - [`connect`]: connection, TLS (implicit, or STARTTLS without clear-text
 //!   fall-back and without trusting bytes read before the handshake), EHLO,
@@ -29,7 +30,7 @@ use tracing::{info, warn};
 use crate::net::steps::{Service, Steps};
 use crate::net::{Failure, FailureKind};
 use crate::settings::{Protocol, Settings};
-use crate::store::Store;
+use crate::store::{Observer, Store};
 
 /// Time allowed to connect, upgrade and log in before sending.
 pub const CONNECT_BUDGET: Duration = Duration::from_secs(20);
@@ -235,12 +236,15 @@ impl std::fmt::Debug for Passwords<'_> {
 }
 
 /// `Account.Send`: send `raw` through account `id` with `settings`, then
-/// keep a copy in the Sent folder of an IMAP account.
+/// keep a copy in the Sent folder of an IMAP account, on the server and
+/// here at once (announced through `observer` as a change, not as new
+/// mail). A POP3 account keeps no Sent copy.
 pub async fn submit(
     id: &str,
     settings: &Settings,
     passwords: Passwords<'_>,
     store: &Store,
+    observer: &dyn Observer,
     raw: &[u8],
 ) -> Outcome {
     let (outcome, copy) = send(settings, passwords.smtp, raw).await;
@@ -260,7 +264,13 @@ pub async fn submit(
         )
         .await;
         match saved {
-            Ok(Ok(folder)) => info!("Account {id}: copy of the sent message saved in {folder}."),
+            Ok(Ok(saved)) => {
+                info!(
+                    "Account {id}: copy of the sent message saved in {}.",
+                    saved.display
+                );
+                sent::keep_locally(id, store, observer, saved).await;
+            }
             Ok(Err(f)) => warn!(
                 "Account {id}: the message was sent, but its copy could not be saved in the Sent folder: {}",
                 f.message

@@ -392,7 +392,7 @@ impl Store {
         let (account, folder) = (account.to_owned(), folder.clone());
         let ids = tokio::task::spawn_blocking(move || {
             this.admit(&account, || {
-                this.store_batch_blocking(&account, &folder, messages, state)
+                this.store_batch_blocking(&account, &folder, messages, state, false)
             })
         })
         .await
@@ -414,12 +414,16 @@ impl Store {
         Ok(dirs)
     }
 
-    fn store_batch_blocking(
+    /// With `ahead` (a message stored ahead of the folder's sync, see
+    /// [`Store::store_ahead`]), nothing is stored unless the folder still
+    /// has the UIDVALIDITY of `folder` when the index is written.
+    pub(super) fn store_batch_blocking(
         &self,
         account: &str,
         folder: &FolderInfo,
         messages: Vec<NewMessage>,
         state: Option<FolderState>,
+        ahead: bool,
     ) -> Result<Vec<MessageId>> {
         let uidvalidity = state.or(folder.state).map(|s| s.uidvalidity).unwrap_or(0);
         // Hashes and headers first, outside the files lock, so that several
@@ -472,6 +476,16 @@ impl Store {
         let new_uids = (&t.messages, &t.by_date, &t.unified, &t.refs, &t.folders)
             .transaction(|(msgs, by_date, unified, refs, folders)| {
                 let mut new = Vec::new();
+                if ahead {
+                    let now: Option<FolderInfo> = folders
+                        .get(&fkey)?
+                        .map(|v| from_json(&v))
+                        .transpose()
+                        .map_err(abort)?;
+                    if now.and_then(|f| f.state).map(|s| s.uidvalidity) != Some(uidvalidity) {
+                        return Ok(new);
+                    }
+                }
                 for (r, json) in &encoded {
                     let key = msg_key(account, folder.no, r.uid);
                     if msgs.get(&key)?.is_some() {

@@ -245,6 +245,12 @@ impl Scheduler {
         }
     }
 
+    /// A reporter into the events loop for account `id`, for what is
+    /// stored outside an engine's pass (the copy of a sent message).
+    pub fn reporter(&self, id: &str) -> Reporter {
+        Reporter::new(id, self.events.clone())
+    }
+
     /// Tell the service that an account's counts, pending changes or outbox
     /// may have changed (recounted and announced by the events loop).
     pub fn counts_changed(&self, id: &str) {

@@ -12,7 +12,14 @@ impl Lifecycle {
     /// else its incoming one), then keep the Sent copy of an IMAP account.
     pub async fn send(&self, account: &Account, raw: &[u8]) -> crate::smtp::Outcome {
         // The one submit path, shared with the outbox's sender.
-        crate::accounts::outbox::send_with(&self.secrets, &self.store, account, raw).await
+        crate::accounts::outbox::send_with(
+            &self.secrets,
+            &self.store,
+            &self.scheduler,
+            account,
+            raw,
+        )
+        .await
     }
 
     /// Verify the saved settings with the stored passwords.

@@ -11,8 +11,8 @@
 //!
 //! 1. the entry is marked `sending` (attempts + 1), flushed, before the
 //!    SMTP transaction;
-//! 2. sent → the entry and its file go (the Sent copy is kept by the
-//!    shared submit path);
+//! 2. sent → the entry and its file go (the Sent copy, on the server and
+//!    in the local store at once, is kept by the shared submit path);
 //! 3. refused for the message itself (a 5xx to MAIL, RCPT or DATA, a
 //!    message too big or that cannot be sent as it is) → `failed` with
 //!    `last-error`, not retried, reported (`OutboxFailedCount`, a desktop
@@ -294,7 +294,14 @@ async fn deliver_next(inner: &Arc<Inner>, account: &Arc<Account>) -> Step {
         "Account {id}: sending queued message {} (attempt {}).",
         q.id, q.attempts
     );
-    let outcome = send_with(&inner.secrets, &inner.store, account, &raw).await;
+    let outcome = send_with(
+        &inner.secrets,
+        &inner.store,
+        &inner.scheduler,
+        account,
+        &raw,
+    )
+    .await;
     let step = match &outcome {
         Outcome::Sent { .. } => remove(inner, &id, &q.id).await,
         Outcome::RetryLater(e) | Outcome::Failed(e) => {

@@ -2,18 +2,22 @@
 //!
 //! Shared by `Send` ([`crate::accounts::Lifecycle::send`]) and the outbox's
 //! sender: the passwords are read from the secret store for this send only
-//! (never kept), then [`crate::smtp::submit`] sends and keeps the Sent copy.
+//! (never kept), then [`crate::smtp::submit`] sends and keeps the Sent copy
+//! (on the server, and here at once: announced through the events loop as
+//! `MessagesAdded` and new counts, before this returns).
 
 use crate::accounts::Account;
 use crate::net::{Failure, FailureKind};
 use crate::secrets::{SecretError, SecretStore, Which};
 use crate::store::Store;
+use crate::sync::Scheduler;
 
 /// Send `raw` through the account (SMTP AUTH with its SMTP password, else
 /// its incoming one), then keep the Sent copy of an IMAP account.
 pub(crate) async fn send_with(
     secrets: &SecretStore,
     store: &Store,
+    scheduler: &Scheduler,
     account: &Account,
     raw: &[u8],
 ) -> crate::smtp::Outcome {
@@ -42,5 +46,10 @@ pub(crate) async fn send_with(
         smtp: smtp.as_deref().or(incoming.as_deref()).map(String::as_str),
         incoming: incoming.as_deref().map(String::as_str),
     };
-    crate::smtp::submit(id, &account.settings(), passwords, store, raw).await
+    let reporter = scheduler.reporter(id);
+    let outcome =
+        crate::smtp::submit(id, &account.settings(), passwords, store, &reporter, raw).await;
+    // The Sent copy's MessagesAdded and counts go out before the reply.
+    reporter.flush().await;
+    outcome
 }
